@@ -1,0 +1,79 @@
+"""Validate and convert user data before any graph is built."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytensor
+
+from bnn_ppl.errors import DataError
+from bnn_ppl.spec import Bernoulli, Categorical, Likelihood
+
+__all__ = ["as_features", "as_targets", "float_dtype"]
+
+
+def float_dtype() -> str:
+    """PyTensor's ``floatX`` (``float64`` unless configured otherwise)."""
+    return str(pytensor.config.floatX)
+
+
+def as_features(X: Any, input_dim: int | None = None, name: str = "X") -> np.ndarray:
+    """Return ``X`` as a finite 2-D floatX array, checking its width against ``input_dim``."""
+    if hasattr(X, "to_numpy"):  # pandas
+        X = X.to_numpy()
+    try:
+        arr = np.asarray(X, dtype=float_dtype())
+    except (TypeError, ValueError) as err:
+        raise DataError(f"{name} must be numeric: {err}") from None
+    if arr.ndim == 1 and input_dim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise DataError(f"{name} must be a 2-D array (rows, features). Got shape {arr.shape}; reshape it.")
+    if arr.shape[0] == 0:
+        raise DataError(f"{name} has no rows.")
+    if input_dim is not None and arr.shape[1] != input_dim:
+        raise DataError(f"{name} has {arr.shape[1]} features but the network expects {input_dim}.")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        rows = np.unique(np.nonzero(bad)[0])[:5].tolist()
+        raise DataError(f"{name} contains NaN or infinite values (rows {rows}...); impute or drop them first.")
+    return arr
+
+
+def as_targets(y: Any, likelihood: Likelihood, n_rows: int, name: str = "y") -> np.ndarray:
+    """Validate targets for ``likelihood``: {0,1} for Bernoulli, 0..K-1 for Categorical, finite reals.
+
+    Integer labels are returned as int64 arrays (never silently downcast); the compile layer
+    stores them in the narrowest type that holds every label.
+    """
+    if hasattr(y, "to_numpy"):
+        y = y.to_numpy()
+    arr = np.asarray(y)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise DataError(f"{name} must be 1-D (one target per row). Got shape {arr.shape}.")
+    if arr.shape[0] != n_rows:
+        raise DataError(f"{name} has {arr.shape[0]} rows but X has {n_rows}; they must match.")
+    if not np.issubdtype(arr.dtype, np.number) and arr.dtype != bool:
+        raise DataError(f"{name} must be numeric. Got dtype {arr.dtype}; encode labels as 0..K-1 first.")
+    if not np.all(np.isfinite(arr.astype(float))):
+        raise DataError(f"{name} contains NaN or infinite values; drop those rows first.")
+    if not likelihood.is_classifier:
+        return arr.astype(float_dtype())
+    if np.any(arr != np.round(arr)):
+        raise DataError(f"{name} must hold integer class labels for a {type(likelihood).__name__} likelihood.")
+    labels = arr.astype(np.int64)
+    if isinstance(likelihood, Bernoulli):
+        bad = np.setdiff1d(np.unique(labels), [0, 1])
+        if bad.size:
+            raise DataError(f"{name} must hold 0/1 labels for a Bernoulli likelihood. Got also {bad[:5].tolist()}.")
+    elif isinstance(likelihood, Categorical):
+        k = likelihood.n_classes
+        if labels.min() < 0 or labels.max() >= k:
+            raise DataError(
+                f"{name} must hold labels 0..{k - 1} for Categorical(n_classes={k}). "
+                f"Got labels from {labels.min()} to {labels.max()}; fix n_classes or re-encode the labels."
+            )
+    return labels

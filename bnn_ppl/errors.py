@@ -1,0 +1,25 @@
+"""Exception hierarchy: every error subclasses :class:`BnnPplError` and a matching builtin."""
+
+from __future__ import annotations
+
+__all__ = ["BnnPplError", "SpecError", "DataError", "FitError", "ModelFileError"]
+
+
+class BnnPplError(Exception):
+    """Base class of every error raised by bnn_ppl."""
+
+
+class SpecError(BnnPplError, ValueError):
+    """A network specification (Python object, TOML or JSON) is invalid."""
+
+
+class DataError(BnnPplError, ValueError):
+    """Training or prediction data do not fit the specification."""
+
+
+class FitError(BnnPplError, RuntimeError):
+    """Fitting failed (for example the loss became NaN)."""
+
+
+class ModelFileError(BnnPplError, ValueError):
+    """A saved model file is truncated, corrupted, tampered with or from a newer schema."""

@@ -1,0 +1,7 @@
+"""ADVI fitting: engines, the ``fit`` function and the ``FitResult`` record."""
+
+from bnn_ppl.inference.engines import pymc_engine as _pymc_engine  # noqa: F401  (registers "pymc")
+from bnn_ppl.inference.fit import fit
+from bnn_ppl.inference.result import FitResult
+
+__all__ = ["FitResult", "fit"]

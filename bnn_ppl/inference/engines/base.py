@@ -1,0 +1,63 @@
+"""The engine registry and the request every engine receives."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from bnn_ppl.compile import BuiltModel
+from bnn_ppl.registry import Registry
+
+__all__ = ["ENGINES", "Engine", "EngineRun", "FitRequest", "resolve_engine"]
+
+
+@dataclass(frozen=True)
+class FitRequest:
+    """Everything an engine needs for one fit.
+
+    ``inference`` is the PyMC ``ADVI``/``FullRankADVI`` object whose approximation holds the
+    initial parameters; engines update ``inference.approx`` in place.
+    """
+
+    built: BuiltModel
+    inference: Any
+    method: str
+    n: int
+    learning_rate: float
+    backend: str | None
+    random_seed: int | None
+    progressbar: bool
+    callbacks: Sequence[Callable]
+
+
+@dataclass(frozen=True)
+class EngineRun:
+    """What an engine returns: per-step losses and its own timings."""
+
+    losses: np.ndarray
+    compile_s: float
+    fit_s: float
+    backend: str
+    interrupted: bool = False
+
+
+class Engine(Protocol):
+    """An ADVI engine."""
+
+    def run(self, request: FitRequest) -> EngineRun: ...
+
+
+#: Engine name -> factory returning an Engine.
+ENGINES: Registry[Callable[[], Engine]] = Registry("engine")
+
+
+def resolve_engine(engine: str) -> str:
+    """Map ``"auto"`` to the fastest available engine; validate other names."""
+    if engine == "auto":
+        return "jax" if importlib.util.find_spec("jax") is not None else "pymc"
+    ENGINES.get(engine, field="engine")
+    return engine

@@ -1,0 +1,31 @@
+"""Starting point of the variational parameters: random means that break hidden-unit symmetry.
+
+Evidence (moons 2-5-5-1, Adam 0.01, 30k steps, 5 seeds): ADVI means starting at zero sit at a
+symmetric saddle; PyMC's default initial sigma softplus(0)=0.69 left 2 of 5 seeds in a poor
+optimum (84% accuracy, loss 184); an initial sigma of 0.1 reached 96.2-96.8% on all five.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bnn_ppl.compile import BuiltModel
+
+__all__ = ["DEFAULT_INIT_SIGMA", "initial_means", "inverse_softplus"]
+
+DEFAULT_INIT_SIGMA = 0.1
+
+
+def inverse_softplus(x: float | np.ndarray) -> np.ndarray:
+    """``rho`` such that ``softplus(rho) == x`` (PyMC's sigma parametrisation)."""
+    return np.log(np.expm1(np.asarray(x, dtype=float)))
+
+
+def initial_means(built: BuiltModel, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """RV name -> initial mean (constrained space): ``N(0, init_scale)`` draws for weights."""
+    point = built.model.initial_point()
+    start: dict[str, np.ndarray] = {}
+    for name, scale in built.init_scales.items():
+        shape = point[built.model.rvs_to_values[built.model[name]].name].shape
+        start[name] = rng.normal(0.0, scale, size=shape)
+    return start

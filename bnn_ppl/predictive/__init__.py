@@ -1,0 +1,23 @@
+"""Compiled posterior predictive and uncertainty summaries."""
+
+from bnn_ppl.predictive.predictor import PREDICTOR_KINDS, Predictor, make_predictor
+from bnn_ppl.predictive.samplers import BatchedSampler, SampleNodeSampler, draw_flat_params
+from bnn_ppl.predictive.summaries import (
+    ClassificationUncertainty,
+    RegressionUncertainty,
+    summarise_classification,
+    summarise_regression,
+)
+
+__all__ = [
+    "PREDICTOR_KINDS",
+    "BatchedSampler",
+    "ClassificationUncertainty",
+    "Predictor",
+    "RegressionUncertainty",
+    "SampleNodeSampler",
+    "draw_flat_params",
+    "make_predictor",
+    "summarise_classification",
+    "summarise_regression",
+]

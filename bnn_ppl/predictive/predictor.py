@@ -1,0 +1,187 @@
+"""The user-facing posterior-predictive object: sampling and summaries in bounded memory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from bnn_ppl.compile.data import as_features
+from bnn_ppl.errors import DataError
+from bnn_ppl.predictive.samplers import BatchedSampler, SampleNodeSampler
+from bnn_ppl.predictive.summaries import (
+    ClassificationUncertainty,
+    RegressionUncertainty,
+    as_class_probs,
+    entropy,
+)
+
+__all__ = ["Predictor", "make_predictor", "PREDICTOR_KINDS"]
+
+PREDICTOR_KINDS = ("auto", "batched", "sample_node")
+_TINY = 1e-12
+
+
+def make_predictor(result: Any, backend: str | None = None, kind: str = "auto") -> Predictor:
+    """Build (and compile, once) the predictor of a :class:`~bnn_ppl.FitResult`.
+
+    Parameters
+    ----------
+    backend : {"numba", "c", "jax"}, optional
+        PyTensor compile mode; None is PyTensor's default (numba).
+    kind : {"auto", "batched", "sample_node"}
+        ``"batched"`` (the default for ``"auto"``) pushes all draws through one batched
+        forward pass; ``"sample_node"`` is PyMC's ``approx.sample_node`` scan over draws.
+    """
+    if kind not in PREDICTOR_KINDS:
+        raise DataError(f"The 'kind' parameter must be one of {list(PREDICTOR_KINDS)}. Got {kind!r} instead.")
+    sampler_cls = SampleNodeSampler if kind == "sample_node" else BatchedSampler
+    return Predictor(sampler_cls(result, backend=backend), result.built.spec)
+
+
+class Predictor:
+    """Posterior-predictive sampler whose graph takes X and the number of draws as inputs.
+
+    Built by :meth:`FitResult.predictor`; compiled once and reused for any number of rows
+    (also for minibatch-trained models) and draws.
+
+    Parameters
+    ----------
+    sampler : SampleNodeSampler or BatchedSampler
+        The compiled graph.
+    spec : Network
+        The network spec (likelihood and input width).
+    memory_budget_mb : float
+        Upper bound for the intermediate arrays of one chunk; rows and draws are processed in
+        chunks that fit (the full (draws, rows) array of :meth:`sample` is the caller's).
+
+    Examples
+    --------
+    >>> pred = result.predictor()  # doctest: +SKIP
+    >>> pred.sample(X_test, draws=500).shape  # doctest: +SKIP
+    (500, 500)
+    >>> pred.uncertainty(X_test).mutual_information  # doctest: +SKIP
+    """
+
+    def __init__(self, sampler: Any, spec: Any, memory_budget_mb: float = 256.0) -> None:
+        self.sampler = sampler
+        self.spec = spec
+        self.memory_budget_mb = float(memory_budget_mb)
+        self._widths = max([spec.likelihood.n_outputs] + [layer.units for layer in spec.layers])
+
+    @property
+    def kind(self) -> str:
+        return self.sampler.kind
+
+    @property
+    def n_compiles(self) -> int:
+        """How many times the graph was compiled (always 1: proof of compile-once)."""
+        return self.sampler.n_compiles
+
+    # ------------------------------------------------------------------ chunking
+    def _chunks(self, n_rows: int, draws: int) -> tuple[int, int]:
+        budget = self.memory_budget_mb * 2**20
+        itemsize = 8
+        per_cell = itemsize * (3 * self._widths + 4)
+        if self.kind == "sample_node":
+            draw_chunk = draws
+        else:
+            n_params = self.spec.n_params()
+            draw_chunk = int(max(1, min(draws, budget // 4 // (itemsize * max(n_params, 1)))))
+        row_chunk = int(max(1, min(n_rows, budget // (per_cell * draw_chunk))))
+        return draw_chunk, row_chunk
+
+    def _iter_draws(self, X: np.ndarray, draws: int, random_seed: Any):
+        """Yield (draw_slice, row_slice, outputs) covering all draws x rows in bounded chunks."""
+        if isinstance(draws, bool) or not isinstance(draws, (int, np.integer)) or draws < 1:
+            raise DataError(f"The 'draws' parameter must be a positive integer. Got {draws!r} instead.")
+        rng = np.random.default_rng(random_seed)
+        n_rows = X.shape[0]
+        draw_chunk, row_chunk = self._chunks(n_rows, int(draws))
+        for d0 in range(0, draws, draw_chunk):
+            d1 = min(draws, d0 + draw_chunk)
+            if self.kind == "sample_node":
+                seed = int(rng.integers(2**31 - 1))
+                for r0 in range(0, n_rows, row_chunk):
+                    r1 = min(n_rows, r0 + row_chunk)
+                    yield slice(d0, d1), slice(r0, r1), self.sampler.draw(X[r0:r1], d1 - d0, seed)
+            else:
+                thetas = self.sampler.draw_params(d1 - d0, rng)
+                for r0 in range(0, n_rows, row_chunk):
+                    r1 = min(n_rows, r0 + row_chunk)
+                    yield slice(d0, d1), slice(r0, r1), self.sampler.evaluate(thetas, X[r0:r1])
+
+    def _features(self, X: Any) -> np.ndarray:
+        return as_features(X, self.spec.input_dim)
+
+    # ------------------------------------------------------------------ public API
+    def sample(self, X: Any, draws: int = 500, random_seed: Any = None) -> np.ndarray:
+        """Draws of the likelihood parameter: p(y=1) (draws, rows), class probabilities
+        (draws, rows, classes), or the regression mean (draws, rows)."""
+        X = self._features(X)
+        out = None
+        for ds, rs, (param, *_) in self._iter_draws(X, draws, random_seed):
+            if out is None:
+                out = np.empty((draws, X.shape[0], *param.shape[2:]), dtype=param.dtype)
+            out[ds, rs] = param
+        return out
+
+    def sample_noise(self, draws: int = 500, random_seed: Any = None) -> np.ndarray:
+        """Draws of the regression noise scale ``sigma`` (Normal likelihood only)."""
+        if self.spec.likelihood.is_classifier:
+            raise DataError("sample_noise is only defined for the Normal likelihood.")
+        X = np.zeros((1, self.spec.input_dim))
+        out = np.empty(draws)
+        for ds, _, (_, sigma) in self._iter_draws(X, draws, random_seed):
+            out[ds] = np.asarray(sigma).reshape(-1)
+        return out
+
+    def uncertainty(
+        self, X: Any, draws: int = 500, random_seed: Any = None
+    ) -> ClassificationUncertainty | RegressionUncertainty:
+        """Predictive summaries, streamed over chunks of draws and rows (bounded memory).
+
+        Classifiers get mean probabilities, their std, predictive entropy, expected entropy
+        (aleatoric) and mutual information (epistemic); regression gets the mean and the
+        epistemic / aleatoric / total variance.
+        """
+        X = self._features(X)
+        n = X.shape[0]
+        if self.spec.likelihood.is_classifier:
+            k = max(2, self.spec.likelihood.n_outputs)
+            s1, s2, h = np.zeros((n, k)), np.zeros((n, k)), np.zeros(n)
+            for _, rs, (param, *_) in self._iter_draws(X, draws, random_seed):
+                p = as_class_probs(param).astype(float)
+                s1[rs] += p.sum(0)
+                s2[rs] += (p**2).sum(0)
+                h[rs] += entropy(p).sum(0)
+            mean = s1 / draws
+            std = np.sqrt(np.maximum(s2 / draws - mean**2, 0.0))
+            total = entropy(mean)
+            expected = h / draws
+            return ClassificationUncertainty(mean, std, total, expected, np.maximum(total - expected, 0.0))
+        m1, m2, s2sum = np.zeros(n), np.zeros(n), 0.0
+        seen = set()
+        for ds, rs, (mean_draws, sigma) in self._iter_draws(X, draws, random_seed):
+            m1[rs] += mean_draws.sum(0)
+            m2[rs] += (mean_draws.astype(float) ** 2).sum(0)
+            if (ds.start, ds.stop) not in seen:
+                seen.add((ds.start, ds.stop))
+                s2sum += float((np.asarray(sigma, dtype=float).reshape(-1) ** 2).sum())
+        mean = m1 / draws
+        epistemic = np.maximum(m2 / draws - mean**2, 0.0)
+        aleatoric = np.full(n, s2sum / draws)
+        return RegressionUncertainty(mean, epistemic, aleatoric, epistemic + aleatoric)
+
+    def predict_proba(self, X: Any, draws: int = 500, random_seed: Any = None) -> np.ndarray:
+        """Posterior-predictive class probabilities, shape (rows, classes) (2 for Bernoulli)."""
+        if not self.spec.likelihood.is_classifier:
+            raise DataError("predict_proba needs a Bernoulli or Categorical likelihood; use predict for regression.")
+        return self.uncertainty(X, draws, random_seed).proba
+
+    def predict(self, X: Any, draws: int = 500, random_seed: Any = None) -> np.ndarray:
+        """Most probable class index (classifiers) or the predictive mean (regression)."""
+        summary = self.uncertainty(X, draws, random_seed)
+        if isinstance(summary, ClassificationUncertainty):
+            return summary.proba.argmax(axis=1)
+        return summary.mean

@@ -1,0 +1,33 @@
+"""Pure-data network specifications. Importing this package imports no pymc/pytensor/jax."""
+
+from bnn_ppl.spec.activations import ACTIVATIONS
+from bnn_ppl.spec.io import SCHEMA_VERSION, dump_spec, dumps_spec, load_spec, spec_from_dict, spec_to_dict
+from bnn_ppl.spec.layers import Dense
+from bnn_ppl.spec.likelihoods import LIKELIHOODS, Bernoulli, Categorical, Likelihood
+from bnn_ppl.spec.likelihoods import Normal as NormalLikelihood
+from bnn_ppl.spec.network import LayerShape, Network
+from bnn_ppl.spec.priors import HYPERPRIORS, PRIORS, FanInNormal, Hierarchical, Normal, Prior
+
+__all__ = [
+    "ACTIVATIONS",
+    "HYPERPRIORS",
+    "LIKELIHOODS",
+    "PRIORS",
+    "SCHEMA_VERSION",
+    "Bernoulli",
+    "Categorical",
+    "Dense",
+    "FanInNormal",
+    "Hierarchical",
+    "LayerShape",
+    "Likelihood",
+    "Network",
+    "Normal",
+    "NormalLikelihood",
+    "Prior",
+    "dump_spec",
+    "dumps_spec",
+    "load_spec",
+    "spec_from_dict",
+    "spec_to_dict",
+]

@@ -1,0 +1,52 @@
+"""Small validators shared by the spec dataclasses; each error names the field and the fix."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from bnn_ppl.errors import SpecError
+
+
+def _describe(owner: str, field: str) -> str:
+    return f"The {field!r} parameter of {owner}"
+
+
+def positive_float(owner: str, field: str, value: Any) -> float:
+    """Return ``value`` as a float, raising :class:`SpecError` unless finite and > 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpecError(f"{_describe(owner, field)} must be a positive number. Got {value!r} instead.")
+    if not math.isfinite(value) or value <= 0:
+        raise SpecError(f"{_describe(owner, field)} must be a positive number. Got {value!r} instead.")
+    return float(value)
+
+
+def finite_float(owner: str, field: str, value: Any) -> float:
+    """Return ``value`` as a float, raising :class:`SpecError` unless finite."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise SpecError(f"{_describe(owner, field)} must be a finite number. Got {value!r} instead.")
+    return float(value)
+
+
+def open_unit_float(owner: str, field: str, value: Any) -> float:
+    """Return ``value`` as a float in the open interval (0, 1)."""
+    value = finite_float(owner, field, value)
+    if not 0.0 < value < 1.0:
+        raise SpecError(f"{_describe(owner, field)} must lie strictly between 0 and 1. Got {value!r} instead.")
+    return value
+
+
+def positive_int(owner: str, field: str, value: Any, minimum: int = 1) -> int:
+    """Return ``value`` as an int >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SpecError(
+            f"{_describe(owner, field)} must be an integer >= {minimum}. Got {value!r} instead."
+        )
+    return int(value)
+
+
+def choice(owner: str, field: str, value: Any, choices: list[str]) -> str:
+    """Return ``value`` if it is one of ``choices``."""
+    if value not in choices:
+        raise SpecError(f"{_describe(owner, field)} must be one of {sorted(choices)}. Got {value!r} instead.")
+    return value

@@ -1,0 +1,188 @@
+"""Specs as data: dicts, TOML and JSON files with a ``schema_version``. Nothing is executed."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from bnn_ppl.errors import SpecError
+from bnn_ppl.spec.layers import Dense
+from bnn_ppl.spec.likelihoods import LIKELIHOODS, Likelihood
+from bnn_ppl.spec.network import Network
+from bnn_ppl.spec.priors import PRIORS, Prior
+
+__all__ = ["SCHEMA_VERSION", "spec_to_dict", "spec_from_dict", "load_spec", "dump_spec", "dumps_spec"]
+
+#: Version of the spec file format this package writes and the newest it reads.
+SCHEMA_VERSION = 1
+_HEADER = "# bnn_ppl network spec; edit freely, `bnn-ppl validate FILE` checks it.\n"
+
+
+def _kinded_to_dict(obj: Prior | Likelihood) -> dict[str, Any]:
+    out: dict[str, Any] = {"kind": obj.kind}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        out[f.name] = _kinded_to_dict(value) if isinstance(value, Prior) else value
+    return out
+
+
+def _layer_to_dict(layer: Dense) -> dict[str, Any]:
+    out: dict[str, Any] = {"units": layer.units, "activation": layer.activation, "bias": layer.bias}
+    if layer.name is not None:
+        out["name"] = layer.name
+    for key in ("prior", "bias_prior"):
+        value = getattr(layer, key)
+        if value is not None:
+            out[key] = _kinded_to_dict(value)
+    return out
+
+
+def spec_to_dict(spec: Network) -> dict[str, Any]:
+    """Plain-data form of ``spec`` (JSON/TOML-ready), with ``schema_version``."""
+    out: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "name": spec.name}
+    if spec.input_dim is not None:
+        out["input_dim"] = spec.input_dim
+    out["prior"] = _kinded_to_dict(spec.prior)
+    out["bias_prior"] = _kinded_to_dict(spec.bias_prior)
+    out["likelihood"] = _kinded_to_dict(spec.likelihood)
+    out["layers"] = [_layer_to_dict(layer) for layer in spec.layers]
+    return out
+
+
+def _check_keys(where: str, data: Any, allowed: set[str], required: set[str] = frozenset()) -> dict:
+    if not isinstance(data, dict):
+        raise SpecError(f"{where} must be a table (mapping). Got {data!r} instead.")
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise SpecError(f"{where} has unknown field(s) {unknown}; allowed fields are {sorted(allowed)}.")
+    missing = sorted(required - set(data))
+    if missing:
+        raise SpecError(f"{where} is missing required field(s) {missing}.")
+    return data
+
+
+def _kinded_from_dict(where: str, data: Any, registry: Any) -> Any:
+    if not isinstance(data, dict) or "kind" not in data:
+        raise SpecError(f"{where} must be a table with a 'kind' field, one of {registry.names()}. Got {data!r}.")
+    cls = registry.get(data["kind"], field=f"{where}.kind")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    _check_keys(where, data, set(fields) | {"kind"})
+    kwargs = {}
+    for key, value in data.items():
+        if key == "kind":
+            continue
+        if isinstance(value, dict):
+            value = _kinded_from_dict(f"{where}.{key}", value, PRIORS)
+        kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise SpecError(f"{where}: {err}") from None
+
+
+def _layer_from_dict(i: int, data: Any) -> Dense:
+    where = f"layers[{i}]"
+    allowed = {"kind", "units", "activation", "bias", "name", "prior", "bias_prior"}
+    _check_keys(where, data, allowed, required={"units"})
+    kwargs = {k: val for k, val in data.items() if k != "kind"}
+    if data.get("kind", "dense") != "dense":
+        raise SpecError(f"{where}.kind must be 'dense'. Got {data['kind']!r} instead.")
+    for key in ("prior", "bias_prior"):
+        if key in kwargs:
+            kwargs[key] = _kinded_from_dict(f"{where}.{key}", kwargs[key], PRIORS)
+    return Dense(**kwargs)
+
+
+def spec_from_dict(data: Any) -> Network:
+    """Build and validate a :class:`Network` from its plain-data form.
+
+    Raises
+    ------
+    SpecError
+        Naming the field at fault, what was expected and what was given.
+    """
+    allowed = {"schema_version", "name", "input_dim", "prior", "bias_prior", "likelihood", "layers"}
+    _check_keys("The spec", data, allowed, required={"schema_version", "layers", "likelihood"})
+    version = data["schema_version"]
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise SpecError(f"'schema_version' must be a positive integer. Got {version!r} instead.")
+    if version > SCHEMA_VERSION:
+        raise SpecError(
+            f"This spec has schema_version {version}, newer than the {SCHEMA_VERSION} this bnn_ppl "
+            "reads; upgrade bnn_ppl."
+        )
+    layers = data["layers"]
+    if not isinstance(layers, list):
+        raise SpecError(f"'layers' must be an array of tables ([[layers]] in TOML). Got {layers!r} instead.")
+    kwargs: dict[str, Any] = {
+        "layers": [_layer_from_dict(i, layer) for i, layer in enumerate(layers)],
+        "likelihood": _kinded_from_dict("likelihood", data["likelihood"], LIKELIHOODS),
+    }
+    for key in ("prior", "bias_prior"):
+        if key in data:
+            kwargs[key] = _kinded_from_dict(key, data[key], PRIORS)
+    for key in ("name", "input_dim"):
+        if key in data:
+            kwargs[key] = data[key]
+    return Network(**kwargs)
+
+
+def _format(path: Path, fmt: str | None) -> str:
+    fmt = fmt or path.suffix.lstrip(".").lower()
+    if fmt not in ("toml", "json"):
+        raise SpecError(f"Spec files must end in .toml or .json (or pass format=). Got {str(path)!r}.")
+    return fmt
+
+
+def load_spec(path: str | os.PathLike, format: str | None = None) -> Network:
+    """Read a TOML or JSON spec file.
+
+    Examples
+    --------
+    >>> spec = load_spec("models/moons.toml")  # doctest: +SKIP
+    """
+    path = Path(path)
+    fmt = _format(path, format)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"No spec file at {str(path)!r}.") from None
+    try:
+        data = tomllib.loads(text) if fmt == "toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
+        raise SpecError(f"{path} is not valid {fmt.upper()}: {err}") from None
+    try:
+        return spec_from_dict(data)
+    except SpecError as err:
+        raise SpecError(f"{path}: {err}") from None
+
+
+def dumps_spec(spec: Network, format: str = "toml") -> str:
+    """The text of ``spec`` in TOML (with a header comment) or JSON."""
+    data = spec_to_dict(spec)
+    if format == "toml":
+        return _HEADER + tomli_w.dumps(data)
+    if format == "json":
+        return json.dumps(data, indent=2) + "\n"
+    raise SpecError(f"The 'format' parameter must be 'toml' or 'json'. Got {format!r} instead.")
+
+
+def dump_spec(spec: Network, path: str | os.PathLike, format: str | None = None) -> None:
+    """Write ``spec`` to a TOML or JSON file atomically (temporary file, then rename)."""
+    path = Path(path)
+    text = dumps_spec(spec, _format(path, format))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,93 @@
+"""Likelihoods as plain data: what the network's last layer parametrises."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from bnn_ppl.registry import Registry
+from bnn_ppl.spec import _validate as v
+
+__all__ = ["LIKELIHOODS", "Likelihood", "Bernoulli", "Categorical", "Normal"]
+
+#: Likelihood ``kind`` -> Likelihood class.
+LIKELIHOODS: Registry[type[Likelihood]] = Registry("likelihood")
+
+
+@dataclass(frozen=True)
+class Likelihood:
+    """Base class: ``n_outputs`` is the width the last layer must have."""
+
+    kind: ClassVar[str] = ""
+    is_classifier: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.kind:
+            LIKELIHOODS.add(cls.kind, cls)
+
+    @property
+    def n_outputs(self) -> int:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Bernoulli(Likelihood):
+    """Binary labels in {0, 1}; the last layer (1 unit) gives the logit of ``p(y=1)``.
+
+    Examples
+    --------
+    >>> Bernoulli().n_outputs
+    1
+    """
+
+    kind: ClassVar[str] = "bernoulli"
+
+    @property
+    def n_outputs(self) -> int:
+        return 1
+
+
+@dataclass(frozen=True)
+class Categorical(Likelihood):
+    """Labels in 0..n_classes-1; the last layer gives ``n_classes`` logits (log-softmax).
+
+    Examples
+    --------
+    >>> Categorical(n_classes=10).n_outputs
+    10
+    """
+
+    kind: ClassVar[str] = "categorical"
+    n_classes: int = 2
+
+    def __post_init__(self) -> None:
+        v.positive_int("Categorical", "n_classes", self.n_classes, minimum=2)
+
+    @property
+    def n_outputs(self) -> int:
+        return self.n_classes
+
+
+@dataclass(frozen=True)
+class Normal(Likelihood):
+    """Real-valued targets: ``y ~ Normal(f(x), sigma)`` with ``sigma ~ HalfNormal(sigma_prior)``.
+
+    Examples
+    --------
+    >>> Normal(sigma_prior=1.0).n_outputs
+    1
+    """
+
+    kind: ClassVar[str] = "normal"
+    is_classifier: ClassVar[bool] = False
+    sigma_prior: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "sigma_prior", v.positive_float("Normal likelihood", "sigma_prior", self.sigma_prior)
+        )
+
+    @property
+    def n_outputs(self) -> int:
+        return 1
