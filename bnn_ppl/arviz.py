@@ -1,0 +1,97 @@
+"""Export a fit to an ArviZ ``xarray.DataTree`` (posterior, predictive groups, observed data)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from bnn_ppl.compile.data import as_features, as_targets
+from bnn_ppl.compile.likelihoods import OBSERVED_NAME
+from bnn_ppl.spec import Bernoulli, Categorical
+
+__all__ = ["to_datatree", "sample_outcomes"]
+
+
+def sample_outcomes(likelihood: Any, param: np.ndarray, rng: np.random.Generator, sigma: np.ndarray | None = None):
+    """Draw observations y from likelihood-parameter draws (draws, rows[, classes])."""
+    if isinstance(likelihood, Bernoulli):
+        return (rng.random(param.shape) < param).astype(np.int64)
+    if isinstance(likelihood, Categorical):
+        cum = np.cumsum(param, axis=-1)
+        u = rng.random(param.shape[:-1] + (1,)) * cum[..., -1:]
+        return np.minimum((u > cum).sum(axis=-1), param.shape[-1] - 1).astype(np.int64)
+    return param + rng.standard_normal(param.shape) * np.asarray(sigma).reshape(-1, 1)
+
+
+def _group(name: str, values: np.ndarray, obs_dim: str, obs_coords: Any) -> xr.Dataset:
+    da = xr.DataArray(values[None], dims=("chain", "draw", obs_dim),
+                      coords={"chain": [0], "draw": np.arange(values.shape[0]), obs_dim: obs_coords})
+    return xr.Dataset({name: da})
+
+
+def to_datatree(result: Any, draws: int = 1000, X: Any = None, y: Any = None, *, random_seed: Any = None):
+    """ArviZ ``DataTree`` of a fit.
+
+    Groups: ``posterior`` (every weight with named dims such as ``dense_0_in``/``dense_0_out``),
+    ``observed_data`` and ``constant_data``, plus
+
+    - ``X`` is None: ``posterior_predictive`` at the training inputs (against the training y);
+    - ``X`` and ``y`` given: ``posterior_predictive`` at ``X`` with ``observed_data`` = ``y``
+      (a held-out check);
+    - ``X`` alone: ``predictions`` at ``X`` and ``predictions_constant_data``.
+
+    The posterior and the predictive draws are independent draws from the approximation.
+
+    Parameters
+    ----------
+    result : FitResult
+    draws : int
+        Posterior draws (memory grows as draws x parameters).
+    X, y : array-like, optional
+        Inputs (and targets) for the predictive groups.
+    random_seed : int, optional
+
+    Examples
+    --------
+    >>> import arviz as az
+    >>> dt = result.to_datatree(draws=1000)  # doctest: +SKIP
+    >>> az.summary(dt, var_names=["dense_0_w"])  # doctest: +SKIP
+    """
+    rng = np.random.default_rng(random_seed)
+    built = result.built
+    spec = built.spec
+    dt = result.approx.sample(draws, random_seed=int(rng.integers(2**31 - 1)))
+    for group in ("sample_stats",):
+        if group in dt.children:
+            del dt[group]
+    train_X = np.asarray(built.X_data.get_value())
+    train_y = np.asarray(built.y_data.get_value())
+    held_out = X is not None and y is not None
+    if X is None:
+        Xp, yp = train_X, train_y
+    else:
+        Xp = as_features(X, spec.input_dim)
+        yp = as_targets(y, spec.likelihood, Xp.shape[0]) if y is not None else None
+    predictor = result.predictor()
+    seed = int(rng.integers(2**31 - 1))
+    param = predictor.sample(Xp, draws=draws, random_seed=seed)
+    sigma = None if spec.likelihood.is_classifier else predictor.sample_noise(draws=draws, random_seed=seed)
+    outcomes = sample_outcomes(spec.likelihood, param, rng, sigma)
+    obs_coords = np.arange(Xp.shape[0])
+    feature_dim = f"{built.layers[0].name}_in"
+    features = built.model.coords[feature_dim]
+    if X is not None and y is None:
+        dt["predictions"] = _group(OBSERVED_NAME, outcomes, "obs", obs_coords)
+        dt["predictions_constant_data"] = xr.Dataset(
+            {"X": xr.DataArray(Xp, dims=("obs", feature_dim), coords={"obs": obs_coords, feature_dim: list(features)})}
+        )
+        return dt
+    dt["posterior_predictive"] = _group(OBSERVED_NAME, outcomes, "obs", obs_coords)
+    observed = yp if held_out else train_y
+    dt["observed_data"] = xr.Dataset({OBSERVED_NAME: xr.DataArray(np.asarray(observed), dims=("obs",), coords={"obs": obs_coords})})
+    dt["constant_data"] = xr.Dataset(
+        {"X": xr.DataArray(Xp, dims=("obs", feature_dim), coords={"obs": obs_coords, feature_dim: list(features)})}
+    )
+    return dt
