@@ -58,6 +58,8 @@ ENGINES: Registry[Callable[[], Engine]] = Registry("engine")
 def resolve_engine(engine: str) -> str:
     """Map ``"auto"`` to the fastest available engine; validate other names."""
     if engine == "auto":
-        return "jax" if importlib.util.find_spec("jax") is not None else "pymc"
+        if "jax" in ENGINES and importlib.util.find_spec("jax") is not None:
+            return "jax"
+        return "numba" if "numba" in ENGINES else "pymc"
     ENGINES.get(engine, field="engine")
     return engine
