@@ -5,10 +5,10 @@ Declarative specs (:mod:`bnn_ppl.spec`) compile to a real ``pm.Model``
 predictive compiled once (:meth:`FitResult.predictor`).
 """
 
-from bnn_ppl.compile import BuiltModel, build_model
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from bnn_ppl.errors import BnnPplError, DataError, FitError, ModelFileError, SpecError
-from bnn_ppl.inference import FitResult, fit
-from bnn_ppl.predictive import Predictor
 from bnn_ppl.spec import (
     Bernoulli,
     Categorical,
@@ -23,6 +23,28 @@ from bnn_ppl.spec import (
 )
 
 __version__ = "0.1.0"
+
+# PyMC-backed names load lazily, so that ``import bnn_ppl.spec`` imports no pymc/pytensor/jax.
+_LAZY = {
+    "BuiltModel": "bnn_ppl.compile",
+    "build_model": "bnn_ppl.compile",
+    "FitResult": "bnn_ppl.inference",
+    "fit": "bnn_ppl.inference",
+    "Predictor": "bnn_ppl.predictive",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bnn_ppl.compile import BuiltModel, build_model
+    from bnn_ppl.inference import FitResult, fit
+    from bnn_ppl.predictive import Predictor
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'bnn_ppl' has no attribute {name!r}")
 
 __all__ = [
     "Bernoulli",
