@@ -31,11 +31,13 @@ _LAZY = {
     "FitResult": "bnn_ppl.inference",
     "fit": "bnn_ppl.inference",
     "Predictor": "bnn_ppl.predictive",
+    "load": "bnn_ppl.io",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from bnn_ppl.compile import BuiltModel, build_model
     from bnn_ppl.inference import FitResult, fit
+    from bnn_ppl.io import load
     from bnn_ppl.predictive import Predictor
 
 
@@ -67,5 +69,6 @@ __all__ = [
     "build_model",
     "dump_spec",
     "fit",
+    "load",
     "load_spec",
 ]

@@ -67,6 +67,16 @@ class FitResult:
         tail = max(1, min(1000, self.losses.size // 10))
         return float(np.mean(self.losses[-tail:]))
 
+    def __repr__(self) -> str:
+        from bnn_ppl.display import fit_text
+
+        return fit_text(self)
+
+    def _repr_html_(self) -> str:
+        from bnn_ppl.display import fit_html
+
+        return fit_html(self)
+
     def params(self) -> dict[str, np.ndarray]:
         """Current variational parameters as numpy arrays (``mu``, ``rho`` or ``L_tril``)."""
         return {name: np.asarray(p.get_value()) for name, p in _param_dict(self.approx).items()}
@@ -82,6 +92,12 @@ class FitResult:
         if key not in self._predictors:
             self._predictors[key] = make_predictor(self, backend=backend, kind=kind)
         return self._predictors[key]
+
+    def save(self, path: Any, *, metadata: dict | None = None, include_data: bool = True) -> Any:
+        """Write this fit to one file (zip of JSON + .npy, atomic): see :func:`bnn_ppl.io.save`."""
+        from bnn_ppl.io import save
+
+        return save(self, path, metadata=metadata, include_data=include_data)
 
     def to_datatree(self, draws: int = 1000, X: Any = None, y: Any = None, *, random_seed: int | None = None):
         """An ArviZ ``xarray.DataTree``: see :func:`bnn_ppl.arviz.to_datatree`."""

@@ -1,0 +1,197 @@
+"""Embedded example data sets (moons, digits) and CSV files, split into train and test halves."""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bnn_ppl.errors import DataError
+
+__all__ = ["Dataset", "DATASETS", "load_dataset", "numeric_columns", "read_csv"]
+
+#: Names of the embedded data sets.
+DATASETS = ("moons", "digits")
+_TASKS = ("auto", "classification", "regression")
+_MAX_AUTO_CLASSES = 20
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A train/test split with names.
+
+    Attributes
+    ----------
+    name : str
+        ``"moons"``, ``"digits"`` or the CSV path.
+    X_train, X_test : ndarray of shape (rows, features)
+    y_train, y_test : ndarray of shape (rows,)
+        Class indices 0..K-1 (int64) for classification, floats for regression.
+    feature_names : list of str
+    class_names : list of str or None
+        Label of each class index; None for regression.
+    target : str or None
+        The CSV column the targets came from.
+    """
+
+    name: str
+    X_train: np.ndarray
+    X_test: np.ndarray
+    y_train: np.ndarray
+    y_test: np.ndarray
+    feature_names: list[str]
+    class_names: list[str] | None
+    target: str | None = None
+
+    @property
+    def is_classification(self) -> bool:
+        return self.class_names is not None
+
+
+def load_dataset(
+    name: str | os.PathLike,
+    random_seed: int = 0,
+    *,
+    target: str | None = None,
+    task: str = "auto",
+    test_size: float = 0.5,
+) -> Dataset:
+    """Load an embedded data set or a CSV file, split 50/50 into train and test.
+
+    Parameters
+    ----------
+    name : str or path
+        ``"moons"`` (``make_moons(1000, noise=0.2, random_state=0)``, standardised, the seed
+        notebook's data), ``"digits"`` (sklearn's 8x8 digits / 16, stratified split), or a CSV
+        file with a header row.
+    random_seed : int
+        Seed of the train/test split (moons also fixes its noise at ``random_state=0``).
+    target : str, optional
+        CSV column holding the targets; default the last column.
+    task : {"auto", "classification", "regression"}
+        For CSV files: ``"auto"`` treats non-numeric targets, or integer targets with at most
+        20 distinct values, as class labels.
+    test_size : float
+        Fraction of rows held out.
+
+    Returns
+    -------
+    Dataset
+
+    Examples
+    --------
+    >>> data = load_dataset("moons")
+    >>> data.X_train.shape, data.class_names
+    ((500, 2), ['0', '1'])
+    """
+    from sklearn.model_selection import train_test_split
+
+    if task not in _TASKS:
+        raise DataError(f"The 'task' parameter must be one of {list(_TASKS)}. Got {task!r} instead.")
+    if name == "moons":
+        from sklearn.datasets import make_moons
+        from sklearn.preprocessing import scale
+
+        X, y = make_moons(noise=0.2, random_state=0, n_samples=1000)
+        X_tr, X_te, y_tr, y_te = train_test_split(scale(X), y, test_size=test_size, random_state=random_seed)
+        return Dataset("moons", X_tr, X_te, y_tr, y_te, ["x0", "x1"], ["0", "1"])
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        X, y = load_digits(return_X_y=True)
+        X_tr, X_te, y_tr, y_te = train_test_split(
+            X / 16.0, y, test_size=test_size, random_state=random_seed, stratify=y
+        )
+        features = [f"pixel_{i // 8}_{i % 8}" for i in range(64)]
+        return Dataset("digits", X_tr, X_te, y_tr, y_te, features, [str(k) for k in range(10)])
+    path = Path(name)
+    if path.suffix.lower() != ".csv":
+        raise DataError(f"Unknown data set {str(name)!r}: use one of {list(DATASETS)} or a path to a .csv file.")
+    header, columns = read_csv(path)
+    target = header[-1] if target is None else target
+    if target not in header:
+        raise DataError(f"{path} has no column {target!r} for the target; its columns are {header}.")
+    features = [h for h in header if h != target]
+    if not features:
+        raise DataError(f"{path} has only the target column {target!r}; it needs feature columns too.")
+    X = numeric_columns(path, header, columns, features)
+    y, class_names = _targets(columns[header.index(target)], task, path, target)
+    stratify = y if class_names is not None and np.bincount(y).min() >= 2 else None
+    X_tr, X_te, y_tr, y_te = train_test_split(
+        X, y, test_size=test_size, random_state=random_seed, stratify=stratify
+    )
+    return Dataset(str(path), X_tr, X_te, y_tr, y_te, features, class_names, target)
+
+
+def read_csv(path: str | os.PathLike) -> tuple[list[str], list[list[str]]]:
+    """Read a CSV file with a header row into (column names, columns of strings)."""
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+    except FileNotFoundError:
+        raise DataError(f"No CSV file at {str(path)!r}.") from None
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"{path} is not a readable UTF-8 CSV file: {err}") from None
+    rows = [row for row in rows if row]
+    if len(rows) < 2:
+        raise DataError(f"{path} needs a header row and at least one data row.")
+    header = [h.strip() for h in rows[0]]
+    if len(set(header)) != len(header):
+        raise DataError(f"{path} has duplicate column names in its header {header}.")
+    for i, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise DataError(f"{path} line {i} has {len(row)} fields but the header has {len(header)}.")
+    return header, [list(col) for col in zip(*rows[1:], strict=True)]
+
+
+def numeric_columns(path: str | os.PathLike, header: list[str], columns: list[list[str]],
+                    names: list[str]) -> np.ndarray:
+    """Columns ``names`` as a float matrix, naming the first value that is not a number."""
+    missing = [n for n in names if n not in header]
+    if missing:
+        raise DataError(f"{path} lacks the feature column(s) {missing}; its columns are {header}.")
+    return np.column_stack([_floats(Path(path), n, columns[header.index(n)]) for n in names])
+
+
+def _floats(path: Path, name: str, values: list[str]) -> np.ndarray:
+    try:
+        return np.array([float(v) for v in values])
+    except ValueError:
+        bad = next(v for v in values if not _is_float(v))
+        raise DataError(
+            f"{path}: column {name!r} must be numeric to be a feature. Got {bad!r}; encode it or drop the column."
+        ) from None
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _targets(values: list[str], task: str, path: Path, name: str) -> tuple[np.ndarray, list[str] | None]:
+    numeric = all(_is_float(v) for v in values)
+    if task == "regression" or (task == "auto" and numeric and not _few_integers(values)):
+        if not numeric:
+            raise DataError(f"{path}: target column {name!r} must be numeric for regression.")
+        return np.array([float(v) for v in values]), None
+    if numeric and _all_integers(values):
+        labels = np.array([int(float(v)) for v in values])
+        classes, y = np.unique(labels, return_inverse=True)
+        return y.astype(np.int64), [str(c) for c in classes]
+    classes, y = np.unique(np.array([v.strip() for v in values]), return_inverse=True)
+    return y.astype(np.int64), [str(c) for c in classes]
+
+
+def _all_integers(values: list[str]) -> bool:
+    return all(float(v) == round(float(v)) for v in values)
+
+
+def _few_integers(values: list[str]) -> bool:
+    return _all_integers(values) and len(set(float(v) for v in values)) <= _MAX_AUTO_CLASSES
