@@ -1,5 +1,6 @@
 """ADVI fitting: engines, the ``fit`` function and the ``FitResult`` record."""
 
+from bnn_ppl.inference.engines import jax_engine as _jax_engine  # noqa: F401  (registers "jax")
 from bnn_ppl.inference.engines import pymc_engine as _pymc_engine  # noqa: F401  (registers "pymc")
 from bnn_ppl.inference.fit import fit
 from bnn_ppl.inference.result import FitResult

@@ -1,0 +1,76 @@
+"""The loop around a compiled chunk of ADVI steps: progress, callbacks, NaN and Ctrl-C handling."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from bnn_ppl.errors import FitError
+from bnn_ppl.inference.engines.base import FitRequest
+
+__all__ = ["run_chunks"]
+
+
+def run_chunks(
+    request: FitRequest,
+    run_chunk: Callable[[Any, int], tuple[Any, np.ndarray]],
+    state: Any,
+    chunk_size: int,
+    write_back: Callable[[Any], None],
+) -> tuple[np.ndarray, bool, float]:
+    """Call ``run_chunk(state, n_active)`` until ``request.n`` steps ran.
+
+    ``run_chunk`` runs ``chunk_size`` steps of which the first ``n_active`` update the state
+    (so one compiled function serves the last, shorter chunk too) and returns the new state and
+    the ``n_active`` losses. After each chunk the parameters are written into the PyMC
+    approximation (``write_back``), the loss is checked for NaN, the progress bar updated and the
+    callbacks called as ``callback(approx, losses, i)``. A KeyboardInterrupt or a callback's
+    StopIteration stops the fit keeping the last good parameters.
+
+    Returns
+    -------
+    losses, interrupted, first_chunk_s
+        ``first_chunk_s`` includes the compile time of the chunk function.
+    """
+    from bnn_ppl.inference.progress import Progress
+
+    approx = request.inference.approx
+    losses: list[np.ndarray] = []
+    done = 0
+    interrupted = False
+    first_chunk_s = float("nan")
+    progress = Progress(request.n, enabled=request.progressbar)
+    try:
+        while done < request.n:
+            active = min(chunk_size, request.n - done)
+            t0 = time.perf_counter()
+            new_state, chunk_losses = run_chunk(state, active)
+            chunk_losses = np.asarray(chunk_losses, dtype=float)[:active]
+            if done == 0:
+                first_chunk_s = time.perf_counter() - t0
+            if not np.all(np.isfinite(chunk_losses)):
+                bad = done + int(np.argmax(~np.isfinite(chunk_losses)))
+                write_back(state)
+                raise FitError(
+                    f"The loss became NaN or infinite at step {bad}; the parameters before that chunk "
+                    f"were kept. Lower learning_rate (now {request.learning_rate}), standardise X, "
+                    "or use narrower priors."
+                )
+            state = new_state
+            losses.append(chunk_losses)
+            done += active
+            write_back(state)
+            all_losses = np.concatenate(losses)
+            progress.update(done, float(np.mean(chunk_losses[-min(100, active):])))
+            for callback in request.callbacks:
+                callback(approx, all_losses, done)
+    except (KeyboardInterrupt, StopIteration):
+        interrupted = True
+        write_back(state)
+    finally:
+        progress.close()
+    out = np.concatenate(losses) if losses else np.zeros(0)
+    return out, interrupted, first_chunk_s

@@ -1,0 +1,137 @@
+"""The JAX engine: chunks of ADVI steps in one ``lax.scan``, jit-compiled once per fit shape.
+
+The model log-density comes from PyMC's own graph (``flat_logp``), translated to JAX by
+``pymc.sampling.jax.get_jaxified_graph``; the ELBO estimator (one Monte Carlo draw, the same
+as ``pm.fit``), Adam and minibatch sampling (uniform indices with replacement, like
+``pm.Minibatch``) run inside the scan. Data are jit arguments, never constants. Runs on a GPU
+when JAX sees one.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from bnn_ppl.inference.engines.base import ENGINES, EngineRun, FitRequest
+from bnn_ppl.inference.engines.driver import run_chunks
+from bnn_ppl.inference.engines.objective import flat_logp
+
+__all__ = ["JaxEngine", "CHUNK_SIZE", "MAX_CHUNK_DRAWS", "chunk_length"]
+
+#: Steps per compiled call; between chunks the progress bar, callbacks and NaN checks run.
+CHUNK_SIZE = 1000
+#: Upper bound on the Gaussian draws made per chunk (chunk length x parameters).
+MAX_CHUNK_DRAWS = 8_000_000
+_HALF_LOG_2PI = 0.5 * np.log(2 * np.pi)
+
+
+def _build_step(logp_fn, method: str, n_obs: int, batch_size: int | None, lr: float):
+    import jax
+    import jax.numpy as jnp
+
+    b1, b2, eps_adam = 0.9, 0.999, 1e-8
+
+    def neg_elbo(params, eps, xb, yb):
+        mu = params[0]
+        if method == "advi":
+            sigma = jax.nn.softplus(params[1])
+            theta = mu + sigma * eps
+            log_det = jnp.sum(jnp.log(sigma))
+        else:
+            d = mu.shape[0]
+            L = jnp.zeros((d, d), mu.dtype).at[jnp.tril_indices(d)].set(params[1])
+            diag = jax.nn.softplus(jnp.diagonal(L))
+            L = L.at[jnp.diag_indices(d)].set(diag)
+            theta = mu + L @ eps
+            log_det = jnp.sum(jnp.log(diag))
+        logq = -0.5 * jnp.sum(eps**2) - eps.shape[0] * _HALF_LOG_2PI - log_det
+        return logq - logp_fn(theta, xb, yb)[0]
+
+    value_and_grad = jax.value_and_grad(neg_elbo)
+
+    def step(carry, inputs, X, y):
+        params, m, v, t = carry
+        active, eps, idx = inputs
+        xb, yb = (X, y) if batch_size is None else (X[idx], y[idx])
+        loss, grads = value_and_grad(params, eps, xb, yb)
+        t1 = t + 1
+        m1 = tuple(b1 * mi + (1 - b1) * g for mi, g in zip(m, grads))
+        v1 = tuple(b2 * vi + (1 - b2) * g * g for vi, g in zip(v, grads))
+        c1 = 1 - b1**t1
+        c2 = 1 - b2**t1
+        new = tuple(p - lr * (mi / c1) / (jnp.sqrt(vi / c2) + eps_adam) for p, mi, vi in zip(params, m1, v1))
+        keep = lambda a, b: jax.tree.map(lambda x1, x0: jnp.where(active, x1, x0), a, b)  # noqa: E731
+        return (keep(new, params), keep(m1, m), keep(v1, v), jnp.where(active, t1, t)), loss
+
+    @partial(jax.jit, static_argnames=("length",))
+    def run(carry, key, n_active, X, y, length):
+        # Random numbers for the whole chunk at once: drawing them step by step inside the
+        # scan cost ~125 us/step on CPU (5x the moons net's logp and gradient).
+        k_eps, k_idx = jax.random.split(key)
+        mu = carry[0][0]
+        eps = jax.random.normal(k_eps, (length, mu.shape[0]), mu.dtype)
+        idx = jax.random.randint(k_idx, (length, batch_size or 1), 0, n_obs)
+        mask = jnp.arange(length) < n_active
+        return jax.lax.scan(lambda c, a: step(c, a, X, y), carry, (mask, eps, idx))
+
+    return run
+
+
+def chunk_length(n: int, n_params: int) -> int:
+    """Steps per compiled call: ``CHUNK_SIZE``, fewer when a chunk's random draws would pass
+    ``MAX_CHUNK_DRAWS`` numbers (large networks)."""
+    return int(max(1, min(CHUNK_SIZE, n, MAX_CHUNK_DRAWS // max(1, n_params))))
+
+
+class JaxEngine:
+    """ADVI (mean-field or full-rank) with Adam, ``CHUNK_SIZE`` steps per jit-compiled call."""
+
+    def run(self, request: FitRequest) -> EngineRun:
+        import jax
+        import jax.numpy as jnp
+        from pymc.sampling.jax import get_jaxified_graph
+
+        t0 = time.perf_counter()
+        approx = request.inference.approx
+        group = approx.groups[0]
+        flat = flat_logp(request.built, group.ordering)
+        logp_fn = get_jaxified_graph(inputs=[flat.theta, flat.x, flat.y], outputs=[flat.logp])
+        built = request.built
+        run = _build_step(logp_fn, request.method, built.n_obs, built.batch_size, request.learning_rate)
+        names = ("mu", "rho") if request.method == "advi" else ("mu", "L_tril")
+        shared = [group.params_dict[name] for name in names]
+        params = tuple(jnp.asarray(p.get_value()) for p in shared)
+        zeros = tuple(jnp.zeros_like(p) for p in params)
+        key = jax.random.key(0 if request.random_seed is None else request.random_seed)
+        state = (params, zeros, zeros, jnp.asarray(0, dtype=params[0].dtype))
+        X, y = jnp.asarray(flat.X), jnp.asarray(flat.y_data)
+        chunk = chunk_length(request.n, flat.size)
+        keys = iter(jax.random.split(key, -(-request.n // chunk)))
+
+        def run_chunk(carry, n_active):
+            new, losses = run(carry, next(keys), n_active, X, y, length=chunk)
+            return new, np.asarray(losses)
+
+        def write_back(carry):
+            for var, value in zip(shared, carry[0]):
+                var.set_value(np.asarray(value, dtype=var.dtype))
+
+        setup_s = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        losses, interrupted, first_chunk_s = run_chunks(request, run_chunk, state, chunk, write_back)
+        fit_s = time.perf_counter() - t1
+        steady = (fit_s - first_chunk_s) / max(1, losses.size - chunk) * chunk if losses.size > chunk else 0.0
+        compile_s = setup_s + max(0.0, first_chunk_s - steady)
+        return EngineRun(
+            losses=losses,
+            compile_s=compile_s,
+            fit_s=fit_s,
+            backend=f"jax-{jax.default_backend()}",
+            interrupted=interrupted,
+        )
+
+
+ENGINES.add("jax", JaxEngine)

@@ -1,0 +1,71 @@
+"""The model's log-density as a function of a flat parameter vector and explicit data inputs.
+
+Engines that run many steps per compiled call need the data passed in (never baked in as
+constants) and one flat vector of unconstrained parameters in the same layout as the PyMC
+approximation (``group.ordering``), so they can read and write its ``mu``/``rho``/``L_tril``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytensor.tensor as pt
+from pymc.data import MinibatchOp
+from pytensor.graph.replace import graph_replace
+from pytensor.graph.traversal import ancestors
+
+from bnn_ppl.compile import BuiltModel
+
+__all__ = ["FlatLogp", "flat_logp"]
+
+
+@dataclass(frozen=True)
+class FlatLogp:
+    """``logp(theta, X_batch, y_batch)`` as a PyTensor graph.
+
+    Attributes
+    ----------
+    theta, x, y : TensorVariable
+        Symbolic inputs: flat unconstrained parameters (D,), a batch of inputs and targets.
+    logp : TensorVariable
+        Model log-density (with Jacobians), the likelihood scaled by ``n_obs / batch`` when the
+        model was built with a ``batch_size``.
+    size : int
+        D, the number of unconstrained parameters.
+    X, y_data : ndarray
+        The training data currently in the model's ``pm.Data`` containers.
+    """
+
+    theta: pt.TensorVariable
+    x: pt.TensorVariable
+    y: pt.TensorVariable
+    logp: pt.TensorVariable
+    size: int
+    X: np.ndarray
+    y_data: np.ndarray
+
+
+def flat_logp(built: BuiltModel, ordering: dict) -> FlatLogp:
+    """Build :class:`FlatLogp` for ``built`` in the layout of an approximation's ``ordering``."""
+    model = built.model
+    logp = model.logp()
+    X = np.asarray(built.X_data.get_value())
+    y = np.asarray(built.y_data.get_value())
+    x_in = pt.tensor("X_batch", shape=(None, X.shape[1]), dtype=X.dtype)
+    y_in = pt.tensor("y_batch", shape=(None,), dtype=y.dtype)
+    if built.batch_size is None:
+        replacements = {built.X_data: x_in, built.y_data: y_in}
+    else:
+        nodes = {v.owner for v in ancestors([logp]) if v.owner is not None and isinstance(v.owner.op, MinibatchOp)}
+        if len(nodes) != 1:
+            raise RuntimeError(f"Expected one Minibatch node in the model graph, found {len(nodes)}")
+        (node,) = nodes
+        replacements = dict(zip(node.outputs, (x_in, y_in), strict=True))
+    size = sum(int(np.prod(shape)) for _, _, shape, _ in ordering.values())
+    theta = pt.vector("theta", shape=(size,), dtype=X.dtype)
+    by_name = {v.name: v for v in model.value_vars}
+    for name, (_, slc, shape, dtype) in ordering.items():
+        replacements[by_name[name]] = theta[slc].reshape(shape).astype(dtype)
+    logp = graph_replace(logp, replacements, strict=False)
+    return FlatLogp(theta=theta, x=x_in, y=y_in, logp=logp, size=size, X=X, y_data=y)
