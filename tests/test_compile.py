@@ -1,0 +1,313 @@
+"""Compile layer: named dims, swappable data, minibatch scaling and alignment, data errors, numerics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pymc as pm
+import pytensor
+import pytensor.tensor as pt
+import pytest
+from pytensor.graph.traversal import ancestors
+from scipy import special, stats
+
+import bnn_ppl as bp
+from bnn_ppl.compile.activations import apply_activation
+from bnn_ppl.errors import DataError, SpecError
+from bnn_ppl.spec import (
+    ACTIVATIONS,
+    Bernoulli,
+    Categorical,
+    Dense,
+    FanInNormal,
+    Hierarchical,
+    Network,
+    Normal,
+    NormalLikelihood,
+)
+
+FAST = "FAST_COMPILE"  # python linker: these tests check values, not speed
+
+
+def _data(n=40, d=3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    y = rng.integers(0, 2, size=n)  # random labels: any X/y misalignment shows up
+    return X, y
+
+
+def _binary_spec(**kw):
+    return Network([Dense(4), Dense(1, "identity")], Bernoulli(), prior=Normal(1.0), **kw)
+
+
+def _point(model, seed=1):
+    rng = np.random.default_rng(seed)
+    return {k: rng.normal(size=np.shape(v)) for k, v in model.initial_point().items()}
+
+
+def _np_forward(point, X, layers):
+    h = X
+    for i, act in enumerate(layers):
+        h = h @ point[f"dense_{i}_w"] + point[f"dense_{i}_b"]
+        h = np.tanh(h) if act == "tanh" else h
+    return h
+
+
+def _bernoulli_logp(logits, y):
+    return np.where(y == 1, -np.logaddexp(0, -logits), -np.logaddexp(0, logits))
+
+
+# ---------------------------------------------------------------- structure
+def test_coords_dims_and_variable_names():
+    X, y = _data()
+    built = bp.build_model(_binary_spec(), X, y, feature_names=["a", "b", "c"])
+    model = built.model
+    assert isinstance(model, pm.Model)
+    assert list(model.coords) == ["dense_0_in", "dense_0_out", "dense_1_in", "dense_1_out", "obs"]
+    assert list(model.coords["dense_0_in"]) == ["a", "b", "c"]
+    assert len(model.coords["dense_0_out"]) == 4 and int(model.dim_lengths["obs"].eval()) == 40
+    dims = model.named_vars_to_dims
+    assert dims["dense_0_w"] == ("dense_0_in", "dense_0_out")
+    assert dims["dense_1_b"] == ("dense_1_out",)
+    assert dims["X"] == ("obs", "dense_0_in") and dims["y"] == ("obs",) and dims["y_obs"] == ("obs",)
+    assert built.free_rv_names == ["dense_0_w", "dense_0_b", "dense_1_w", "dense_1_b"]
+    assert [rv.name for rv in model.observed_RVs] == ["y_obs"]
+    assert built.spec.input_dim == 3 and built.n_obs == 40 and built.batch_size is None
+    assert built.X_data is model["X"] and built.y_data is model["y"]
+
+
+def test_class_names_label_the_output_dim_and_no_bias_layers_have_no_b():
+    X, _ = _data()
+    y = np.arange(40) % 3
+    spec = Network([Dense(2, bias=False), Dense(3, "identity")], Categorical(3))
+    built = bp.build_model(spec, X, y, class_names=["r", "g", "b"])
+    assert list(built.model.coords["dense_1_out"]) == ["r", "g", "b"]
+    assert "dense_0_b" not in built.model.named_vars and built.weights["dense_0"][1] is None
+
+
+def test_priors_compile_to_the_stated_distributions():
+    X, y = _data(d=4)
+    spec = Network(
+        [Dense(3, prior=FanInNormal(2.0)), Dense(2, prior=Hierarchical(0.5, "half_normal")), Dense(1, "identity")],
+        Bernoulli(),
+        prior=Normal(0.7, mu=0.2),
+        bias_prior=Normal(3.0),
+    )
+    built = bp.build_model(spec, X, y)
+    model = built.model
+    names = [rv.name for rv in model.free_RVs]
+    assert "dense_1_w_scale" in names and "dense_1_w" in model.named_vars
+    point = _point(model)
+    logps = model.compile_fn(model.logp(vars=list(model.free_RVs), sum=False), mode=FAST)(point)
+    got = dict(zip(names, logps, strict=True))
+    np.testing.assert_allclose(got["dense_0_w"], stats.norm(0, 2.0 / np.sqrt(4)).logpdf(point["dense_0_w"]))
+    np.testing.assert_allclose(got["dense_2_w"], stats.norm(0.2, 0.7).logpdf(point["dense_2_w"]))
+    np.testing.assert_allclose(got["dense_0_b"], stats.norm(0, 3.0).logpdf(point["dense_0_b"]))
+    tau = np.exp(point["dense_1_w_scale_log__"])
+    if "dense_1_w_raw" in names:  # non-centred: w = tau / sqrt(fan_in) * raw, raw ~ N(0, 1)
+        assert "dense_1_w" not in names
+        np.testing.assert_allclose(got["dense_1_w_raw"], stats.norm(0, 1).logpdf(point["dense_1_w_raw"]))
+        w = model.compile_fn(model.replace_rvs_by_values([model["dense_1_w"]])[0], mode=FAST)(point)
+        np.testing.assert_allclose(w, tau / np.sqrt(3) * point["dense_1_w_raw"])
+    else:  # centred: w ~ N(0, tau / sqrt(fan_in))
+        np.testing.assert_allclose(got["dense_1_w"], stats.norm(0, tau / np.sqrt(3)).logpdf(point["dense_1_w"]))
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS.names())
+def test_activations_match_numpy(name):
+    z = np.linspace(-4, 4, 17)
+    ref = {
+        "tanh": np.tanh(z),
+        "relu": np.maximum(z, 0),
+        "sigmoid": special.expit(z),
+        "softplus": np.logaddexp(0, z),
+        "elu": np.where(z > 0, z, np.expm1(z)),
+        "gelu": z * 0.5 * (1 + special.erf(z / np.sqrt(2))),
+        "silu": z * special.expit(z),
+        "identity": z,
+    }[name]
+    x = pt.vector("x", dtype="float64")
+    got = pytensor.function([x], apply_activation(name, x), mode=FAST)(z)
+    np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-12)
+
+
+# ---------------------------------------------------------------- full-batch logp and data swap
+def test_logp_matches_hand_computation_and_set_data_swaps_rows():
+    X, y = _data()
+    built = bp.build_model(_binary_spec(), X, y)
+    model = built.model
+    point = _point(model)
+    obs_logp = model.compile_fn(model.logp(vars=[model["y_obs"]]), mode=FAST)
+    expected = _bernoulli_logp(_np_forward(point, X, ["tanh", "id"])[:, 0], y).sum()
+    np.testing.assert_allclose(obs_logp(point), expected, rtol=1e-10)
+
+    X2, y2 = _data(n=7, seed=5)
+    with model:
+        pm.set_data({"X": X2, "y": y2.astype(built.y_data.dtype)})
+    assert int(model.dim_lengths["obs"].eval()) == 7
+    expected2 = _bernoulli_logp(_np_forward(point, X2, ["tanh", "id"])[:, 0], y2).sum()
+    np.testing.assert_allclose(obs_logp(point), expected2, rtol=1e-10)
+    out = model.compile_fn(model.replace_rvs_by_values([built.output])[0], mode=FAST)(point)
+    assert out.shape == (7, 1)
+
+
+def test_normal_likelihood_logp_has_learned_noise():
+    X, _ = _data()
+    y = X[:, 0] * 2.0 + 0.1
+    spec = Network([Dense(3), Dense(1, "identity")], NormalLikelihood(sigma_prior=2.0), prior=Normal(1.0))
+    built = bp.build_model(spec, X, y)
+    model = built.model
+    assert "sigma" in built.free_rv_names
+    point = _point(model)
+    sigma = np.exp(point["sigma_log__"])
+    f = model.compile_fn([model.logp(vars=[model["y_obs"]]), model.logp(vars=[model["sigma"]], jacobian=False)], mode=FAST)
+    obs, prior = f(point)
+    mean = _np_forward(point, X, ["tanh", "id"])[:, 0]
+    np.testing.assert_allclose(obs, stats.norm(mean, sigma).logpdf(y).sum(), rtol=1e-7)
+    np.testing.assert_allclose(prior, stats.halfnorm(scale=2.0).logpdf(sigma), rtol=1e-7)
+
+
+# ---------------------------------------------------------------- minibatch
+def _minibatch_outputs(built):
+    nodes = {v.owner for v in ancestors([built.output]) if v.owner is not None and type(v.owner.op).__name__ == "MinibatchOp"}
+    assert len(nodes) == 1, "X and y must come from ONE pm.Minibatch call"
+    node = nodes.pop()
+    assert [i.name for i in node.inputs[:2]] == ["X", "y"]
+    return node.outputs[0], node.outputs[1]
+
+
+def test_minibatch_logp_is_scaled_by_n_over_b_and_rows_stay_aligned():
+    n, batch = 40, 8
+    X, y = _data(n=n)
+    built = bp.build_model(_binary_spec(), X, y, batch_size=batch)
+    model = built.model
+    assert built.batch_size == batch and built.n_obs == n
+    xb, yb = _minibatch_outputs(built)
+    point = _point(model)
+    f = model.compile_fn(
+        [model.logp(vars=[model["y_obs"]]), model.logp(), model.logp(vars=list(model.free_RVs)), xb, yb],
+        mode=FAST,
+    )
+    seen = set()
+    for _ in range(5):
+        obs, total, prior, Xb, Yb = f(point)
+        assert Xb.shape == (batch, 3) and Yb.shape == (batch,)
+        rows = [int(np.flatnonzero((X == row).all(axis=1))[0]) for row in Xb]
+        np.testing.assert_array_equal(Yb, y[rows])  # each x row keeps its own label
+        seen.update(rows)
+        batch_logp = _bernoulli_logp(_np_forward(point, Xb, ["tanh", "id"])[:, 0], Yb).sum()
+        np.testing.assert_allclose(obs, n / batch * batch_logp, rtol=1e-10)
+        np.testing.assert_allclose(total, prior + obs, rtol=1e-10)
+    assert len(seen) > batch  # a fresh random batch per call
+
+
+def test_minibatch_model_predicts_on_the_full_data_through_forward():
+    X, y = _data()
+    built = bp.build_model(_binary_spec(), X, y, batch_size=8)
+    point = _point(built.model)
+    x = pt.matrix("x", dtype="float64")
+    model = built.model
+    graph = model.replace_rvs_by_values([built.forward(x)])[0]
+    out = pytensor.function([x, *model.value_vars], graph, mode=FAST)
+    got = out(X, *[point[v.name] for v in model.value_vars])
+    np.testing.assert_allclose(got, _np_forward(point, X, ["tanh", "id"]), rtol=1e-10)
+
+
+# ---------------------------------------------------------------- data errors
+@pytest.mark.parametrize(
+    ("X", "y", "kwargs", "fragments"),
+    [
+        (np.array([[0.0, np.nan, 1.0], [1.0, 2.0, 3.0]]), [0, 1], {}, ["X contains NaN", "rows [0]", "impute or drop"]),
+        (np.array([[0.0, np.inf, 1.0]]), [0], {}, ["NaN or infinite"]),
+        (np.zeros(3), [0, 1, 0], {}, ["X must be a 2-D array", "shape (3,)"]),
+        (np.zeros((2, 3, 1)), [0, 1], {}, ["2-D array", "(2, 3, 1)"]),
+        (np.zeros((0, 3)), [], {}, ["X has no rows"]),
+        ([["a", "b", "c"]], [0], {}, ["X must be numeric"]),
+        (np.zeros((4, 3)), [0, 1, 0], {}, ["y has 3 rows but X has 4"]),
+        (np.zeros((2, 3)), np.zeros((2, 2)), {}, ["y must be 1-D", "(2, 2)"]),
+        (np.zeros((2, 3)), [0, np.nan], {}, ["y contains NaN"]),
+        (np.zeros((3, 3)), [0, 1, 2], {}, ["0/1 labels", "Bernoulli", "[2]"]),
+        (np.zeros((3, 3)), [0, 1, -1], {}, ["0/1 labels", "[-1]"]),
+        (np.zeros((2, 3)), [0, 0.5], {}, ["integer class labels"]),
+        (np.zeros((2, 3)), ["no", "yes"], {}, ["y must be numeric", "0..K-1"]),
+        (np.zeros((4, 3)), [0, 1, 0, 1], {"batch_size": 5}, ["batch_size=5", "larger than the 4 training rows"]),
+        (np.zeros((4, 3)), [0, 1, 0, 1], {"batch_size": 0}, ["'batch_size'", "positive integer", "Got 0"]),
+        (np.zeros((4, 3)), [0, 1, 0, 1], {"batch_size": 2.5}, ["'batch_size'", "Got 2.5"]),
+    ],
+)
+def test_bernoulli_data_errors(X, y, kwargs, fragments):
+    with pytest.raises(DataError) as info:
+        bp.build_model(_binary_spec(), X, y, **kwargs)
+    for fragment in fragments:
+        assert fragment in str(info.value), f"{fragment!r} missing from: {info.value}"
+
+
+def test_width_mismatch_with_spec_input_dim():
+    with pytest.raises(DataError, match="X has 3 features but the network expects 2"):
+        bp.build_model(_binary_spec(input_dim=2), np.zeros((4, 3)), [0, 1, 0, 1])
+
+
+@pytest.mark.parametrize(("labels", "fragment"), [([0, 1, 3], "Got labels from 0 to 3"), ([-1, 0, 1], "Got labels from -1 to 1")])
+def test_categorical_labels_outside_0_to_k_minus_1(labels, fragment):
+    spec = Network([Dense(3, "identity")], Categorical(3))
+    with pytest.raises(DataError, match=rf"labels 0..2 for Categorical\(n_classes=3\). {fragment}; fix n_classes"):
+        bp.build_model(spec, np.zeros((3, 2)), labels)
+
+
+def test_k_mismatch_between_likelihood_and_output_layer():
+    with pytest.raises(SpecError, match=r"3 unit\(s\) for the Categorical likelihood.*Got units=4"):
+        Network([Dense(4, "identity")], Categorical(3))
+
+
+def test_bad_spec_argument():
+    with pytest.raises(SpecError, match="build_model needs a Network spec. Got dict"):
+        bp.build_model({"layers": []}, np.zeros((2, 2)), [0, 1])
+
+
+def test_labels_are_stored_exactly_and_pandas_is_accepted():
+    pd = pytest.importorskip("pandas")
+    X = pd.DataFrame(np.random.default_rng(0).normal(size=(6, 2)), columns=["u", "v"])
+    y = pd.Series([0, 1, 2, 3, 4, 5])
+    built = bp.build_model(Network([Dense(6, "identity")], Categorical(6)), X, y)
+    np.testing.assert_array_equal(built.y_data.get_value(), np.arange(6))
+    np.testing.assert_array_equal(built.X_data.get_value(), X.to_numpy())
+
+
+@pytest.mark.parametrize(("float_x", "big"), [("float64", 2**31 + 5), ("float32", 70_000)])
+def test_int_labels_never_silently_overflow(float_x, big):
+    # n_classes is huge but the guard fires before any weight is created or compiled.
+    spec = Network([Dense(big + 1, "identity")], Categorical(big + 1))
+    with pytensor.config.change_flags(floatX=float_x):
+        with pytest.raises(DataError, match=rf"Labels up to {big} do not fit PyMC's integer type int(32|16)"):
+            bp.build_model(spec, np.zeros((3, 1)), [0, 1, big])
+
+
+def test_float32_labels_kept_exact_below_the_limit():
+    spec = Network([Dense(3, "identity")], Categorical(3))
+    with pytensor.config.change_flags(floatX="float32"):
+        built = bp.build_model(spec, np.zeros((3, 2)), [2, 0, 1])
+        assert built.X_data.dtype == "float32"
+    np.testing.assert_array_equal(built.y_data.get_value(), [2, 0, 1])
+
+
+# ---------------------------------------------------------------- numerics
+def test_categorical_gradient_finite_with_logits_spread_beyond_1000():
+    X = np.array([[1.0, -1.0], [-2.0, 0.5], [3.0, 2.0]])
+    y = np.array([0, 1, 2])
+    built = bp.build_model(Network([Dense(3, "identity")], Categorical(3), prior=Normal(1.0)), X, y)
+    model = built.model
+    point = {"dense_0_w": np.array([[900.0, -800.0, 10.0], [-700.0, 600.0, 0.0]]), "dense_0_b": np.zeros(3)}
+    logits = X @ point["dense_0_w"]
+    assert np.ptp(logits, axis=1).max() > 1000
+    logp = model.compile_fn(model.logp(vars=[model["y_obs"]]), mode=FAST)(point)
+    np.testing.assert_allclose(logp, special.log_softmax(logits, axis=1)[np.arange(3), y].sum(), rtol=1e-12)
+    grad = model.compile_dlogp()(point)
+    assert np.all(np.isfinite(grad)) and np.abs(grad).max() > 1.0
+
+
+def test_categorical_likelihood_supports_forward_sampling():
+    X = np.eye(3)
+    built = bp.build_model(Network([Dense(3, "identity")], Categorical(3), prior=Normal(1.0)), X, [0, 1, 2])
+    with built.model:
+        prior = pm.sample_prior_predictive(draws=50, random_seed=0, var_names=["y_obs"])
+    draws = prior.prior_predictive["y_obs"].values
+    assert draws.shape == (1, 50, 3) and set(np.unique(draws)) <= {0, 1, 2} and len(np.unique(draws)) == 3
