@@ -151,6 +151,16 @@ class Network:
         """A copy with ``input_dim`` set."""
         return replace(self, input_dim=v.positive_int("Network", "input_dim", input_dim))
 
+    def __repr__(self) -> str:
+        from bnn_ppl.display import network_text
+
+        return network_text(self)
+
+    def _repr_html_(self) -> str:
+        from bnn_ppl.display import network_html
+
+        return network_html(self)
+
     def _input_dim(self, input_dim: int | None) -> int:
         if self.input_dim is not None and input_dim is not None and input_dim != self.input_dim:
             raise SpecError(

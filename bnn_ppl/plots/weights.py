@@ -1,0 +1,110 @@
+"""Per-layer weight posteriors through ArviZ (``arviz_plots``), with the layers' named dims."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from bnn_ppl.errors import DataError
+
+__all__ = ["WEIGHT_PLOTS", "plot_weights", "weight_var_names"]
+
+#: ``kind`` -> arviz_plots function name.
+WEIGHT_PLOTS = {"trace": "plot_trace_dist", "forest": "plot_forest"}
+#: Posterior variables of a layer, by suffix: weights, biases and hierarchical scales.
+_SUFFIXES = ("_w", "_w_scale", "_b", "_b_scale")
+
+
+def weight_var_names(posterior: Any, layer_names: Sequence[str], layers: Sequence[str] | None = None) -> list[str]:
+    """Posterior variables of the chosen layers (all when None), in layer order.
+
+    The non-centred helpers (``*_raw``) of hierarchical priors are left out: ``*_w`` is the weight.
+    """
+    if isinstance(layers, str):
+        layers = [layers]
+    chosen = list(layer_names) if layers is None else list(layers)
+    unknown = [name for name in chosen if name not in layer_names]
+    if unknown:
+        raise DataError(f"The 'layers' parameter names unknown layers {unknown}. Choose from {list(layer_names)}.")
+    return [f"{layer}{suffix}" for layer in chosen for suffix in _SUFFIXES if f"{layer}{suffix}" in posterior]
+
+
+def _posterior(source: Any, draws: int, random_seed: int | None) -> tuple[Any, list[str]]:
+    """A DataTree with a posterior group, and the network's layer names."""
+    if hasattr(source, "approx") and hasattr(source, "built"):
+        dt = source.approx.sample(draws, random_seed=random_seed)
+        return dt, [layer.name for layer in source.built.layers]
+    if hasattr(source, "children") and "posterior" in source.children:
+        names = sorted({str(v)[: -len("_w")] for v in source["posterior"].data_vars if str(v).endswith("_w")})
+        return source, names
+    raise DataError(
+        f"plot_weights needs a FitResult or an ArviZ DataTree with a posterior group. Got {type(source).__name__}."
+    )
+
+
+def plot_weights(
+    source: Any,
+    kind: str = "trace",
+    layers: Sequence[str] | None = None,
+    *,
+    draws: int = 500,
+    random_seed: int | None = None,
+    coords: dict[str, Any] | None = None,
+    max_values: int = 400,
+    **kwargs: Any,
+) -> Any:
+    """Posterior of each layer's weights and biases (and hierarchical scales) with ArviZ.
+
+    Parameters
+    ----------
+    source : FitResult or xarray.DataTree
+        A fit (``draws`` posterior draws are taken from its approximation) or a DataTree
+        from :meth:`FitResult.to_datatree`.
+    kind : {"trace", "forest"}
+        ``arviz_plots.plot_trace_dist`` (one panel per variable, every element overlaid) or
+        ``arviz_plots.plot_forest`` (one row per element, labelled by its dims such as
+        ``dense_0_in``/``dense_0_out``).
+    layers : sequence of str, optional
+        Layer names (``"dense_0"``, ...); all layers when None.
+    draws : int
+        Posterior draws taken from a FitResult.
+    random_seed : int, optional
+    coords : dict, optional
+        Element selection by dim, e.g. ``{"dense_0_out": [0, 1]}``.
+    max_values : int
+        Refuse to draw more scalar parameters than this (a 64x32 layer is 2048); pick layers or
+        coords instead.
+    **kwargs
+        Passed to the arviz_plots function (``plot_collection=``, ``backend=``, ...).
+
+    Returns
+    -------
+    arviz_plots.PlotCollection
+        ``.savefig(path)`` writes it; ``.viz`` holds the figure and artists.
+
+    Examples
+    --------
+    >>> pc = plot_weights(result, kind="forest", layers=["dense_2"], random_seed=0)  # doctest: +SKIP
+    """
+    if kind not in WEIGHT_PLOTS:
+        raise DataError(f"The 'kind' parameter of plot_weights must be one of {list(WEIGHT_PLOTS)}. Got {kind!r} instead.")
+    dt, layer_names = _posterior(source, draws, random_seed)
+    posterior = dt["posterior"].to_dataset()
+    var_names = weight_var_names(posterior, layer_names, layers)
+    selected = posterior[var_names]
+    if coords:
+        unknown = [dim for dim in coords if dim not in selected.dims]
+        if unknown:
+            raise DataError(f"coords names dims {unknown} that the chosen layers lack. Their dims: {sorted(map(str, selected.dims))}.")
+        selected = selected.sel(coords)
+    n_values = sum(math.prod(s for d, s in da.sizes.items() if d not in ("chain", "draw")) for da in selected.data_vars.values())
+    if n_values > max_values:
+        raise DataError(
+            f"plot_weights would draw {n_values} parameters of {var_names}, more than max_values={max_values}. "
+            "Choose layers=[...] or coords={'<layer>_out': [0, 1]}, or raise max_values."
+        )
+    import arviz_plots as azp
+
+    plot = getattr(azp, WEIGHT_PLOTS[kind])
+    return plot(dt, var_names=var_names, coords=coords, **kwargs)
