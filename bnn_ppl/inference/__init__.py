@@ -2,6 +2,7 @@
 
 from bnn_ppl.inference.engines import jax_engine as _jax_engine  # noqa: F401  (registers "jax")
 from bnn_ppl.inference.engines import pymc_engine as _pymc_engine  # noqa: F401  (registers "pymc")
+from bnn_ppl.inference.engines import pytensor_engine as _pytensor_engine  # noqa: F401  ("numba")
 from bnn_ppl.inference.fit import fit
 from bnn_ppl.inference.result import FitResult
 

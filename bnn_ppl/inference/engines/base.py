@@ -60,6 +60,6 @@ def resolve_engine(engine: str) -> str:
     if engine == "auto":
         if "jax" in ENGINES and importlib.util.find_spec("jax") is not None:
             return "jax"
-        return "numba" if "numba" in ENGINES else "pymc"
+        return "pymc"
     ENGINES.get(engine, field="engine")
     return engine

@@ -14,6 +14,7 @@ import pytensor.tensor as pt
 from pymc.data import MinibatchOp
 from pytensor.graph.replace import graph_replace
 from pytensor.graph.traversal import ancestors
+from pytensor.tensor.random.type import RandomType
 
 from bnn_ppl.compile import BuiltModel
 
@@ -57,11 +58,16 @@ def flat_logp(built: BuiltModel, ordering: dict) -> FlatLogp:
     if built.batch_size is None:
         replacements = {built.X_data: x_in, built.y_data: y_in}
     else:
+        # The logp graph may hold more than one copy of the Minibatch node (the observed value
+        # and the likelihood's own graph); every copy slices the same (X, y) rows.
         nodes = {v.owner for v in ancestors([logp]) if v.owner is not None and isinstance(v.owner.op, MinibatchOp)}
-        if len(nodes) != 1:
-            raise RuntimeError(f"Expected one Minibatch node in the model graph, found {len(nodes)}")
-        (node,) = nodes
-        replacements = dict(zip(node.outputs, (x_in, y_in), strict=True))
+        if not nodes:
+            raise RuntimeError("A model built with batch_size has no Minibatch node in its logp graph")
+        replacements = {}
+        for node in nodes:
+            # outputs: the next RNG state, then one slice per data input (X, y) in order
+            data_outputs = [out for out in node.outputs if not isinstance(out.type, RandomType)]
+            replacements.update(zip(data_outputs, (x_in, y_in), strict=True))
     size = sum(int(np.prod(shape)) for _, _, shape, _ in ordering.values())
     theta = pt.vector("theta", shape=(size,), dtype=X.dtype)
     by_name = {v.name: v for v in model.value_vars}
