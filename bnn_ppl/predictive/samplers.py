@@ -22,6 +22,7 @@ from pytensor.graph.replace import graph_replace, vectorize_graph
 
 from bnn_ppl.compile.data import float_dtype
 from bnn_ppl.compile.likelihoods import NOISE_NAME
+from bnn_ppl.predictive.numpy_forward import forward, link
 
 __all__ = ["SampleNodeSampler", "BatchedSampler", "draw_flat_params"]
 
@@ -77,7 +78,13 @@ def draw_flat_params(approx: Any, draws: int, rng: np.random.Generator) -> np.nd
 
 
 class BatchedSampler:
-    """A batched forward pass over draws of the flat parameter vector, compiled once."""
+    """A batched forward pass over draws of the flat parameter vector, compiled once.
+
+    With ``backend="jax"`` the whole vectorised graph (weights and forward pass) is one JAX
+    function. Otherwise a compiled PyTensor function maps parameter draws to the weight tensors
+    (elementwise work: transforms, non-centred scales) and the forward pass runs as BLAS-batched
+    numpy matmuls, which beat a numba ``Blockwise`` dot by an order of magnitude here.
+    """
 
     kind = "batched"
 
@@ -85,19 +92,37 @@ class BatchedSampler:
         self.backend = backend
         self._approx = result.approx
         built = result.built
+        self._layers = built.layers
+        self._likelihood = built.spec.likelihood
         model = built.model
         group = result.approx.groups[0]
-        x = pt.matrix("X_new", dtype=float_dtype())
-        outs = model.replace_rvs_by_values(_outputs(result, x))
         theta = pt.vector("theta", dtype=float_dtype())
         replacements = {}
         for value_name, (_, slc, shape, dtype) in group.ordering.items():
             value_var = next(v for v in model.value_vars if v.name == value_name)
             replacements[value_var] = theta[slc].reshape(shape).astype(dtype)
-        outs = graph_replace(outs, replacements, strict=False)
         thetas = pt.matrix("thetas", dtype=float_dtype())
-        batched = vectorize_graph(outs, {theta: thetas})
-        self._fn = pytensor.function([thetas, x], batched, mode=_mode(backend))
+
+        def vectorised(graphs):
+            graphs = graph_replace(model.replace_rvs_by_values(graphs), replacements, strict=False)
+            return vectorize_graph(graphs, {theta: thetas})
+
+        if backend == "jax":
+            x = pt.matrix("X_new", dtype=float_dtype())
+            self._fn = pytensor.function([thetas, x], vectorised(_outputs(result, x)), mode=_mode(backend))
+            self._weights_fn = None
+        else:
+            tensors, self._has_bias = [], []
+            for layer in built.layers:
+                w, b = built.weights[layer.name]
+                tensors.append(w)
+                self._has_bias.append(b is not None)
+                if b is not None:
+                    tensors.append(b)
+            self._has_noise = not built.spec.likelihood.is_classifier
+            if self._has_noise:
+                tensors.append(model[NOISE_NAME])
+            self._weights_fn = pytensor.function([thetas], vectorised(tensors), mode=_mode(backend))
         self.n_compiles = 1
 
     def draw_params(self, draws: int, rng: np.random.Generator) -> np.ndarray:
@@ -106,4 +131,14 @@ class BatchedSampler:
 
     def evaluate(self, thetas: np.ndarray, X: np.ndarray) -> list[np.ndarray]:
         """Parameter draws (draws, rows[, classes]) for the given flat-parameter draws."""
-        return [np.asarray(a) for a in self._fn(thetas, X)]
+        if self._weights_fn is None:
+            return [np.asarray(a) for a in self._fn(thetas, X)]
+        tensors = list(self._weights_fn(thetas))
+        weights = []
+        for has_bias in self._has_bias:
+            w = tensors.pop(0)
+            weights.append((w, tensors.pop(0) if has_bias else None))
+        out = [link(self._likelihood, forward(X.astype(weights[0][0].dtype), self._layers, weights))]
+        if self._has_noise:
+            out.append(tensors.pop(0))
+        return out
