@@ -95,6 +95,14 @@ def test_auto_kind_is_batched_and_kinds_are_validated(binary_fit):
     assert binary_fit.predictor().kind == "batched"
     with pytest.raises(DataError, match=r"'kind' parameter must be one of \['auto', 'batched', 'sample_node'\]. Got 'fast'"):
         binary_fit.predictor(kind="fast")
+    with pytest.raises(DataError, match="kind='sample_node' cannot use backend='jax'.*kind='batched'"):
+        binary_fit.predictor(backend="jax", kind="sample_node")
+
+
+def test_jax_backend_matches_the_default_backend(binary_fit):
+    X, _ = _binary_data()
+    a = binary_fit.predictor(backend="jax").sample(X, draws=30, random_seed=2)
+    np.testing.assert_allclose(a, binary_fit.predictor().sample(X, draws=30, random_seed=2), rtol=1e-6)
 
 
 # ---------------------------------------------------------------- known answers

@@ -35,6 +35,11 @@ def make_predictor(result: Any, backend: str | None = None, kind: str = "auto") 
     """
     if kind not in PREDICTOR_KINDS:
         raise DataError(f"The 'kind' parameter must be one of {list(PREDICTOR_KINDS)}. Got {kind!r} instead.")
+    if kind == "sample_node" and backend == "jax":
+        raise DataError(
+            "kind='sample_node' cannot use backend='jax': JAX needs a fixed number of draws and the "
+            "draws are a graph input. Use kind='batched' (the default) with backend='jax'."
+        )
     sampler_cls = SampleNodeSampler if kind == "sample_node" else BatchedSampler
     return Predictor(sampler_cls(result, backend=backend), result.built.spec)
 
