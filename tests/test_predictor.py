@@ -81,14 +81,14 @@ def test_compiled_once_across_calls_rows_and_draws(binary_fit, count_compiles, k
     pred = binary_fit.predictor(kind=kind)
     assert len(count_compiles) == 1, "building the predictor must compile exactly one function"
     assert binary_fit.predictor(kind=kind) is pred
-    fn = pred.sampler._fn
+    fn = pred.sampler.functions
     rng = np.random.default_rng(0)
     for rows, draws in [(1, 1), (7, 3), (60, 50), (333, 20)]:
         out = pred.sample(rng.normal(size=(rows, 2)), draws=draws, random_seed=rows)
         assert out.shape == (draws, rows) and np.all((out >= 0) & (out <= 1))
     pred.uncertainty(rng.normal(size=(5, 2)), draws=10, random_seed=0)
     pred.predict(rng.normal(size=(5, 2)), draws=10, random_seed=0)
-    assert len(count_compiles) == 1 and pred.n_compiles == 1 and pred.sampler._fn is fn
+    assert len(count_compiles) == 1 and pred.n_compiles == 1 and pred.sampler.functions == fn
 
 
 def test_auto_kind_is_batched_and_kinds_are_validated(binary_fit):

@@ -55,6 +55,11 @@ class SampleNodeSampler:
         self._fn = pm_compile([x, n], sampled, mode=_mode(backend))
         self.n_compiles = 1
 
+    @property
+    def functions(self) -> tuple:
+        """The compiled PyTensor function(s) this sampler calls (built once)."""
+        return (self._fn,)
+
     def draw(self, X: np.ndarray, draws: int, seed: int) -> list[np.ndarray]:
         """Parameter draws for every row of ``X`` (the same posterior draws for the same seed)."""
         reseed_rngs(self._rngs, seed)
@@ -124,6 +129,11 @@ class BatchedSampler:
                 tensors.append(model[NOISE_NAME])
             self._weights_fn = pytensor.function([thetas], vectorised(tensors), mode=_mode(backend))
         self.n_compiles = 1
+
+    @property
+    def functions(self) -> tuple:
+        """The compiled PyTensor function(s) this sampler calls (built once)."""
+        return (self._fn,) if self._weights_fn is None else (self._weights_fn,)
 
     def draw_params(self, draws: int, rng: np.random.Generator) -> np.ndarray:
         """(draws, D) posterior draws of the flat parameter vector."""
