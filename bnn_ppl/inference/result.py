@@ -99,6 +99,15 @@ class FitResult:
 
         return save(self, path, metadata=metadata, include_data=include_data)
 
+    def description_length(self, draws: int = 1000, *, random_seed: int | None = None):
+        """``LC = KL(q || prior)``, ``LE = E_q[-log p(D | theta)]`` and their sum, in nats and bits.
+
+        See :func:`bnn_ppl.inference.description_length.description_length`.
+        """
+        from bnn_ppl.inference.description_length import description_length
+
+        return description_length(self, draws=draws, random_seed=random_seed)
+
     def to_datatree(self, draws: int = 1000, X: Any = None, y: Any = None, *, random_seed: int | None = None):
         """An ArviZ ``xarray.DataTree``: see :func:`bnn_ppl.arviz.to_datatree`."""
         from bnn_ppl.arviz import to_datatree

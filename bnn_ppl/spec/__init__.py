@@ -6,7 +6,20 @@ from bnn_ppl.spec.layers import Dense
 from bnn_ppl.spec.likelihoods import LIKELIHOODS, Bernoulli, Categorical, Likelihood
 from bnn_ppl.spec.likelihoods import Normal as NormalLikelihood
 from bnn_ppl.spec.network import LayerShape, Network
-from bnn_ppl.spec.priors import HYPERPRIORS, PRIORS, FanInNormal, Hierarchical, Normal, Prior
+from bnn_ppl.spec.priors import (
+    HYPERPRIORS,
+    PRIORS,
+    Conjugate,
+    ConjugateKnownMean,
+    FanInNormal,
+    Hierarchical,
+    Horseshoe,
+    Laplace,
+    Normal,
+    Prior,
+    ScaleMixture,
+    StudentT,
+)
 
 __all__ = [
     "ACTIVATIONS",
@@ -16,15 +29,21 @@ __all__ = [
     "SCHEMA_VERSION",
     "Bernoulli",
     "Categorical",
+    "Conjugate",
+    "ConjugateKnownMean",
     "Dense",
     "FanInNormal",
     "Hierarchical",
+    "Horseshoe",
+    "Laplace",
     "LayerShape",
     "Likelihood",
     "Network",
     "Normal",
     "NormalLikelihood",
     "Prior",
+    "ScaleMixture",
+    "StudentT",
     "dump_spec",
     "dumps_spec",
     "load_spec",

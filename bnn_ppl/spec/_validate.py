@@ -45,6 +45,13 @@ def positive_int(owner: str, field: str, value: Any, minimum: int = 1) -> int:
     return int(value)
 
 
+def boolean(owner: str, field: str, value: Any) -> bool:
+    """Return ``value`` if it is a bool (TOML ``true``/``false``)."""
+    if not isinstance(value, bool):
+        raise SpecError(f"{_describe(owner, field)} must be true or false. Got {value!r} instead.")
+    return value
+
+
 def choice(owner: str, field: str, value: Any, choices: list[str]) -> str:
     """Return ``value`` if it is one of ``choices``."""
     if value not in choices:

@@ -8,7 +8,21 @@ from typing import Any, ClassVar
 from bnn_ppl.registry import Registry
 from bnn_ppl.spec import _validate as v
 
-__all__ = ["PRIORS", "Prior", "Normal", "FanInNormal", "Hierarchical", "HYPERPRIORS"]
+__all__ = [
+    "PRIORS",
+    "Prior",
+    "Normal",
+    "FanInNormal",
+    "Hierarchical",
+    "HYPERPRIORS",
+    "PARAMETRIZATIONS",
+    "Conjugate",
+    "ConjugateKnownMean",
+    "ScaleMixture",
+    "Laplace",
+    "StudentT",
+    "Horseshoe",
+]
 
 #: Prior ``kind`` (the name used in TOML/JSON) -> Prior class.
 PRIORS: Registry[type[Prior]] = Registry("prior")
@@ -67,11 +81,15 @@ class FanInNormal(Prior):
 
 #: Hyperpriors available for :class:`Hierarchical` layer scales.
 HYPERPRIORS = ["half_normal", "half_cauchy", "exponential"]
+#: Parametrisations of :class:`Hierarchical`.
+PARAMETRIZATIONS = ["centered", "non_centered"]
 
 
 @dataclass(frozen=True)
 class Hierarchical(Prior):
-    """Per-layer scale with a hyperprior, non-centred: ``w = tau * z``, ``z ~ Normal(0, 1)``.
+    """One unknown scale per layer with a hyperprior: ``w ~ Normal(0, tau / sqrt(fan_in))``.
+
+    ``tau`` stays in the PyMC graph as a random variable (log-transformed for ADVI).
 
     Parameters
     ----------
@@ -82,22 +100,181 @@ class Hierarchical(Prior):
         One of ``HYPERPRIORS``.
     fan_in : bool
         If True, ``tau`` multiplies ``1/sqrt(fan_in)`` so that ``tau`` ~ 1 is the natural scale.
+    parametrization : {"centered", "non_centered"}
+        ``"centered"`` draws ``w`` given ``tau``; ``"non_centered"`` writes ``w = tau * z`` with
+        ``z ~ Normal(0, 1)``. Under mean-field ADVI the non-centred form collapses ``tau``
+        (see ``bnn_ppl.compile.priors``), so centred is the default.
 
     Examples
     --------
     >>> Hierarchical(scale=1.0)
-    Hierarchical(scale=1.0, hyperprior='half_normal', fan_in=True)
+    Hierarchical(scale=1.0, hyperprior='half_normal', fan_in=True, parametrization='centered')
     """
 
     kind: ClassVar[str] = "hierarchical"
     scale: float = 1.0
     hyperprior: str = "half_normal"
     fan_in: bool = True
+    parametrization: str = "centered"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scale", v.positive_float("Hierarchical", "scale", self.scale))
         v.choice("Hierarchical", "hyperprior", self.hyperprior, HYPERPRIORS)
-        if not isinstance(self.fan_in, bool):
-            raise v.SpecError(
-                f"The 'fan_in' parameter of Hierarchical must be true or false. Got {self.fan_in!r} instead."
-            )
+        v.boolean("Hierarchical", "fan_in", self.fan_in)
+        v.choice("Hierarchical", "parametrization", self.parametrization, PARAMETRIZATIONS)
+
+
+@dataclass(frozen=True)
+class Conjugate(Prior):
+    """The weights of a layer share an unknown mean and variance (PyVarInf's ``'conjugate'``).
+
+    ``w_i ~ Normal(m, s2)``, ``m ~ Normal(mu0, s2 / kappa0)``, ``s2 ~ InverseGamma(alpha0, beta0)``
+    (Normal-Inverse-Gamma). ``m`` and ``s2`` are integrated out analytically: the layer's
+    weights jointly follow a multivariate Student-t with ``2 alpha0`` degrees of freedom, so
+    no hyperparameter appears in the PyMC graph.
+
+    Parameters
+    ----------
+    mu0 : float
+        Prior guess of the shared mean.
+    kappa0 : float
+        Pseudo-observations behind ``mu0`` (> 0).
+    alpha0, beta0 : float
+        Shape and scale of the Inverse-Gamma on the shared variance (> 0); its mean is
+        ``beta0 / (alpha0 - 1)`` when ``alpha0 > 1``.
+
+    Examples
+    --------
+    >>> Conjugate(mu0=0.0, kappa0=1.0, alpha0=2.0, beta0=1.0)
+    Conjugate(mu0=0.0, kappa0=1.0, alpha0=2.0, beta0=1.0)
+    """
+
+    kind: ClassVar[str] = "conjugate"
+    mu0: float = 0.0
+    kappa0: float = 1.0
+    alpha0: float = 2.0
+    beta0: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mu0", v.finite_float("Conjugate", "mu0", self.mu0))
+        for name in ("kappa0", "alpha0", "beta0"):
+            object.__setattr__(self, name, v.positive_float("Conjugate", name, getattr(self, name)))
+
+
+@dataclass(frozen=True)
+class ConjugateKnownMean(Prior):
+    """The weights of a layer share a known mean and an unknown variance.
+
+    ``w_i ~ Normal(mean, s2)``, ``s2 ~ InverseGamma(alpha0, beta0)``; ``s2`` is integrated out
+    analytically (a multivariate Student-t with ``2 alpha0`` degrees of freedom), so no
+    hyperparameter appears in the PyMC graph.
+
+    Examples
+    --------
+    >>> ConjugateKnownMean(mean=0.0, alpha0=2.0, beta0=1.0)
+    ConjugateKnownMean(mean=0.0, alpha0=2.0, beta0=1.0)
+    """
+
+    kind: ClassVar[str] = "conjugate_known_mean"
+    mean: float = 0.0
+    alpha0: float = 2.0
+    beta0: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mean", v.finite_float("ConjugateKnownMean", "mean", self.mean))
+        for name in ("alpha0", "beta0"):
+            object.__setattr__(self, name, v.positive_float("ConjugateKnownMean", name, getattr(self, name)))
+
+
+@dataclass(frozen=True)
+class ScaleMixture(Prior):
+    """``pi * Normal(0, sigma1) + (1 - pi) * Normal(0, sigma2)`` per weight (Blundell et al. 2015).
+
+    A fixed density: no hyperparameter in the PyMC graph.
+
+    Examples
+    --------
+    >>> ScaleMixture(sigma1=1.0, sigma2=0.1, pi=0.5)
+    ScaleMixture(sigma1=1.0, sigma2=0.1, pi=0.5)
+    """
+
+    kind: ClassVar[str] = "scale_mixture"
+    sigma1: float = 1.0
+    sigma2: float = 0.1
+    pi: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("sigma1", "sigma2"):
+            object.__setattr__(self, name, v.positive_float("ScaleMixture", name, getattr(self, name)))
+        object.__setattr__(self, "pi", v.open_unit_float("ScaleMixture", "pi", self.pi))
+
+
+@dataclass(frozen=True)
+class Laplace(Prior):
+    """Independent ``Laplace(0, b)`` weights (an L1 penalty in MAP terms). No hyperparameter RVs.
+
+    Examples
+    --------
+    >>> Laplace(b=0.5)
+    Laplace(b=0.5)
+    """
+
+    kind: ClassVar[str] = "laplace"
+    b: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "b", v.positive_float("Laplace", "b", self.b))
+
+
+@dataclass(frozen=True)
+class StudentT(Prior):
+    """Independent ``StudentT(nu, 0, sigma)`` weights: heavy tails. No hyperparameter RVs.
+
+    Examples
+    --------
+    >>> StudentT(nu=3.0, sigma=1.0)
+    StudentT(nu=3.0, sigma=1.0)
+    """
+
+    kind: ClassVar[str] = "student_t"
+    nu: float = 3.0
+    sigma: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "nu", v.positive_float("StudentT", "nu", self.nu))
+        object.__setattr__(self, "sigma", v.positive_float("StudentT", "sigma", self.sigma))
+
+
+@dataclass(frozen=True)
+class Horseshoe(Prior):
+    """Regularised horseshoe (Piironen & Vehtari 2017) with one local scale per *input* unit.
+
+    ``w_ij = z_ij * tau * lt_i / sqrt(fan_in)``, ``z ~ Normal(0, 1)``, ``tau ~ HalfCauchy(global_scale)``,
+    ``l_i ~ HalfCauchy(1)``, ``lt_i**2 = c2 l_i**2 / (c2 + tau**2 l_i**2)``,
+    ``c2 ~ InverseGamma(slab_df / 2, slab_df * slab_scale**2 / 2)``. Whole input rows shrink
+    together, so irrelevant inputs switch off (sparse inputs). ``tau``, ``l`` and ``c2`` stay in
+    the PyMC graph as random variables (non-centred, log-transformed).
+
+    Parameters
+    ----------
+    global_scale : float
+        Scale of the HalfCauchy on ``tau``.
+    slab_scale : float
+        Largest typical weight scale (in ``1/sqrt(fan_in)`` units) the slab allows.
+    slab_df : float
+        Degrees of freedom of the slab (its Student-t tails).
+
+    Examples
+    --------
+    >>> Horseshoe()
+    Horseshoe(global_scale=1.0, slab_scale=2.0, slab_df=4.0)
+    """
+
+    kind: ClassVar[str] = "horseshoe"
+    global_scale: float = 1.0
+    slab_scale: float = 2.0
+    slab_df: float = 4.0
+
+    def __post_init__(self) -> None:
+        for name in ("global_scale", "slab_scale", "slab_df"):
+            object.__setattr__(self, name, v.positive_float("Horseshoe", name, getattr(self, name)))
