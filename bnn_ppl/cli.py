@@ -1,0 +1,286 @@
+"""The ``bnn-ppl`` command line: validate a spec, fit it on data, predict from a saved model.
+
+Exit codes: 0 success, 1 the command failed (bad spec, data or model file, failed fit),
+2 bad usage (unknown options or values). Errors are one line; ``--debug`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bnn_ppl.errors import BnnPplError
+
+__all__ = ["main", "build_parser"]
+
+_PROG = "bnn-ppl"
+
+
+class UsageError(BnnPplError, ValueError):
+    """The command line itself is wrong (exit code 2)."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``bnn-ppl`` (subcommands validate, fit, predict)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show full tracebacks on errors")
+    parser = argparse.ArgumentParser(
+        prog=_PROG, parents=[common],
+        description="Bayesian neural networks from declarative specs: validate, fit, predict.",
+        epilog="Exit codes: 0 success, 1 failure (spec, data, model file or fit), 2 bad usage.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("validate", parents=[common], help="check a TOML/JSON spec file")
+    p.add_argument("spec", metavar="SPEC", help="spec file (.toml or .json)")
+
+    p = sub.add_parser("fit", parents=[common], help="fit a spec on data; write metrics, model and plots")
+    p.add_argument("spec", metavar="SPEC", help="spec file (.toml or .json)")
+    p.add_argument("--data", default=None,
+                   help="'moons', 'digits' or FILE.csv (default: the spec's name if it is moons/digits, else moons)")
+    p.add_argument("--target", default=None, help="CSV column with the targets (default: the last column)")
+    p.add_argument("--out", default=None, help="output directory (default: runs/<spec name>)")
+    p.add_argument("--steps", type=_positive_int, default=30_000, help="ADVI steps (default 30000)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the fit and the predictions (default 0)")
+    p.add_argument("--engine", default="auto", help="ADVI engine: auto, jax, numba or pymc (default auto)")
+    p.add_argument("--draws", type=_positive_int, default=500, help="posterior draws for predictions (default 500)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+
+    p = sub.add_parser("predict", parents=[common], help="predict a CSV file with a saved model")
+    p.add_argument("model", metavar="MODEL", help="model file written by `bnn-ppl fit` (model.bnn)")
+    p.add_argument("csv", metavar="FILE.csv", help="inputs, with a header row")
+    p.add_argument("--out", default=None, help="output CSV (default: standard output)")
+    p.add_argument("--draws", type=_positive_int, default=500, help="posterior draws (default 500)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the predictive draws (default 0)")
+    return parser
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ---------------------------------------------------------------------- validate
+def cmd_validate(args: argparse.Namespace) -> int:
+    from bnn_ppl.spec import load_spec
+
+    spec = load_spec(args.spec)
+    widths = [spec.input_dim if spec.input_dim is not None else "?"] + [layer.units for layer in spec.layers]
+    size = f", {spec.n_params()} parameters" if spec.input_dim is not None else ""
+    print(f"{args.spec}: valid. {spec.name}: {'-'.join(map(str, widths))} network, "
+          f"{spec.likelihood.kind} likelihood{size}.")
+    return 0
+
+
+# ---------------------------------------------------------------------- fit
+def _dataset(args: argparse.Namespace, spec: Any) -> tuple[Any, dict | None]:
+    import numpy as np
+
+    from bnn_ppl.datasets import DATASETS, load_dataset
+
+    name = args.data or (spec.name if spec.name in DATASETS else "moons")
+    if name not in DATASETS and not name.lower().endswith(".csv"):
+        raise UsageError(f"--data must be one of {list(DATASETS)} or a path ending in .csv. Got {name!r}.")
+    if args.target is not None and name in DATASETS:
+        raise UsageError(f"--target only applies to CSV data; the embedded {name!r} data set has its own target.")
+    task = "classification" if spec.likelihood.is_classifier else "regression"
+    data = load_dataset(name, random_seed=0, target=args.target, task=task)
+    if name in DATASETS:
+        return data, None
+    mean, scale = data.X_train.mean(axis=0), data.X_train.std(axis=0)
+    scale[scale == 0] = 1.0
+    standardised = type(data)(data.name, (data.X_train - mean) / scale, (data.X_test - mean) / scale,
+                              data.y_train, data.y_test, data.feature_names, data.class_names, data.target)
+    return standardised, {"mean": mean.tolist(), "scale": scale.tolist()}
+
+
+def _metrics(data: Any, predictor: Any, draws: int, seed: int) -> dict[str, Any]:
+    import numpy as np
+
+    out: dict[str, Any] = {}
+    for split, X, y in (("train", data.X_train, data.y_train), ("test", data.X_test, data.y_test)):
+        s = predictor.uncertainty(X, draws=draws, random_seed=seed)
+        if data.is_classification:
+            p_true = np.clip(s.proba[np.arange(len(y)), y], 1e-12, 1.0)
+            out[split] = {"rows": int(len(y)), "accuracy": float(np.mean(s.proba.argmax(1) == y)),
+                          "log_loss": float(-np.mean(np.log(p_true))),
+                          "mean_entropy": float(s.entropy.mean()),
+                          "mean_mutual_information": float(s.mutual_information.mean())}
+        else:
+            resid = s.mean - y
+            out[split] = {"rows": int(len(y)), "rmse": float(np.sqrt(np.mean(resid**2))),
+                          "r2": float(1.0 - np.sum(resid**2) / np.sum((y - y.mean()) ** 2)),
+                          "mean_predictive_std": float(s.std.mean())}
+    return out
+
+
+def _plots(out: Path, result: Any, data: Any, draws: int, seed: int) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bnn_ppl.plots import plot_decision_surface, plot_loss, plot_uncertainty_surface
+
+    written = []
+    ax = plot_loss(result)
+    ax.figure.savefig(out / "loss.png", dpi=110, bbox_inches="tight")
+    plt.close(ax.figure)
+    written.append("loss.png")
+    if data.X_train.shape[1] == 2:
+        measure = "mutual_information" if data.is_classification else "std"
+        for fname, draw in (("decision_surface.png", lambda: plot_decision_surface(
+                                result, data.X_test, data.y_test, draws=draws, random_seed=seed)),
+                            ("uncertainty_surface.png", lambda: plot_uncertainty_surface(
+                                result, data.X_test, data.y_test, measure=measure, draws=draws, random_seed=seed))):
+            ax = draw()
+            ax.figure.savefig(out / fname, dpi=110, bbox_inches="tight")
+            plt.close(ax.figure)
+            written.append(fname)
+    return written
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from bnn_ppl import build_model, fit
+    from bnn_ppl.io import save
+    from bnn_ppl.spec import load_spec
+
+    spec = load_spec(args.spec)
+    data, scaling = _dataset(args, spec)
+    out = Path(args.out or Path("runs") / spec.name)
+    out.mkdir(parents=True, exist_ok=True)
+    built = build_model(spec, data.X_train, data.y_train, feature_names=data.feature_names,
+                        class_names=data.class_names)
+    print(f"Fitting {spec.name} ({built.spec.n_params()} parameters) on {data.name}: "
+          f"{len(data.y_train)} training rows, {args.steps} steps.", flush=True)
+    result = fit(built, n=args.steps, engine=args.engine, random_seed=args.seed, progressbar=sys.stderr.isatty())
+    predictor = result.predictor()
+    metrics = {"spec": str(args.spec), "data": data.name, "steps": result.n_steps, "engine": result.engine,
+               "backend": result.backend, "seed": args.seed, "draws": args.draws,
+               "final_loss": result.final_loss, "timings": result.timings,
+               **_metrics(data, predictor, args.draws, args.seed)}
+    cli_meta = {"feature_columns": data.feature_names, "target": data.target, "standardise": scaling}
+    save(result, out / "model.bnn", metadata={"cli": cli_meta})
+    written = ["model.bnn"] + ([] if args.no_plots else _plots(out, result, data, args.draws, args.seed))
+    _write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    test = metrics["test"]
+    score = (f"test accuracy {test['accuracy']:.3f}, log loss {test['log_loss']:.3f}" if data.is_classification
+             else f"test RMSE {test['rmse']:.4g}, R^2 {test['r2']:.3f}")
+    print(f"{score} ({test['rows']} rows); final loss {result.final_loss:.1f} after {result.n_steps} steps "
+          f"in {result.timings['total_s']:.1f} s ({result.engine}).")
+    print(f"Wrote {', '.join(['metrics.json', *written])} to {out}/")
+    return 0
+
+
+# ---------------------------------------------------------------------- predict
+def _feature_columns(header: list[str], meta: dict, spec: Any, stored: list) -> list[str]:
+    wanted = meta.get("feature_columns") or [str(n) for n in stored]
+    if all(name in header for name in wanted):
+        return list(wanted)
+    candidates = [h for h in header if h != meta.get("target")]
+    if len(candidates) == spec.input_dim:
+        return candidates
+    from bnn_ppl.errors import DataError
+
+    raise DataError(f"The CSV needs the model's {spec.input_dim} feature columns {wanted}; its columns are {header}.")
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from bnn_ppl.datasets import numeric_columns, read_csv
+    from bnn_ppl.io import load_with_metadata
+
+    result, meta = load_with_metadata(args.model)
+    cli_meta = meta.get("cli", {}) if isinstance(meta, dict) else {}
+    spec = result.spec
+    header, columns = read_csv(args.csv)
+    names = _feature_columns(header, cli_meta, spec, list(result.built.model.coords[f"{result.built.layers[0].name}_in"]))
+    X = numeric_columns(args.csv, header, columns, names)
+    scaling = cli_meta.get("standardise")
+    if scaling:
+        X = (X - np.asarray(scaling["mean"])) / np.asarray(scaling["scale"])
+    s = result.predictor().uncertainty(X, draws=args.draws, random_seed=args.seed)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    if spec.likelihood.is_classifier:
+        classes = [str(c) for c in result.built.model.coords[f"{result.built.layers[-1].name}_out"]]
+        if len(classes) != s.proba.shape[1]:
+            classes = [str(k) for k in range(s.proba.shape[1])]
+        writer.writerow(["prediction", *[f"p_{c}" for c in classes], *[f"std_{c}" for c in classes],
+                         "entropy", "expected_entropy", "mutual_information"])
+        for i in range(X.shape[0]):
+            writer.writerow([classes[int(s.proba[i].argmax())], *s.proba[i].tolist(), *s.std[i].tolist(),
+                             s.entropy[i], s.expected_entropy[i], s.mutual_information[i]])
+    else:
+        writer.writerow(["mean", "std", "epistemic_std", "aleatoric_std"])
+        for row in zip(s.mean, s.std, np.sqrt(s.epistemic_var), np.sqrt(s.aleatoric_var), strict=True):
+            writer.writerow([float(v) for v in row])
+    if args.out is None:
+        sys.stdout.write(buf.getvalue())
+    else:
+        _write_atomic(Path(args.out), buf.getvalue())
+        print(f"Wrote {X.shape[0]} predictions to {args.out}", file=sys.stderr)
+    return 0
+
+
+_COMMANDS = {"validate": cmd_validate, "fit": cmd_fit, "predict": cmd_predict}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``bnn-ppl``; returns the exit code (0 success, 1 failure, 2 bad usage)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)  # exits with code 2 on bad usage
+    debug = getattr(args, "debug", False)
+    try:
+        return _COMMANDS[args.command](args)
+    except UsageError as err:
+        if debug:
+            raise
+        parser.print_usage(sys.stderr)
+        print(f"{_PROG}: error: {err}", file=sys.stderr)
+        return 2
+    except (BnnPplError, OSError) as err:
+        if debug:
+            raise
+        print(f"{_PROG}: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{_PROG}: interrupted", file=sys.stderr)
+        return 1
+    except Exception as err:  # noqa: BLE001  (one readable line instead of a traceback)
+        if debug:
+            raise
+        print(f"{_PROG}: internal error: {type(err).__name__}: {' '.join(str(err).split())} "
+              "(rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
