@@ -22,6 +22,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from importlib import metadata as _metadata
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ FORMAT = "bnn_ppl.model"
 #: Version of the model file layout this package writes and the newest it reads.
 FORMAT_VERSION = 1
 _MANIFEST = "manifest.json"
+_MAX_MEMBER_BYTES = 2**32  # refuse absurd declared sizes (zip bombs) before decompressing
 _PARAM_NAMES = {"advi": ("mu", "rho"), "fullrank_advi": ("mu", "L_tril")}
 
 
@@ -177,8 +179,11 @@ def _read_members(data: bytes, where: str) -> dict[str, bytes]:
             names = zf.namelist()
             if _MANIFEST not in names:
                 raise ModelFileError(f"{where} is a zip file but not a bnn_ppl model (it has no {_MANIFEST}).")
+            for info in zf.infolist():
+                if info.file_size > _MAX_MEMBER_BYTES:
+                    raise ModelFileError(f"{where}: member {info.filename} declares {info.file_size} bytes; refused.")
             return {name: zf.read(name) for name in names}
-    except zipfile.BadZipFile as err:
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as err:
         raise ModelFileError(
             f"{where} is truncated or corrupted ({err}); it is not a readable bnn_ppl model file. "
             "Save the model again."
