@@ -132,9 +132,17 @@ def fit(
             "compile_s": run.compile_s,
             "fit_s": run.fit_s,
             "total_s": time.perf_counter() - t0,
+            "steady_steps_per_s": _steady_rate(run),
         },
         interrupted=run.interrupted,
     )
+
+
+def _steady_rate(run) -> float:
+    """Steps/s after the first (compiling) chunk; NaN when the fit ran a single chunk."""
+    steps = run.losses.size - run.chunk_steps
+    seconds = run.fit_s - run.first_chunk_s
+    return float(steps / seconds) if run.chunk_steps and steps > 0 and seconds > 0 else float("nan")
 
 
 def _child_seed(rng: np.random.Generator) -> int:

@@ -43,6 +43,8 @@ class EngineRun:
     fit_s: float
     backend: str
     interrupted: bool = False
+    first_chunk_s: float = float("nan")
+    chunk_steps: int = 0
 
 
 class Engine(Protocol):

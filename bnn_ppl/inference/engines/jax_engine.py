@@ -131,6 +131,8 @@ class JaxEngine:
             fit_s=fit_s,
             backend=f"jax-{jax.default_backend()}",
             interrupted=interrupted,
+            first_chunk_s=first_chunk_s,
+            chunk_steps=chunk,
         )
 
 

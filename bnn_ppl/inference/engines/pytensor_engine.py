@@ -128,6 +128,8 @@ class PytensorEngine:
             fit_s=fit_s,
             backend=backend,
             interrupted=interrupted,
+            first_chunk_s=first_chunk_s,
+            chunk_steps=chunk,
         )
 
 
