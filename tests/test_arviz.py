@@ -150,6 +150,7 @@ def test_plot_ppc_pava_draws_for_binary(binary_tree):
     assert _drawn_artists(pc) > 0
 
 
+@pytest.mark.filterwarnings("ignore:Found chain dimension:UserWarning")  # raised inside arviz_stats
 def test_plot_ppc_rootogram_draws_for_categorical(categorical_fit):
     dt = categorical_fit.to_datatree(draws=100, random_seed=7)
     pc = az.plot_ppc_rootogram(dt)

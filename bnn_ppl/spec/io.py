@@ -83,7 +83,7 @@ def _kinded_from_dict(where: str, data: Any, registry: Any) -> Any:
         kwargs[key] = value
     try:
         return cls(**kwargs)
-    except TypeError as err:
+    except (TypeError, SpecError) as err:
         raise SpecError(f"{where}: {err}") from None
 
 
@@ -97,7 +97,10 @@ def _layer_from_dict(i: int, data: Any) -> Dense:
     for key in ("prior", "bias_prior"):
         if key in kwargs:
             kwargs[key] = _kinded_from_dict(f"{where}.{key}", kwargs[key], PRIORS)
-    return Dense(**kwargs)
+    try:
+        return Dense(**kwargs)
+    except SpecError as err:
+        raise SpecError(f"{where}: {err}") from None
 
 
 def spec_from_dict(data: Any) -> Network:
