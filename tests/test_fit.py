@@ -43,7 +43,7 @@ def test_fit_result_fields(small_fit):
     assert r.method == "advi" and r.engine == DEFAULT_ENGINE and isinstance(r.backend, str) and r.backend
     assert r.n_steps == 2000 and r.losses.shape == (2000,) and np.all(np.isfinite(r.losses))
     assert r.random_seed == 0 and r.learning_rate == 0.01 and r.interrupted is False
-    assert set(r.timings) == {"setup_s", "compile_s", "fit_s", "total_s"}
+    assert set(r.timings) >= {"setup_s", "compile_s", "fit_s", "total_s"}
     assert r.timings["total_s"] >= r.timings["fit_s"] > 0 and r.timings["setup_s"] >= 0
     assert r.final_loss == pytest.approx(np.mean(r.losses[-200:]))
     params = r.params()

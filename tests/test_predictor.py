@@ -78,6 +78,7 @@ def _z_max(a, b):
 # ---------------------------------------------------------------- compile once
 @pytest.mark.parametrize("kind", ["auto", "sample_node"])
 def test_compiled_once_across_calls_rows_and_draws(binary_fit, count_compiles, kind):
+    binary_fit._predictors.pop((None, kind), None)  # start from an empty cache whatever ran before
     pred = binary_fit.predictor(kind=kind)
     assert len(count_compiles) == 1, "building the predictor must compile exactly one function"
     assert binary_fit.predictor(kind=kind) is pred
