@@ -102,8 +102,8 @@ class Hierarchical(Prior):
         If True, ``tau`` multiplies ``1/sqrt(fan_in)`` so that ``tau`` ~ 1 is the natural scale.
     parametrization : {"centered", "non_centered"}
         ``"centered"`` draws ``w`` given ``tau``; ``"non_centered"`` writes ``w = tau * z`` with
-        ``z ~ Normal(0, 1)``. Under mean-field ADVI the non-centred form collapses ``tau``
-        (see ``bnn_ppl.compile.priors``), so centred is the default.
+        ``z ~ Normal(0, 1)``. Both start ``tau`` at the initial weight spread; see
+        ``bnn_ppl.compile.priors`` for what each reached on moons.
 
     Examples
     --------
