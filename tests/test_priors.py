@@ -117,7 +117,7 @@ def test_hierarchical_logp_matches_scipy(hyperprior, hyper_logpdf, parametrizati
 
 
 def test_hierarchical_scale_starts_at_the_initial_weight_spread():
-    model, init = _prior_model(bp.Hierarchical())
+    model, init = _prior_model(bp.Hierarchical(parametrization="centered"))
     tau0 = float(np.exp(model.initial_point()["w_scale_log__"]))
     assert tau0 / np.sqrt(FAN_IN) == pytest.approx(init["w"])
 

@@ -102,20 +102,20 @@ class Hierarchical(Prior):
         If True, ``tau`` multiplies ``1/sqrt(fan_in)`` so that ``tau`` ~ 1 is the natural scale.
     parametrization : {"centered", "non_centered"}
         ``"centered"`` draws ``w`` given ``tau``; ``"non_centered"`` writes ``w = tau * z`` with
-        ``z ~ Normal(0, 1)``. Both start ``tau`` at the initial weight spread; see
-        ``bnn_ppl.compile.priors`` for what each reached on moons.
+        ``z ~ Normal(0, 1)`` (the default: 5/5 moons seeds reached 0.962-0.966 against 4/5 for
+        centred). Both start ``tau`` at the initial weight spread; see ``bnn_ppl.compile.priors``.
 
     Examples
     --------
     >>> Hierarchical(scale=1.0)
-    Hierarchical(scale=1.0, hyperprior='half_normal', fan_in=True, parametrization='centered')
+    Hierarchical(scale=1.0, hyperprior='half_normal', fan_in=True, parametrization='non_centered')
     """
 
     kind: ClassVar[str] = "hierarchical"
     scale: float = 1.0
     hyperprior: str = "half_normal"
     fan_in: bool = True
-    parametrization: str = "centered"
+    parametrization: str = "non_centered"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scale", v.positive_float("Hierarchical", "scale", self.scale))
