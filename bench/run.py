@@ -5,6 +5,10 @@ backends each declares), and NumPyro SVI when installed; on moons also every pos
 predictive route; then the time to first result in fresh subprocesses (cold and warm cache).
 Ratios are computed against the baselines measured in this same run. Writes
 ``results.json`` and ``results.md`` into ``--out``.
+
+Precision follows PyTensor's ``floatX`` (and JAX's x64 flag, which importing PyMC's JAX
+bridge turns on under float64); for float32 run ``PYTENSOR_FLAGS=floatX=float32 python -m
+bench.run``. The ``dtype`` column says what each runner really used.
 """
 
 from __future__ import annotations
