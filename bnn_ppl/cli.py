@@ -185,7 +185,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
                "backend": result.backend, "seed": args.seed, "draws": args.draws,
                "final_loss": result.final_loss, "timings": result.timings,
                **_metrics(data, predictor, args.draws, args.seed)}
-    cli_meta = {"feature_columns": data.feature_names, "target": data.target, "standardise": scaling}
+    cli_meta = {"feature_columns": data.feature_names, "target": data.target, "standardise": scaling,
+                "class_names": data.class_names}
     save(result, out / "model.bnn", metadata={"cli": cli_meta})
     written = ["model.bnn"] + ([] if args.no_plots else _plots(out, result, data, args.draws, args.seed))
     _write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
@@ -230,7 +231,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     if spec.likelihood.is_classifier:
-        classes = [str(c) for c in result.built.model.coords[f"{result.built.layers[-1].name}_out"]]
+        classes = cli_meta.get("class_names") or []
         if len(classes) != s.proba.shape[1]:
             classes = [str(k) for k in range(s.proba.shape[1])]
         writer.writerow(["prediction", *[f"p_{c}" for c in classes], *[f"std_{c}" for c in classes],
