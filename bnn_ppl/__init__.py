@@ -38,12 +38,15 @@ _LAZY = {
     "fit": "bnn_ppl.inference",
     "Predictor": "bnn_ppl.predictive",
     "load": "bnn_ppl.io",
+    "BNNClassifier": "bnn_ppl.sklearn",
+    "BNNRegressor": "bnn_ppl.sklearn",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from bnn_ppl.compile import BuiltModel, build_model
     from bnn_ppl.inference import FitResult, fit
     from bnn_ppl.io import load
+    from bnn_ppl.sklearn import BNNClassifier, BNNRegressor
     from bnn_ppl.predictive import Predictor
 
 
@@ -55,6 +58,8 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'bnn_ppl' has no attribute {name!r}")
 
 __all__ = [
+    "BNNClassifier",
+    "BNNRegressor",
     "Bernoulli",
     "BnnPplError",
     "BuiltModel",
