@@ -45,8 +45,9 @@ def fit_bnn(workload: Workload, engine: str, backend: str | None = None, seed: i
     The Python-loop engine runs ``workload.pymc_engine_steps``, the others ``workload.steps``.
     The steady rate comes from a :class:`StepClock` callback, which engines call after every
     step (Python loop) or every compiled chunk, so the first (compiling) step or chunk is
-    excluded. With a single chunk the rate falls back to ``n_steps / timings["fit_s"]``, which
-    includes compilation (said in ``notes``).
+    excluded. With a single chunk the rate falls back to the engine's own
+    ``timings["steady_steps_per_s"]``, else to ``n_steps / timings["fit_s"]``, which includes
+    compilation (said in ``notes``).
     """
     python_loop = engine == PYTHON_LOOP_ENGINE
     n = workload.pymc_engine_steps if python_loop else workload.steps
@@ -60,8 +61,11 @@ def fit_bnn(workload: Workload, engine: str, backend: str | None = None, seed: i
     notes = [f"reduced to {n} steps (Python loop)"] if python_loop else []
     rate = clock.steps_per_s
     if not math.isfinite(rate):
+        rate = result.timings.get("steady_steps_per_s", math.nan)
+        notes.append("one compiled chunk: steps/s as the engine estimates it")
+    if not math.isfinite(rate):
         rate = result.n_steps / result.timings["fit_s"]
-        notes.append("one compiled chunk: steps/s includes compilation")
+        notes[-1] = "one compiled chunk: steps/s includes compilation"
     if engine == default_engine() and backend is None:
         notes.append("default engine")
     predictor = result.predictor()
