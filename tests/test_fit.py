@@ -176,6 +176,7 @@ def test_moons_accuracy_with_library_defaults(moons, moons_fit):
 DIGITS_STEPS = 20_000
 
 
+@pytest.mark.slow  # ~20 s: 20k minibatch steps of a 2,410-parameter net
 def test_digits_accuracy_with_minibatch_128(digits):
     X_train, X_test, y_train, y_test = digits
     built = bp.build_model(bp.load_spec("models/digits.toml"), X_train, y_train, batch_size=128)
