@@ -9,6 +9,7 @@ when JAX sees one.
 
 from __future__ import annotations
 
+import json
 import time
 from functools import partial
 from typing import Any
@@ -18,6 +19,7 @@ import numpy as np
 from bnn_ppl.inference.engines.base import ENGINES, EngineRun, FitRequest
 from bnn_ppl.inference.engines.driver import run_chunks
 from bnn_ppl.inference.engines.objective import flat_logp
+from bnn_ppl.spec import spec_to_dict
 
 __all__ = ["JaxEngine", "CHUNK_SIZE", "MAX_CHUNK_DRAWS", "chunk_length"]
 
@@ -80,6 +82,28 @@ def _build_step(logp_fn, method: str, n_obs: int, batch_size: int | None, lr: fl
     return run
 
 
+#: Jitted chunk functions of recent fits, by model structure: refitting the same network on
+#: data of the same shape (cross-validation, estimator checks, restarts) skips compilation.
+_COMPILED: dict[tuple, Any] = {}
+_CACHE_SIZE = 16
+
+
+def _structure_key(request: FitRequest, flat: Any) -> tuple:
+    """Everything the compiled step depends on: the spec, data shapes/dtypes, method, optimiser."""
+    built = request.built
+    return (
+        json.dumps(spec_to_dict(built.spec), sort_keys=True),
+        flat.X.shape[1],
+        str(flat.X.dtype),
+        str(flat.y_data.dtype),
+        flat.size,
+        built.n_obs,
+        built.batch_size,
+        request.method,
+        request.learning_rate,
+    )
+
+
 def chunk_length(n: int, n_params: int) -> int:
     """Steps per compiled call: ``CHUNK_SIZE``, fewer when a chunk's random draws would pass
     ``MAX_CHUNK_DRAWS`` numbers (large networks)."""
@@ -98,9 +122,15 @@ class JaxEngine:
         approx = request.inference.approx
         group = approx.groups[0]
         flat = flat_logp(request.built, group.ordering)
-        logp_fn = get_jaxified_graph(inputs=[flat.theta, flat.x, flat.y], outputs=[flat.logp])
         built = request.built
-        run = _build_step(logp_fn, request.method, built.n_obs, built.batch_size, request.learning_rate)
+        cache_key = _structure_key(request, flat)
+        run = _COMPILED.get(cache_key)
+        if run is None:
+            logp_fn = get_jaxified_graph(inputs=[flat.theta, flat.x, flat.y], outputs=[flat.logp])
+            run = _build_step(logp_fn, request.method, built.n_obs, built.batch_size, request.learning_rate)
+            _COMPILED[cache_key] = run
+            while len(_COMPILED) > _CACHE_SIZE:
+                _COMPILED.pop(next(iter(_COMPILED)))
         names = ("mu", "rho") if request.method == "advi" else ("mu", "L_tril")
         shared = [group.params_dict[name] for name in names]
         params = tuple(jnp.asarray(p.get_value()) for p in shared)

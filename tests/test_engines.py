@@ -1,0 +1,124 @@
+"""The compiled-loop engines against PyMC's own loop, and the loop's contract (chunks, Ctrl-C, cache)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import bnn_ppl as bp
+from bnn_ppl.inference.engines import ENGINES
+from bnn_ppl.inference.engines import jax_engine
+
+FAST_ENGINES = [name for name in ("jax", "numba") if name in ENGINES]
+
+
+@pytest.fixture(scope="module")
+def logistic_data():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(200, 2))
+    logits = 1.5 * X[:, 0] - 1.0 * X[:, 1] + 0.3
+    y = (rng.random(200) < 1 / (1 + np.exp(-logits))).astype(int)
+    return X, y
+
+
+def _logistic_fit(X, y, engine, seed, n=3000, batch_size=None):
+    spec = bp.Network([bp.Dense(1, "identity")], bp.Bernoulli(), prior=bp.Normal(2.0), bias_prior=bp.Normal(2.0))
+    built = bp.build_model(spec, X, y, batch_size=batch_size)
+    result = bp.fit(built, n, engine=engine, random_seed=seed, progressbar=False)
+    params = result.params()
+    return result, params["mu"], np.logaddexp(0, params["rho"])
+
+
+@pytest.fixture(scope="module")
+def reference_posterior(logistic_data):
+    """PyMC's own loop (same estimator, Adam 0.01), averaged over the last steps of two seeds."""
+    X, y = logistic_data
+    fits = [_logistic_fit(X, y, "pymc", seed) for seed in (0, 1)]
+    return np.mean([f[1] for f in fits], axis=0), np.mean([f[2] for f in fits], axis=0), fits[0][0].final_loss
+
+
+@pytest.mark.parametrize("engine", FAST_ENGINES)
+def test_engine_matches_pymc_loop_in_distribution(logistic_data, reference_posterior, engine):
+    # Logistic regression has one mean-field optimum: every engine must find PyMC's.
+    X, y = logistic_data
+    ref_mu, ref_sigma, ref_loss = reference_posterior
+    result, mu, sigma = _logistic_fit(X, y, engine, seed=2)
+    np.testing.assert_allclose(mu, ref_mu, atol=0.12)
+    np.testing.assert_allclose(sigma, ref_sigma, rtol=0.25)
+    assert result.final_loss == pytest.approx(ref_loss, abs=1.5)
+    assert result.engine == engine and result.n_steps == 3000
+
+
+@pytest.mark.parametrize("engine", FAST_ENGINES)
+def test_minibatch_inside_the_loop_matches_full_batch(logistic_data, reference_posterior, engine):
+    X, y = logistic_data
+    ref_mu, ref_sigma, _ = reference_posterior
+    _, mu, sigma = _logistic_fit(X, y, engine, seed=3, n=6000, batch_size=40)
+    np.testing.assert_allclose(mu, ref_mu, atol=0.2)
+    np.testing.assert_allclose(sigma, ref_sigma, rtol=0.35)
+
+
+@pytest.mark.parametrize("engine", FAST_ENGINES)
+def test_last_partial_chunk_runs_exactly_n_steps(logistic_data, engine):
+    X, y = logistic_data
+    result, _, _ = _logistic_fit(X, y, engine, seed=0, n=1234)
+    assert result.losses.shape == (1234,) and np.all(np.isfinite(result.losses))
+
+
+@pytest.mark.parametrize("engine", FAST_ENGINES)
+def test_keyboard_interrupt_keeps_the_last_good_parameters(logistic_data, engine):
+    X, y = logistic_data
+    spec = bp.Network([bp.Dense(1, "identity")], bp.Bernoulli())
+    built = bp.build_model(spec, X, y)
+    seen = {}
+
+    def interrupt(approx, losses, i):
+        if i >= 2000:
+            seen["mu"] = approx.groups[0].params_dict["mu"].get_value().copy()
+            raise KeyboardInterrupt
+
+    result = bp.fit(built, 10_000, engine=engine, random_seed=0, progressbar=False, callbacks=[interrupt])
+    assert result.interrupted and result.n_steps == 2000
+    np.testing.assert_array_equal(result.params()["mu"], seen["mu"])
+
+
+def test_data_are_inputs_not_constants_and_refits_reuse_the_compiled_loop(logistic_data):
+    X, y = logistic_data
+    _logistic_fit(X, y, "jax", seed=0, n=1000)
+    cached = dict(jax_engine._COMPILED)
+    _, mu_flipped, _ = _logistic_fit(X, 1 - y, "jax", seed=0, n=3000)
+    assert jax_engine._COMPILED == cached, "a refit of the same structure must reuse the compiled loop"
+    _, mu, _ = _logistic_fit(X, y, "jax", seed=0, n=3000)
+    # Flipping every label flips the sign of the logistic weights: the new data were used.
+    np.testing.assert_allclose(mu_flipped, -mu, atol=0.15)
+
+
+def test_float32_end_to_end(tmp_path):
+    script = textwrap.dedent(
+        """
+        import json
+        import numpy as np
+        import bnn_ppl as bp
+        from bnn_ppl.datasets import load_dataset
+        d = load_dataset("moons")
+        built = bp.build_model(bp.load_spec("models/moons.toml"), d.X_train, d.y_train, batch_size=100)
+        result = bp.fit(built, 4000, random_seed=0, progressbar=False)
+        proba = result.predictor().predict_proba(d.X_test, draws=200, random_seed=0)
+        print(json.dumps({"mu": str(result.params()["mu"].dtype), "X": str(built.X_data.get_value().dtype),
+                          "draws": str(result.predictor().sample(d.X_test, 5).dtype),
+                          "acc": float(np.mean(proba.argmax(1) == d.y_test))}))
+        """
+    )
+    env = dict(os.environ, PYTENSOR_FLAGS="floatX=float32")
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300,
+                         cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["mu"] == report["X"] == report["draws"] == "float32"
+    assert report["acc"] > 0.9
