@@ -17,6 +17,8 @@ from bnn_ppl.inference.result import FitResult
 __all__ = ["fit", "METHODS", "BACKENDS"]
 
 METHODS = ("advi", "fullrank_advi")
+#: Default final step size as a fraction of the first (see ``fit``'s ``lr_floor``).
+DEFAULT_LR_FLOOR = 0.01
 BACKENDS = ("numba", "c", "jax")
 
 
@@ -44,6 +46,7 @@ def fit(
     engine: str = "auto",
     backend: str | None = None,
     learning_rate: float = 0.01,
+    lr_floor: float = DEFAULT_LR_FLOOR,
     init_sigma: float = DEFAULT_INIT_SIGMA,
     random_seed: int | None = None,
     progressbar: bool = True,
@@ -65,7 +68,11 @@ def fit(
     backend : {"numba", "c", "jax"}, optional
         PyTensor compile mode for the ``"pymc"`` engine; JAX device choice for ``"jax"``.
     learning_rate : float
-        Adam step size.
+        Adam step size at the start.
+    lr_floor : float
+        The step size follows a cosine from ``learning_rate`` down to ``lr_floor *
+        learning_rate`` over the ``n`` steps (1.0: constant). The ``"pymc"`` engine (PyMC's own
+        optimiser) always uses a constant step size.
     init_sigma : float
         Initial posterior standard deviation of every parameter.
     random_seed : int, optional
@@ -92,6 +99,8 @@ def fit(
         raise SpecError(f"The 'method' parameter of fit must be one of {list(METHODS)}. Got {method!r} instead.")
     if backend is not None and backend not in BACKENDS:
         raise SpecError(f"The 'backend' parameter of fit must be one of {list(BACKENDS)} or None. Got {backend!r}.")
+    if isinstance(lr_floor, bool) or not isinstance(lr_floor, (int, float)) or not 0 < lr_floor <= 1:
+        raise SpecError(f"The 'lr_floor' parameter of fit must lie in (0, 1]. Got {lr_floor!r} instead.")
     for name, value in (("learning_rate", learning_rate), ("init_sigma", init_sigma)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise SpecError(f"The {name!r} parameter of fit must be a positive number. Got {value!r} instead.")
@@ -105,6 +114,7 @@ def fit(
         method=method,
         n=int(n),
         learning_rate=float(learning_rate),
+        lr_floor=float(lr_floor),
         backend=backend,
         random_seed=_child_seed(rng),
         progressbar=progressbar,

@@ -28,6 +28,7 @@ class FitRequest:
     method: str
     n: int
     learning_rate: float
+    lr_floor: float
     backend: str | None
     random_seed: int | None
     progressbar: bool

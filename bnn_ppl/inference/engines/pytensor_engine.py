@@ -47,6 +47,8 @@ def _compile_chunk(flat: FlatLogp, method: str, batch_size: int | None, lr: floa
     m0 = [pt.tensor(f"m{i}", shape=p.type.shape, dtype=dtype) for i, p in enumerate(init)]
     v0 = [pt.tensor(f"v{i}", shape=p.type.shape, dtype=dtype) for i, p in enumerate(init)]
     t0 = pt.scalar("t", dtype=dtype)
+    n_total = pt.scalar("n_total", dtype=dtype)
+    lr_floor = pt.scalar("lr_floor", dtype=dtype)
     mask = pt.vector("mask", dtype="bool")
     eps_seq = pt.matrix("eps", dtype=dtype)
     idx_seq = pt.matrix("idx", dtype="int64")
@@ -61,11 +63,13 @@ def _compile_chunk(flat: FlatLogp, method: str, batch_size: int | None, lr: floa
         loss = logq - logp
         grads = pytensor.grad(loss, params)
         t1 = t + 1
+        progress = pt.minimum(t / n_total, 1.0)
+        step_lr = lr * (lr_floor + (1.0 - lr_floor) * 0.5 * (1.0 + pt.cos(np.pi * progress)))
         out_p, out_m, out_v = [], [], []
         for p, m, v, g in zip(params, (m_0, m_1), (v_0, v_1), grads, strict=True):
             m_new = b1 * m + (1 - b1) * g
             v_new = b2 * v + (1 - b2) * g * g
-            p_new = p - lr * (m_new / (1 - b1**t1)) / (pt.sqrt(v_new / (1 - b2**t1)) + eps_adam)
+            p_new = p - step_lr * (m_new / (1 - b1**t1)) / (pt.sqrt(v_new / (1 - b2**t1)) + eps_adam)
             out_p.append(pt.switch(active, p_new, p))
             out_m.append(pt.switch(active, m_new, m))
             out_v.append(pt.switch(active, v_new, v))
@@ -78,7 +82,7 @@ def _compile_chunk(flat: FlatLogp, method: str, batch_size: int | None, lr: floa
         return_updates=False,
     )
     finals = [o[-1] for o in outputs[:-1]]
-    inputs = [mask, eps_seq, idx_seq, *init, *m0, *v0, t0, X, y]
+    inputs = [mask, eps_seq, idx_seq, *init, *m0, *v0, t0, X, y, n_total, lr_floor]
     return pytensor.function(inputs, [*finals, outputs[-1]], mode=mode)
 
 
@@ -109,7 +113,8 @@ class PytensorEngine:
             mask = np.arange(chunk) < n_active
             eps = rng.standard_normal((chunk, flat.size)).astype(flat.X.dtype)
             idx = rng.integers(0, built.n_obs, size=(chunk, batch))
-            out = fn(mask, eps, idx, *p, *m, *v, np.asarray(t, dtype=flat.X.dtype), flat.X, flat.y_data)
+            out = fn(mask, eps, idx, *p, *m, *v, np.asarray(t, dtype=flat.X.dtype), flat.X, flat.y_data,
+                     np.asarray(request.n, dtype=flat.X.dtype), np.asarray(request.lr_floor, dtype=flat.X.dtype))
             new = ([out[0], out[1]], [out[2], out[3]], [out[4], out[5]], float(out[6]))
             return new, out[7]
 
