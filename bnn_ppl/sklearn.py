@@ -23,7 +23,7 @@ from bnn_ppl.compile import build_model
 from bnn_ppl.compile.data import float_dtype
 from bnn_ppl.errors import DataError, ModelFileError, SpecError
 from bnn_ppl.inference import fit as fit_advi
-from bnn_ppl.spec import Bernoulli, Categorical, Dense, FanInNormal, Network, Normal, NormalLikelihood, Prior
+from bnn_ppl.spec import Bernoulli, Categorical, Dense, Network, Normal, NormalLikelihood, Prior
 
 __all__ = ["BNNClassifier", "BNNRegressor"]
 
@@ -87,7 +87,7 @@ class _BNNBase(BaseEstimator):
         return Network(
             layers,
             likelihood,
-            prior=FanInNormal() if self.prior is None else self.prior,
+            prior=Normal(1.0) if self.prior is None else self.prior,
             bias_prior=Normal(1.0) if self.bias_prior is None else self.bias_prior,
             input_dim=n_features,
             name=type(self).__name__,
@@ -220,7 +220,7 @@ class BNNClassifier(ClassifierMixin, _BNNBase):
     activation : str
         Hidden-layer activation (a name in ``bnn_ppl.spec.ACTIVATIONS``).
     prior, bias_prior : Prior, optional
-        Weight and bias priors; default ``FanInNormal(1.0)`` and ``Normal(1.0)``.
+        Weight and bias priors; default ``Normal(1.0)`` for both.
     n_iter : int
         ADVI steps.
     batch_size : int, optional
