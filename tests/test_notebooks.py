@@ -38,6 +38,11 @@ def _text(nb) -> str:
     [
         ("01_moons.ipynb", 8, ["Accuracy = ", "sample_posterior_predictive:", "minibatch: final loss"]),
         ("02_digits.ipynb", 6, ["test accuracy", "uniform noise images"]),
+        (
+            "03_priors_and_description_length.ipynb",
+            1,
+            ["LC (nats)", "ConjugateKnownMean", "Horseshoe on dense_0", "shortest code:", "are equal: True"],
+        ),
         ("04_hierarchical.ipynb", 3, ["hierarchical, 2-16-16-1", "dense_0_w_scale"]),
     ],
 )
