@@ -89,7 +89,7 @@ def _fit_facts(result: Any) -> list[tuple[str, str]]:
     timings = result.timings
     status = "interrupted" if result.interrupted else "finished"
     return [
-        ("method", f"{result.method} (Adam, learning rate {result.learning_rate:g})"),
+        ("method", f"{result.method} (Adam, learning rate {_schedule(result)})"),
         ("engine", f"{result.engine} (backend {result.backend})"),
         ("steps", f"{result.n_steps:,} ({status})"),
         ("final loss", f"{result.final_loss:,.2f} (mean -ELBO of the last steps, nats)"),
@@ -117,3 +117,9 @@ def fit_html(result: Any) -> str:
     )
     title = f"<b>FitResult</b> {escape(repr(result.spec.name))}"
     return f"<div>{title}<table {_TABLE}><tbody>{facts}</tbody></table>{network_html(result.spec)}</div>"
+
+
+def _schedule(result: Any) -> str:
+    """``0.01`` for a constant step size, ``0.01 -> 0.0001 (cosine)`` for a decayed one."""
+    lr, floor = result.learning_rate, getattr(result, "lr_floor", 1.0)
+    return f"{lr:g}" if floor == 1.0 else f"{lr:g} -> {lr * floor:g} (cosine)"

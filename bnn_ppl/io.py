@@ -74,6 +74,7 @@ def to_bytes(result: Any, *, metadata: dict | None = None, include_data: bool = 
         "engine": result.engine,
         "backend": result.backend,
         "learning_rate": result.learning_rate,
+        "lr_floor": result.lr_floor,
         "n_steps": result.n_steps,
         "random_seed": result.random_seed,
         "timings": {k: float(v) for k, v in result.timings.items()},
@@ -291,5 +292,6 @@ def from_bytes(data: bytes, *, where: str = "<bytes>") -> tuple[Any, dict]:
         random_seed=info["random_seed"],
         timings=dict(info["timings"]),
         interrupted=bool(info["interrupted"]),
+        lr_floor=float(info.get("lr_floor", 1.0)),
     )
     return result, meta

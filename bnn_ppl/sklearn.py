@@ -128,7 +128,7 @@ class _BNNBase(BaseEstimator):
         predictor, X = self._predictor(X)
         return predictor.uncertainty(X, draws=self.draws, random_seed=self.predict_seed_)
 
-    # ------------------------------------------------------------------ save / load / pickle
+    # ------------------------------------------------------------------ save / load / joblib state
     def _state(self) -> dict[str, Any]:
         params = self.get_params()
         params["hidden_layer_sizes"] = list(np.atleast_1d(params["hidden_layer_sizes"]).tolist())

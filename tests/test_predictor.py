@@ -29,21 +29,21 @@ def _binary_spec():
 @pytest.fixture(scope="module")
 def binary_fit():
     X, y = _binary_data()
-    return bp.fit(bp.build_model(_binary_spec(), X, y), n=STEPS, random_seed=0, progressbar=False)
+    return bp.fit(bp.build_model(_binary_spec(), X, y), n=STEPS, random_seed=0, progressbar=False, lr_floor=1.0)
 
 
 @pytest.fixture(scope="module")
 def minibatch_fit():
     X, _ = _binary_data()
     y = (X[:, 0] + X[:, 1] > 0).astype(int)
-    return bp.fit(bp.build_model(_binary_spec(), X, y, batch_size=16), n=STEPS, random_seed=1, progressbar=False)
+    return bp.fit(bp.build_model(_binary_spec(), X, y, batch_size=16), n=STEPS, random_seed=1, progressbar=False, lr_floor=1.0)
 
 
 @pytest.fixture(scope="module")
 def categorical_fit(tiny_classification):
     X, y = tiny_classification
     spec = Network([Dense(5), Dense(3, "identity")], Categorical(3))
-    return bp.fit(bp.build_model(spec, X, y), n=STEPS, random_seed=2, progressbar=False)
+    return bp.fit(bp.build_model(spec, X, y), n=STEPS, random_seed=2, progressbar=False, lr_floor=1.0)
 
 
 @pytest.fixture(scope="module")

@@ -145,6 +145,7 @@ def fit(
             "steady_steps_per_s": _steady_rate(run),
         },
         interrupted=run.interrupted,
+        lr_floor=1.0 if engine_name == "pymc" else float(lr_floor),
     )
 
 

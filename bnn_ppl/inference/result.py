@@ -30,7 +30,9 @@ class FitResult:
     method, engine, backend : str
         How it was fitted.
     learning_rate : float
-        Adam step size.
+        Adam step size at the first step.
+    lr_floor : float
+        Final step size as a fraction of ``learning_rate`` (cosine decay; 1.0 is constant).
     n_steps : int
         Steps actually run (fewer than asked when interrupted or converged early).
     random_seed : int or None
@@ -52,6 +54,7 @@ class FitResult:
     random_seed: int | None
     timings: dict[str, float]
     interrupted: bool = False
+    lr_floor: float = 1.0
     _predictors: dict = field(default_factory=dict, repr=False)
 
     @property
