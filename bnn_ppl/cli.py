@@ -100,8 +100,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------- fit
 def _dataset(args: argparse.Namespace, spec: Any) -> tuple[Any, dict | None]:
-    import numpy as np
-
     from bnn_ppl.datasets import DATASETS, load_dataset
 
     name = args.data or (spec.name if spec.name in DATASETS else "moons")

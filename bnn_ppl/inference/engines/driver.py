@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from bnn_ppl.errors import FitError
-from bnn_ppl.inference.engines.base import FitRequest
+from bnn_ppl.inference.engines.base import EngineRun, FitRequest
 
 __all__ = ["run_chunks"]
 
@@ -20,7 +20,10 @@ def run_chunks(
     state: Any,
     chunk_size: int,
     write_back: Callable[[Any], None],
-) -> tuple[np.ndarray, bool, float]:
+    *,
+    backend: str,
+    setup_s: float,
+) -> EngineRun:
     """Call ``run_chunk(state, n_active)`` until ``request.n`` steps ran.
 
     ``run_chunk`` runs ``chunk_size`` steps of which the first ``n_active`` update the state
@@ -32,11 +35,13 @@ def run_chunks(
 
     Returns
     -------
-    losses, interrupted, first_chunk_s
-        ``first_chunk_s`` includes the compile time of the chunk function.
+    EngineRun
+        ``compile_s`` is ``setup_s`` plus the first chunk's excess over a steady chunk (the
+        compilation of the chunk function happens on its first call).
     """
     from bnn_ppl.inference.progress import Progress
 
+    start = time.perf_counter()
     approx = request.inference.approx
     losses: list[np.ndarray] = []
     done = 0
@@ -73,4 +78,14 @@ def run_chunks(
     finally:
         progress.close()
     out = np.concatenate(losses) if losses else np.zeros(0)
-    return out, interrupted, first_chunk_s
+    fit_s = time.perf_counter() - start
+    steady_chunk_s = (fit_s - first_chunk_s) / (out.size - chunk_size) * chunk_size if out.size > chunk_size else 0.0
+    return EngineRun(
+        losses=out,
+        compile_s=setup_s + max(0.0, first_chunk_s - steady_chunk_s),
+        fit_s=fit_s,
+        backend=backend,
+        interrupted=interrupted,
+        first_chunk_s=first_chunk_s,
+        chunk_steps=chunk_size,
+    )

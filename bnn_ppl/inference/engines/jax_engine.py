@@ -159,21 +159,7 @@ class JaxEngine:
             for var, value in zip(shared, carry[0]):
                 var.set_value(np.asarray(value, dtype=var.dtype))
 
-        setup_s = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        losses, interrupted, first_chunk_s = run_chunks(request, run_chunk, state, chunk, write_back)
-        fit_s = time.perf_counter() - t1
-        steady = (fit_s - first_chunk_s) / max(1, losses.size - chunk) * chunk if losses.size > chunk else 0.0
-        compile_s = setup_s + max(0.0, first_chunk_s - steady)
-        return EngineRun(
-            losses=losses,
-            compile_s=compile_s,
-            fit_s=fit_s,
-            backend=f"jax-{jax.default_backend()}",
-            interrupted=interrupted,
-            first_chunk_s=first_chunk_s,
-            chunk_steps=chunk,
-        )
-
+        return run_chunks(request, run_chunk, state, chunk, write_back,
+                          backend=f"jax-{jax.default_backend()}", setup_s=time.perf_counter() - t0)
 
 ENGINES.add("jax", JaxEngine)

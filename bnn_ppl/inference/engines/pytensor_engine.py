@@ -122,20 +122,7 @@ class PytensorEngine:
             for var, value in zip(shared, carry[0], strict=True):
                 var.set_value(np.asarray(value, dtype=var.dtype))
 
-        setup_s = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        losses, interrupted, first_chunk_s = run_chunks(request, run_chunk, state, chunk, write_back)
-        fit_s = time.perf_counter() - t1
-        steady = (fit_s - first_chunk_s) / max(1, losses.size - chunk) * chunk if losses.size > chunk else 0.0
-        return EngineRun(
-            losses=losses,
-            compile_s=setup_s + max(0.0, first_chunk_s - steady),
-            fit_s=fit_s,
-            backend=backend,
-            interrupted=interrupted,
-            first_chunk_s=first_chunk_s,
-            chunk_steps=chunk,
-        )
-
+        return run_chunks(request, run_chunk, state, chunk, write_back,
+                          backend=backend, setup_s=time.perf_counter() - t0)
 
 ENGINES.add("numba", PytensorEngine)
