@@ -26,9 +26,9 @@ def run_chunks(
 ) -> EngineRun:
     """Call ``run_chunk(state, n_active)`` until ``request.n`` steps ran.
 
-    ``run_chunk`` runs ``chunk_size`` steps of which the first ``n_active`` update the state
-    (so one compiled function serves the last, shorter chunk too) and returns the new state and
-    the ``n_active`` losses. After each chunk the parameters are written into the PyMC
+    ``run_chunk`` runs ``n_active`` steps (``chunk_size`` except for a shorter last chunk; an
+    engine may run a full chunk with the extra steps masked out) and returns the new state and
+    at least the ``n_active`` losses. After each chunk the parameters are written into the PyMC
     approximation (``write_back``), the loss is checked for NaN, the progress bar updated and the
     callbacks called as ``callback(approx, losses, i)``. A KeyboardInterrupt or a callback's
     StopIteration stops the fit keeping the last good parameters.
