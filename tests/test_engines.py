@@ -122,3 +122,16 @@ def test_float32_end_to_end(tmp_path):
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["mu"] == report["X"] == report["draws"] == "float32"
     assert report["acc"] > 0.9
+
+
+def test_auto_engine_is_jax_when_installed_and_numba_without_it(monkeypatch):
+    import importlib.util
+
+    from bnn_ppl.inference.engines import resolve_engine
+
+    assert resolve_engine("auto") == "jax"
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "jax" else real(name, *a))
+    assert resolve_engine("auto") == "numba"
+    with pytest.raises(bp.SpecError, match=r"The 'engine' field must be one of \['jax', 'numba', 'pymc'\]"):
+        resolve_engine("torch")
