@@ -17,7 +17,9 @@ from bnn_ppl.inference.result import FitResult
 __all__ = ["fit", "METHODS", "BACKENDS"]
 
 METHODS = ("advi", "fullrank_advi")
-#: Default final step size as a fraction of the first (see ``fit``'s ``lr_floor``).
+#: Default final step size as a fraction of the first (see ``fit``'s ``lr_floor``). Digits
+#: 64-32-10, 5 seeds: constant Adam 0.01 gave 0.953/0.962/0.967 (min/median/max accuracy) and
+#: -ELBO ~995; decaying to 1% gave 0.9655/0.9666/0.9766 and ~950. Moons: 117.3 vs 118.7.
 DEFAULT_LR_FLOOR = 0.01
 BACKENDS = ("numba", "c", "jax")
 
