@@ -33,6 +33,7 @@ FAMILIES: dict[str, bp.spec.Prior] = {
     "hierarchical": bp.Hierarchical(),
     "hierarchical_centered": bp.Hierarchical(parametrization="centered"),
     "hierarchical_s3": bp.Hierarchical(scale=3.0),
+    "hierarchical_no_fan_in": bp.Hierarchical(fan_in=False),
     "conjugate": bp.Conjugate(),
     "conjugate_known_mean": bp.ConjugateKnownMean(),
     "scale_mixture": bp.ScaleMixture(),

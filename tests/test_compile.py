@@ -87,7 +87,7 @@ def test_class_names_label_the_output_dim_and_no_bias_layers_have_no_b():
 def test_priors_compile_to_the_stated_distributions():
     X, y = _data(d=4)
     spec = Network(
-        [Dense(3, prior=FanInNormal(2.0)), Dense(2, prior=Hierarchical(0.5, "half_normal")), Dense(1, "identity")],
+        [Dense(3, prior=FanInNormal(2.0)), Dense(2, prior=Hierarchical(0.5, "half_normal", fan_in=True)), Dense(1, "identity")],
         Bernoulli(),
         prior=Normal(0.7, mu=0.2),
         bias_prior=Normal(3.0),

@@ -103,7 +103,7 @@ def test_conjugate_single_weight_is_student_t():
 )
 @pytest.mark.parametrize("parametrization", ["centered", "non_centered"])
 def test_hierarchical_logp_matches_scipy(hyperprior, hyper_logpdf, parametrization):
-    prior = bp.Hierarchical(scale=1.5, hyperprior=hyperprior, parametrization=parametrization)
+    prior = bp.Hierarchical(scale=1.5, hyperprior=hyperprior, parametrization=parametrization, fan_in=True)
     model, _ = _prior_model(prior)
     tau = 0.8
     if parametrization == "centered":
@@ -117,7 +117,7 @@ def test_hierarchical_logp_matches_scipy(hyperprior, hyper_logpdf, parametrizati
 
 
 def test_hierarchical_scale_starts_at_the_initial_weight_spread():
-    model, init = _prior_model(bp.Hierarchical(parametrization="centered"))
+    model, init = _prior_model(bp.Hierarchical(parametrization="centered", fan_in=True))
     tau0 = float(np.exp(model.initial_point()["w_scale_log__"]))
     assert tau0 / np.sqrt(FAN_IN) == pytest.approx(init["w"])
 

@@ -99,7 +99,10 @@ class Hierarchical(Prior):
     hyperprior : str
         One of ``HYPERPRIORS``.
     fan_in : bool
-        If True, ``tau`` multiplies ``1/sqrt(fan_in)`` so that ``tau`` ~ 1 is the natural scale.
+        If True, ``tau`` multiplies ``1/sqrt(fan_in)``. Default False: with fan-in scaling the
+        HalfNormal(1) hyperprior held ``tau`` near the fan-in scale that also made
+        ``FanInNormal`` underfit; without it (5 seeds, 30k steps) moons reached 0.962 median
+        accuracy at -ELBO ~117.5 (with: 0.962 at ~124) and digits 0.963 at ~940 (with: 0.961).
     parametrization : {"centered", "non_centered"}
         ``"centered"`` draws ``w`` given ``tau``; ``"non_centered"`` writes ``w = tau * z`` with
         ``z ~ Normal(0, 1)`` (the default: 5/5 moons seeds reached 0.962-0.966 against 4/5 for
@@ -108,13 +111,13 @@ class Hierarchical(Prior):
     Examples
     --------
     >>> Hierarchical(scale=1.0)
-    Hierarchical(scale=1.0, hyperprior='half_normal', fan_in=True, parametrization='non_centered')
+    Hierarchical(scale=1.0, hyperprior='half_normal', fan_in=False, parametrization='non_centered')
     """
 
     kind: ClassVar[str] = "hierarchical"
     scale: float = 1.0
     hyperprior: str = "half_normal"
-    fan_in: bool = True
+    fan_in: bool = False
     parametrization: str = "non_centered"
 
     def __post_init__(self) -> None:
