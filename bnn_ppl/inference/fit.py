@@ -68,7 +68,9 @@ def fit(
         ``"auto"`` (the fastest available), ``"jax"``, ``"numba"`` or ``"pymc"`` (PyMC's own loop,
         the reference). See ``bnn_ppl.inference.engines.ENGINES``.
     backend : {"numba", "c", "jax"}, optional
-        PyTensor compile mode for the ``"pymc"`` engine; JAX device choice for ``"jax"``.
+        PyTensor compile mode of the ``"pymc"`` engine's step and of the ``"numba"`` engine's
+        scan (``"c"`` runs it with PyTensor's C backend). The ``"jax"`` engine ignores it and
+        runs on the device JAX picks (a GPU when one is visible).
     learning_rate : float
         Adam step size at the start.
     lr_floor : float
