@@ -3,6 +3,11 @@
 Usage: ``PYTENSOR_FLAGS=floatX=float32 python -m bench.gpu [--steps N] [--out FILE]``.
 Prints one JSON row per workload: steady-state steps/s (first chunk, which compiles, excluded),
 compile s, final -ELBO, test accuracy, and the JAX device.
+
+On the lent GPU machine (JAX with CUDA, numpy, numba, scipy, scikit-learn, xarray present) carry
+these as wheels for Python 3.12: pymc, pytensor, arviz, arviz-base, arviz-stats, arviz-plots,
+better-optimize, cachetools<7 (cachetools 8 broke PyMC 6.4's ``cachedmethod`` use), tomli-w,
+xarray-einstats; install them with ``--no-deps --target`` and put the target on PYTHONPATH.
 """
 
 from __future__ import annotations
