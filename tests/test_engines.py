@@ -27,9 +27,12 @@ def logistic_data():
     return X, y
 
 
+def _logistic_spec():
+    return bp.Network([bp.Dense(1, "identity")], bp.Bernoulli(), prior=bp.Normal(2.0), bias_prior=bp.Normal(2.0))
+
+
 def _logistic_fit(X, y, engine, seed, n=3000, batch_size=None):
-    spec = bp.Network([bp.Dense(1, "identity")], bp.Bernoulli(), prior=bp.Normal(2.0), bias_prior=bp.Normal(2.0))
-    built = bp.build_model(spec, X, y, batch_size=batch_size)
+    built = bp.build_model(_logistic_spec(), X, y, batch_size=batch_size)
     result = bp.fit(built, n, engine=engine, random_seed=seed, progressbar=False)
     params = result.params()
     return result, params["mu"], np.logaddexp(0, params["rho"])
@@ -74,8 +77,7 @@ def test_last_partial_chunk_runs_exactly_n_steps(logistic_data, engine):
 @pytest.mark.parametrize("engine", FAST_ENGINES)
 def test_keyboard_interrupt_keeps_the_last_good_parameters(logistic_data, engine):
     X, y = logistic_data
-    spec = bp.Network([bp.Dense(1, "identity")], bp.Bernoulli())
-    built = bp.build_model(spec, X, y)
+    built = bp.build_model(_logistic_spec(), X, y)  # the same graph as the other tests: one compile
     seen = {}
 
     def interrupt(approx, losses, i):
