@@ -122,6 +122,25 @@ def test_hierarchical_scale_starts_at_the_initial_weight_spread():
     assert tau0 / np.sqrt(FAN_IN) == pytest.approx(init["w"])
 
 
+def test_horseshoe_starts_at_the_initial_weight_spread():
+    from bnn_ppl.compile.priors import _init_scale
+
+    model, init = _prior_model(bp.Horseshoe())
+    point = model.initial_point()
+    assert init == {"w_raw": 1.0}
+    tau0 = float(np.exp(point["w_scale_log__"]))
+    np.testing.assert_allclose(np.exp(point["w_local_log__"]), 1.0)
+    # Slab aside, the weights' prior std at the start equals their initial spread.
+    assert tau0 / np.sqrt(FAN_IN) == pytest.approx(_init_scale(FAN_IN))
+
+
+def test_scale_mixture_starts_at_the_broad_component():
+    _, init = _prior_model(bp.ScaleMixture(sigma1=0.6, sigma2=0.05, pi=0.2))
+    assert init == {"w": 0.6}
+    _, init = _prior_model(bp.ScaleMixture(sigma1=0.1, sigma2=3.0, pi=0.5))
+    assert init == {"w": 1.0}  # capped at 1, like Normal(sigma)
+
+
 def test_horseshoe_logp_and_weights_match_formula():
     prior = bp.Horseshoe(global_scale=0.5, slab_scale=2.0, slab_df=4.0)
     model, init = _prior_model(prior)
