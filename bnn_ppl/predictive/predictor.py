@@ -185,7 +185,13 @@ class Predictor:
         return self.uncertainty(X, draws, random_seed).proba
 
     def predict(self, X: Any, draws: int = 500, random_seed: Any = None) -> np.ndarray:
-        """Most probable class index (classifiers) or the predictive mean (regression)."""
+        """Most probable class index (classifiers) or the predictive mean (regression).
+
+        The class is the argmax of a Monte Carlo mean over ``draws``; rows near a decision
+        boundary can flip between calls with different seeds (on digits, 500 unseeded draws
+        moved one fit's test accuracy between 0.963 and 0.976). Pass ``random_seed`` for
+        repeatable predictions, and more draws when comparing models.
+        """
         summary = self.uncertainty(X, draws, random_seed)
         if isinstance(summary, ClassificationUncertainty):
             return summary.proba.argmax(axis=1)
