@@ -120,6 +120,6 @@ def fit_html(result: Any) -> str:
 
 
 def _schedule(result: Any) -> str:
-    """``0.01`` for a constant step size, ``0.01 -> 0.0001 (cosine)`` for a decayed one."""
+    """``0.01`` for a constant step size, ``0.01 -> 0.0001 (cosine, 2nd half)`` for a decayed one."""
     lr, floor = result.learning_rate, getattr(result, "lr_floor", 1.0)
-    return f"{lr:g}" if floor == 1.0 else f"{lr:g} -> {lr * floor:g} (cosine)"
+    return f"{lr:g}" if floor == 1.0 else f"{lr:g} -> {lr * floor:g} (cosine, 2nd half)"

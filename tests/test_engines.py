@@ -137,3 +137,25 @@ def test_auto_engine_is_jax_when_installed_and_numba_without_it(monkeypatch):
     assert resolve_engine("auto") == "numba"
     with pytest.raises(bp.SpecError, match=r"The 'engine' field must be one of \['jax', 'numba', 'pymc'\]"):
         resolve_engine("torch")
+
+
+def test_step_size_holds_for_half_the_steps_then_decays_to_the_floor():
+    import jax.numpy as jnp
+    import pytensor.tensor as pt
+
+    from bnn_ppl.inference.engines.base import HOLD_FRACTION, step_size_factor
+
+    n, floor = 1000, 0.01
+    t = np.arange(n + 1, dtype=float)
+    numpy_factor = step_size_factor(t, n, floor)
+    hold = int(HOLD_FRACTION * n)
+    np.testing.assert_allclose(numpy_factor[: hold + 1], 1.0)
+    assert np.all(np.diff(numpy_factor[hold:]) < 0)  # strictly decreasing after the hold
+    assert numpy_factor[-1] == pytest.approx(floor)
+    assert numpy_factor[(hold + n) // 2] == pytest.approx((1 + floor) / 2)
+    # The engines trace the same function with their own array modules.
+    np.testing.assert_allclose(np.asarray(step_size_factor(jnp.asarray(t), n, floor, jnp)), numpy_factor, rtol=1e-6)
+    t_sym = pt.dvector("t")
+    pt_factor = step_size_factor(t_sym, n, floor, pt).eval({t_sym: t}, mode="FAST_COMPILE")
+    np.testing.assert_allclose(pt_factor, numpy_factor, rtol=1e-12)
+    assert step_size_factor(t, n, 1.0) == pytest.approx(np.ones_like(t))  # lr_floor=1: constant

@@ -32,7 +32,7 @@ class FitResult:
     learning_rate : float
         Adam step size at the first step.
     lr_floor : float
-        Final step size as a fraction of ``learning_rate`` (cosine decay; 1.0 is constant).
+        Final step size as a fraction of ``learning_rate`` (cosine decay over the second half; 1.0 is constant).
     n_steps : int
         Steps actually run (fewer than asked when interrupted or converged early).
     random_seed : int or None

@@ -12,7 +12,30 @@ import numpy as np
 from bnn_ppl.compile import BuiltModel
 from bnn_ppl.registry import Registry
 
-__all__ = ["ENGINES", "Engine", "EngineRun", "FitRequest", "resolve_engine"]
+__all__ = ["ENGINES", "Engine", "EngineRun", "FitRequest", "resolve_engine", "step_size_factor", "HOLD_FRACTION"]
+
+#: Share of the steps run at the full step size before the cosine decay starts. 784-256-10,
+#: 5,000 steps, batch 256: decaying from step 0 left the posterior sigmas of the wide layer
+#: half-grown (-ELBO 279k, accuracy 0.824); holding the first half got 198k and 0.846
+#: (constant: 161k, 0.846), while digits (0.9666 median over 5 seeds) and moons (0.960) kept
+#: the decayed schedule's accuracy.
+HOLD_FRACTION = 0.5
+
+
+def step_size_factor(t: Any, n_total: Any, floor: Any, xp: Any = np) -> Any:
+    """Step-size factor at step ``t`` of ``n_total``: 1 for the first ``HOLD_FRACTION`` of the
+    steps, then a cosine down to ``floor`` at the last step.
+
+    ``xp`` is the array module the engine traces with (``numpy``, ``jax.numpy`` or
+    ``pytensor.tensor``); each has ``clip`` and ``cos``.
+
+    Examples
+    --------
+    >>> [round(float(step_size_factor(t, 100, 0.01)), 3) for t in (0, 50, 75, 100)]
+    [1.0, 1.0, 0.505, 0.01]
+    """
+    progress = xp.clip((t / n_total - HOLD_FRACTION) / (1.0 - HOLD_FRACTION), 0.0, 1.0)
+    return floor + (1.0 - floor) * 0.5 * (1.0 + xp.cos(np.pi * progress))
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from bnn_ppl.inference.engines.base import ENGINES, EngineRun, FitRequest
+from bnn_ppl.inference.engines.base import ENGINES, EngineRun, FitRequest, step_size_factor
 from bnn_ppl.inference.engines.driver import run_chunks
 from bnn_ppl.inference.engines.objective import flat_logp
 from bnn_ppl.spec import spec_to_dict
@@ -28,14 +28,6 @@ CHUNK_SIZE = 1000
 #: Upper bound on the Gaussian draws made per chunk (chunk length x parameters).
 MAX_CHUNK_DRAWS = 8_000_000
 _HALF_LOG_2PI = 0.5 * np.log(2 * np.pi)
-
-
-def cosine_factor(t, n_total, floor):
-    """Learning-rate factor at step ``t`` of ``n_total``: cosine from 1 down to ``floor``."""
-    import jax.numpy as jnp
-
-    progress = jnp.minimum(t / n_total, 1.0)
-    return floor + (1.0 - floor) * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
 
 
 def _build_step(logp_fn, method: str, n_obs: int, batch_size: int | None, lr: float):
@@ -74,7 +66,7 @@ def _build_step(logp_fn, method: str, n_obs: int, batch_size: int | None, lr: fl
         v1 = tuple(b2 * vi + (1 - b2) * g * g for vi, g in zip(v, grads))
         c1 = 1 - b1**t1
         c2 = 1 - b2**t1
-        step_lr = lr * cosine_factor(t, schedule[0], schedule[1])
+        step_lr = lr * step_size_factor(t, schedule[0], schedule[1], jnp)
         new = tuple(p - step_lr * (mi / c1) / (jnp.sqrt(vi / c2) + eps_adam) for p, mi, vi in zip(params, m1, v1))
         return (new, m1, v1, t1), loss
 

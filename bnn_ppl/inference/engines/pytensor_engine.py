@@ -15,7 +15,7 @@ import pytensor.tensor as pt
 from pymc.pytensorf import resolve_backend_compile_kwargs
 from pytensor.graph.replace import graph_replace
 
-from bnn_ppl.inference.engines.base import ENGINES, EngineRun, FitRequest
+from bnn_ppl.inference.engines.base import ENGINES, EngineRun, FitRequest, step_size_factor
 from bnn_ppl.inference.engines.driver import run_chunks
 from bnn_ppl.inference.engines.jax_engine import chunk_length
 from bnn_ppl.inference.engines.objective import FlatLogp, flat_logp
@@ -63,8 +63,7 @@ def _compile_chunk(flat: FlatLogp, method: str, batch_size: int | None, lr: floa
         loss = logq - logp
         grads = pytensor.grad(loss, params)
         t1 = t + 1
-        progress = pt.minimum(t / n_total, 1.0)
-        step_lr = lr * (lr_floor + (1.0 - lr_floor) * 0.5 * (1.0 + pt.cos(np.pi * progress)))
+        step_lr = lr * step_size_factor(t, n_total, lr_floor, pt)
         out_p, out_m, out_v = [], [], []
         for p, m, v, g in zip(params, (m_0, m_1), (v_0, v_1), grads, strict=True):
             m_new = b1 * m + (1 - b1) * g
