@@ -27,6 +27,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import scale
 
 import bnn_ppl as bp
+from bench.measure import classification_metrics
 
 FAMILIES: dict[str, bp.spec.Prior] = {
     "normal": bp.Normal(1.0),
@@ -62,12 +63,9 @@ EVAL_DRAWS, EVAL_SEED = 4000, 12345
 
 def _test_scores(result: bp.FitResult, X_test: np.ndarray, y_test: np.ndarray) -> tuple[float, float]:
     """Accuracy and mean log predictive density (nats per row) of the posterior-predictive mean."""
-    p = result.predictor().sample(X_test, draws=EVAL_DRAWS, random_seed=EVAL_SEED).mean(axis=0)
-    if p.ndim == 1:  # Bernoulli: p(y=1)
-        pred, p_true = (p > 0.5).astype(int), np.where(y_test == 1, p, 1.0 - p)
-    else:
-        pred, p_true = p.argmax(axis=-1), p[np.arange(len(y_test)), y_test]
-    return float(np.mean(pred == y_test)), float(np.mean(np.log(np.clip(p_true, 1e-300, None))))
+    draws = result.predictor().sample(X_test, draws=EVAL_DRAWS, random_seed=EVAL_SEED)
+    accuracy, nll = classification_metrics(draws, y_test)
+    return accuracy, -nll
 
 
 def run(families: list[str], datasets: list[str], seeds: int, steps: int, out: Path) -> None:
