@@ -9,12 +9,13 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from bnn_ppl.errors import BnnPplError, DataError, FitError, ModelFileError, SpecError
+from bnn_ppl.spec.layers import *  # noqa: F403  (every layer kind: LAYER_CLASSES)
+from bnn_ppl.spec.layers import LAYER_CLASSES
 from bnn_ppl.spec import (
     Bernoulli,
     Categorical,
     Conjugate,
     ConjugateKnownMean,
-    Dense,
     FanInNormal,
     Hierarchical,
     Horseshoe,
@@ -58,6 +59,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'bnn_ppl' has no attribute {name!r}")
 
 __all__ = [
+    *LAYER_CLASSES,
     "BNNClassifier",
     "BNNRegressor",
     "Bernoulli",
@@ -67,7 +69,6 @@ __all__ = [
     "Conjugate",
     "ConjugateKnownMean",
     "DataError",
-    "Dense",
     "FanInNormal",
     "FitError",
     "FitResult",

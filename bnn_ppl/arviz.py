@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,15 @@ from bnn_ppl.compile.data import as_features, as_targets
 from bnn_ppl.compile.likelihoods import OBSERVED_NAME
 from bnn_ppl.spec import Bernoulli, Categorical
 
-__all__ = ["to_datatree", "sample_outcomes"]
+__all__ = ["to_datatree", "sample_outcomes", "layer_params", "LAYERS_ATTR"]
+
+#: Posterior attribute holding ``{layer: [parameter variable, ...]}`` as JSON (read by ``plot_weights``).
+LAYERS_ATTR = "bnn_ppl_layers"
+
+
+def layer_params(layers: Any) -> dict[str, list[str]]:
+    """Resolved layers -> ``{layer: [parameter variable, ...]}`` (layers without parameters left out)."""
+    return {layer.name: [p.var_name for p in layer.params] for layer in layers if layer.params}
 
 
 def sample_outcomes(likelihood: Any, param: np.ndarray, rng: np.random.Generator, sigma: np.ndarray | None = None):
@@ -34,7 +43,8 @@ def _group(name: str, values: np.ndarray, obs_dim: str, obs_coords: Any) -> xr.D
 def to_datatree(result: Any, draws: int = 1000, X: Any = None, y: Any = None, *, random_seed: Any = None):
     """ArviZ ``DataTree`` of a fit.
 
-    Groups: ``posterior`` (every weight with named dims such as ``dense_0_in``/``dense_0_out``),
+    Groups: ``posterior`` (every parameter with its layer's named dims: ``dense_0_in``/``dense_0_out``,
+    ``conv_0_out``/``conv_0_in``/``conv_0_kh``/``conv_0_kw``, ...),
     ``observed_data`` and ``constant_data``, plus
 
     - ``X`` is None: ``posterior_predictive`` at the training inputs (against the training y);
@@ -66,13 +76,14 @@ def to_datatree(result: Any, draws: int = 1000, X: Any = None, y: Any = None, *,
     for group in ("sample_stats",):
         if group in dt.children:
             del dt[group]
+    dt["posterior"].attrs[LAYERS_ATTR] = json.dumps(layer_params(built.layers))
     train_X = np.asarray(built.X_data.get_value())
     train_y = np.asarray(built.y_data.get_value())
     held_out = X is not None and y is not None
     if X is None:
         Xp, yp = train_X, train_y
     else:
-        Xp = as_features(X, spec.input_dim)
+        Xp = as_features(X, spec.input_shape)
         yp = as_targets(y, spec.likelihood, Xp.shape[0]) if y is not None else None
     predictor = result.predictor()
     seed = int(rng.integers(2**31 - 1))
@@ -80,18 +91,15 @@ def to_datatree(result: Any, draws: int = 1000, X: Any = None, y: Any = None, *,
     sigma = None if spec.likelihood.is_classifier else predictor.sample_noise(draws=draws, random_seed=seed)
     outcomes = sample_outcomes(spec.likelihood, param, rng, sigma)
     obs_coords = np.arange(Xp.shape[0])
-    feature_dim = f"{built.layers[0].name}_in"
-    features = built.model.coords[feature_dim]
+    x_dims = built.input_dims
+    x_coords = {"obs": obs_coords, **{dim: list(built.model.coords[dim]) for dim in x_dims}}
+    inputs = xr.Dataset({"X": xr.DataArray(Xp, dims=("obs", *x_dims), coords=x_coords)})
     if X is not None and y is None:
         dt["predictions"] = _group(OBSERVED_NAME, outcomes, "obs", obs_coords)
-        dt["predictions_constant_data"] = xr.Dataset(
-            {"X": xr.DataArray(Xp, dims=("obs", feature_dim), coords={"obs": obs_coords, feature_dim: list(features)})}
-        )
+        dt["predictions_constant_data"] = inputs
         return dt
     dt["posterior_predictive"] = _group(OBSERVED_NAME, outcomes, "obs", obs_coords)
     observed = yp if held_out else train_y
     dt["observed_data"] = xr.Dataset({OBSERVED_NAME: xr.DataArray(np.asarray(observed), dims=("obs",), coords={"obs": obs_coords})})
-    dt["constant_data"] = xr.Dataset(
-        {"X": xr.DataArray(Xp, dims=("obs", feature_dim), coords={"obs": obs_coords, feature_dim: list(features)})}
-    )
+    dt["constant_data"] = inputs
     return dt

@@ -10,6 +10,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import os
 import sys
 import tempfile
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("validate", parents=[common], help="check a TOML/JSON spec file")
-    p.add_argument("spec", metavar="SPEC", help="spec file (.toml or .json)")
+    p.add_argument("spec", metavar="SPEC", nargs="+", help="spec file(s) (.toml or .json)")
 
     p = sub.add_parser("fit", parents=[common], help="fit a spec on data; write metrics, model and plots")
     p.add_argument("spec", metavar="SPEC", help="spec file (.toml or .json)")
@@ -88,14 +89,21 @@ def _write_atomic(path: Path, text: str) -> None:
 
 # ---------------------------------------------------------------------- validate
 def cmd_validate(args: argparse.Namespace) -> int:
+    """Check every spec file; one line each, exit 1 if any is invalid."""
+    from bnn_ppl.display import network_summary
+    from bnn_ppl.errors import BnnPplError
     from bnn_ppl.spec import load_spec
 
-    spec = load_spec(args.spec)
-    widths = [spec.input_dim if spec.input_dim is not None else "?"] + [layer.units for layer in spec.layers]
-    size = f", {spec.n_params()} parameters" if spec.input_dim is not None else ""
-    print(f"{args.spec}: valid. {spec.name}: {'-'.join(map(str, widths))} network, "
-          f"{spec.likelihood.kind} likelihood{size}.")
-    return 0
+    failed = 0
+    for path in args.spec:
+        try:
+            spec = load_spec(path)
+        except BnnPplError as err:
+            failed += 1
+            print(f"{path}: invalid. {err}")
+            continue
+        print(f"{path}: valid. {spec.name}: {network_summary(spec)}.")
+    return 1 if failed else 0
 
 
 # ---------------------------------------------------------------------- fit
@@ -203,11 +211,12 @@ def _feature_columns(header: list[str], meta: dict, spec: Any, stored: list) -> 
     if all(name in header for name in wanted):
         return list(wanted)
     candidates = [h for h in header if h != meta.get("target")]
-    if len(candidates) == spec.input_dim:
+    width = math.prod(spec.input_shape)
+    if len(candidates) == width:
         return candidates
     from bnn_ppl.errors import DataError
 
-    raise DataError(f"The CSV needs the model's {spec.input_dim} feature columns {wanted}; its columns are {header}.")
+    raise DataError(f"The CSV needs the model's {width} feature columns {wanted}; its columns are {header}.")
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -220,8 +229,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     cli_meta = meta.get("cli", {}) if isinstance(meta, dict) else {}
     spec = result.spec
     header, columns = read_csv(args.csv)
-    names = _feature_columns(header, cli_meta, spec, list(result.built.model.coords[f"{result.built.layers[0].name}_in"]))
-    X = numeric_columns(args.csv, header, columns, names)
+    names = _feature_columns(header, cli_meta, spec, result.built.feature_names or [])
+    X = numeric_columns(args.csv, header, columns, names).reshape(-1, *spec.input_shape)
     scaling = cli_meta.get("standardise")
     if scaling:
         X = (X - np.asarray(scaling["mean"])) / np.asarray(scaling["scale"])

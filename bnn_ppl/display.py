@@ -11,39 +11,64 @@ import math
 from html import escape
 from typing import Any
 
-__all__ = ["network_rows", "network_text", "network_html", "fit_text", "fit_html"]
+__all__ = ["network_rows", "network_summary", "network_text", "network_html", "fit_text", "fit_html"]
 
-_COLUMNS = ("layer", "shape", "activation", "params", "prior", "bias prior")
+_COLUMNS = ("layer", "kind", "output", "activation", "params", "prior", "bias prior")
+_COUNT = _COLUMNS.index("params")
 _TABLE = 'style="border-collapse:collapse;text-align:left;font-family:monospace;font-size:90%"'
 _CELL = 'style="padding:1px 10px;text-align:left"'
 
 
-def network_rows(network: Any) -> list[tuple[str, str, str, str, str, str]]:
-    """One row per layer: name, weight shape, activation, parameter count, priors.
+def _shape(shape: Any) -> str:
+    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
 
-    The first layer's fan-in (and so its shape and count) shows as ``?`` while the spec's
-    ``input_dim`` is unset.
+
+def network_rows(network: Any) -> list[tuple[str, ...]]:
+    """One row per layer: name, kind, output shape, activation, parameter count, priors.
+
+    Output shapes and counts show as ``?`` while the spec's input shape is unset (except
+    where a layer fixes its own output, as ``Dense`` does).
     """
+    resolved = network.resolve() if network.input_shape is not None else None
     rows = []
-    fan_in: int | None = network.input_dim
-    for layer, name in zip(network.layers, network.layer_names(), strict=True):
-        prior = layer.prior or network.prior
-        bias_prior = (layer.bias_prior or network.bias_prior) if layer.bias else None
-        if fan_in is None:
-            shape, count = f"(?, {layer.units})", "?"
+    for i, (layer, name) in enumerate(zip(network.layers, network.layer_names(), strict=True)):
+        if resolved is not None:
+            placed = resolved[i]
+            out, count = _shape(placed.out_shape), f"{placed.n_params:,}"
+            roles = {p.role: p.prior for p in placed.params}
         else:
-            shape = f"({fan_in}, {layer.units})"
-            count = f"{fan_in * layer.units + (layer.units if layer.bias else 0):,}"
-        rows.append((name, shape, layer.activation, count, repr(prior), repr(bias_prior) if bias_prior else "no bias"))
-        fan_in = layer.units
+            fixed = layer.fixed_output_shape()
+            out, count = (_shape(fixed) if fixed else "?"), "?"
+            roles = None
+        prior = getattr(layer, "prior", None) or network.prior
+        bias_prior = getattr(layer, "bias_prior", None) or network.bias_prior
+        if roles is not None:
+            prior, bias_prior = roles.get("weight"), roles.get("bias")
+        elif not hasattr(layer, "prior"):
+            prior = bias_prior = None
+        elif not getattr(layer, "bias", True):
+            bias_prior = None
+        has_params = roles is None or bool(roles)
+        rows.append((
+            name, layer.kind, out, layer.activation_name or "-", count,
+            repr(prior) if prior is not None else "-",
+            repr(bias_prior) if bias_prior is not None else ("no bias" if has_params else "-"),
+        ))
     return rows
 
 
 def _headline(network: Any) -> str:
-    widths = [str(network.input_dim) if network.input_dim is not None else "?"]
-    widths += [str(layer.units) for layer in network.layers]
-    total = f"{network.n_params():,} parameters" if network.input_dim is not None else "? parameters (input_dim unset)"
-    return f"{' -> '.join(widths)}, {network.likelihood!r}, {total}"
+    shape = network.input_shape
+    if shape is None:
+        return f"{network.likelihood!r}, ? parameters (input shape unset)"
+    widths = [" x ".join(map(str, shape))]
+    widths += [" x ".join(map(str, layer.out_shape)) for layer in network.resolve()]
+    return f"{' -> '.join(widths)}, {network.likelihood!r}, {network.n_params():,} parameters"
+
+
+def network_summary(network: Any) -> str:
+    """One line: the shapes through the network, the likelihood and the parameter count."""
+    return _headline(network)
 
 
 def network_text(network: Any) -> str:
@@ -54,15 +79,15 @@ def network_text(network: Any) -> str:
     >>> from bnn_ppl.spec import Bernoulli, Dense, Network, Normal
     >>> print(network_text(Network([Dense(5), Dense(1, "identity")], Bernoulli(), prior=Normal(1.0), input_dim=2)))
     Network('network': 2 -> 5 -> 1, Bernoulli(), 21 parameters)
-      layer    shape   activation  params  prior                      bias prior
-      dense_0  (2, 5)  tanh            15  Normal(sigma=1.0, mu=0.0)  Normal(sigma=1.0, mu=0.0)
-      dense_1  (5, 1)  identity         6  Normal(sigma=1.0, mu=0.0)  Normal(sigma=1.0, mu=0.0)
+      layer    kind   output  activation  params  prior                      bias prior
+      dense_0  dense  (5,)    tanh            15  Normal(sigma=1.0, mu=0.0)  Normal(sigma=1.0, mu=0.0)
+      dense_1  dense  (1,)    identity         6  Normal(sigma=1.0, mu=0.0)  Normal(sigma=1.0, mu=0.0)
     """
     rows = [_COLUMNS, *network_rows(network)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
     lines = [f"Network({network.name!r}: {_headline(network)})"]
     for row in rows:
-        cells = [cell.rjust(w) if i == 3 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))]
+        cells = [cell.rjust(w) if i == _COUNT else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))]
         lines.append("  " + "  ".join(cells).rstrip())
     return "\n".join(lines)
 

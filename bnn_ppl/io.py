@@ -66,9 +66,7 @@ def _ordering(approx: Any) -> list[list[Any]]:
 def to_bytes(result: Any, *, metadata: dict | None = None, include_data: bool = True) -> bytes:
     """The model file of a :class:`~bnn_ppl.FitResult` as bytes (see :func:`save`)."""
     built = result.built
-    coords = built.model.coords
-    last = built.layers[-1].name
-    class_names = list(coords[f"{last}_out"]) if built.spec.likelihood.is_classifier else None
+    class_names = built.class_names if built.spec.likelihood.is_classifier else None
     fit_info = {
         "method": result.method,
         "engine": result.engine,
@@ -81,7 +79,8 @@ def to_bytes(result: Any, *, metadata: dict | None = None, include_data: bool = 
         "interrupted": bool(result.interrupted),
         "n_obs": int(built.n_obs),
         "batch_size": built.batch_size,
-        "feature_names": [str(v) if not isinstance(v, int) else v for v in coords[f"{built.layers[0].name}_in"]],
+        "feature_names": None if built.feature_names is None else [
+            str(v) if not isinstance(v, int) else v for v in built.feature_names],
         "class_names": None if class_names is None else [c if isinstance(c, int) else str(c) for c in class_names],
         "ordering": _ordering(result.approx),
         "data_included": bool(include_data),
@@ -259,7 +258,7 @@ def from_bytes(data: bytes, *, where: str = "<bytes>") -> tuple[Any, dict]:
         X, y = _array(where, members, "data/X.npy"), _array(where, members, "data/y.npy")
     else:  # a stand-in of the right width: enough to rebuild the graph for prediction
         rows = info["batch_size"] or 1
-        X, y = np.zeros((rows, spec.input_dim)), np.zeros(rows, dtype=np.int64)
+        X, y = np.zeros((rows, *spec.input_shape)), np.zeros(rows, dtype=np.int64)
     try:
         built = build_model(spec, X, y, info["batch_size"], feature_names=info["feature_names"],
                             class_names=info["class_names"])

@@ -17,31 +17,41 @@ def test_network_repr_is_a_layer_table_and_equality_still_holds(moons_spec):
     text = repr(moons_spec)
     assert text.splitlines() == [
         "Network('moons': 2 -> 5 -> 5 -> 1, Bernoulli(), 51 parameters)",
-        "  layer    shape   activation  params  prior                      bias prior",
-        "  dense_0  (2, 5)  tanh            15  Normal(sigma=1.0, mu=0.0)  Normal(sigma=1.0, mu=0.0)",
-        "  dense_1  (5, 5)  tanh            30  Normal(sigma=1.0, mu=0.0)  Normal(sigma=1.0, mu=0.0)",
-        "  dense_2  (5, 1)  identity         6  Normal(sigma=1.0, mu=0.0)  Normal(sigma=1.0, mu=0.0)",
+        "  layer    kind   output  activation  params  prior                      bias prior",
+        "  dense_0  dense  (5,)    tanh            15  Normal(sigma=1.0, mu=0.0)  Normal(sigma=1.0, mu=0.0)",
+        "  dense_1  dense  (5,)    tanh            30  Normal(sigma=1.0, mu=0.0)  Normal(sigma=1.0, mu=0.0)",
+        "  dense_2  dense  (1,)    identity         6  Normal(sigma=1.0, mu=0.0)  Normal(sigma=1.0, mu=0.0)",
     ]
     assert moons_spec == bp.load_spec("models/moons.toml")
     assert moons_spec != bp.load_spec("models/digits.toml")
-    assert sum(int(row[3]) for row in network_rows(moons_spec)) == moons_spec.n_params()
+    assert sum(int(row[4]) for row in network_rows(moons_spec)) == moons_spec.n_params()
 
 
 def test_network_repr_without_input_dim_and_without_bias():
     net = bp.Network([bp.Dense(3, name="hidden"), bp.Dense(4, "identity", bias=False)], bp.Categorical(4))
     rows = network_rows(net)
-    assert rows[0][:4] == ("hidden", "(?, 3)", "tanh", "?")
-    assert rows[1][1] == "(3, 4)" and rows[1][3] == "12" and rows[1][5] == "no bias"
-    assert "? parameters (input_dim unset)" in repr(net)
+    assert rows[0][:5] == ("hidden", "dense", "(3,)", "tanh", "?")
+    assert rows[1][2] == "(4,)" and rows[1][6] == "no bias"
+    assert "? parameters (input shape unset)" in repr(net)
+
+
+def test_network_repr_of_a_convnet_shows_every_shape():
+    net = bp.Network([bp.Conv2D(4, 3), bp.MaxPool2D(2), bp.Flatten(), bp.Dense(2, "identity")], bp.Categorical(2),
+                     input_shape=(1, 8, 8))
+    rows = network_rows(net)
+    assert [row[:3] for row in rows] == [("conv_0", "conv2d", "(4, 6, 6)"), ("maxpool_0", "max_pool2d", "(4, 3, 3)"),
+                                         ("flatten_0", "flatten", "(36,)"), ("dense_0", "dense", "(2,)")]
+    assert [row[4] for row in rows] == ["40", "0", "0", "74"] and rows[1][5:] == ("-", "-")
+    assert "1 x 8 x 8 -> 4 x 6 x 6 -> 4 x 3 x 3 -> 36 -> 2" in repr(net)
 
 
 def test_network_html_escapes_and_lists_every_layer(moons_spec):
     html = moons_spec._repr_html_()
     assert html.count("<tr>") == 1 + 3  # header + one row per layer
-    for name in ("dense_0", "dense_1", "dense_2", "(5, 5)", "51 parameters"):
+    for name in ("dense_0", "dense_1", "dense_2", "(5,)", "51 parameters"):
         assert name in html
-    evil = bp.Network([bp.Dense(1, "identity")], bp.Bernoulli(), name="<script>")
-    assert "<script>" not in evil._repr_html_() and "&lt;script&gt;" in evil._repr_html_()
+    with pytest.raises(bp.SpecError, match="'name'"):
+        bp.Network([bp.Dense(1, "identity")], bp.Bernoulli(), name="<script>")
 
 
 @pytest.fixture(scope="module")

@@ -18,22 +18,35 @@ def float_dtype() -> str:
     return str(pytensor.config.floatX)
 
 
-def as_features(X: Any, input_dim: int | None = None, name: str = "X") -> np.ndarray:
-    """Return ``X`` as a finite 2-D floatX array, checking its width against ``input_dim``."""
+def as_features(X: Any, input_shape: tuple[int, ...] | int | None = None, name: str = "X") -> np.ndarray:
+    """Return ``X`` as a finite floatX array of shape (rows, *input_shape).
+
+    Flat inputs are (rows, features); images (rows, channels, height, width). With no
+    ``input_shape`` any array of at least two axes is accepted.
+    """
+    if isinstance(input_shape, (int, np.integer)):
+        input_shape = (int(input_shape),)
     if hasattr(X, "to_numpy"):  # pandas
         X = X.to_numpy()
     try:
         arr = np.asarray(X, dtype=float_dtype())
     except (TypeError, ValueError) as err:
         raise DataError(f"{name} must be numeric: {err}") from None
-    if arr.ndim == 1 and input_dim == 1:
+    if arr.ndim == 1 and input_shape == (1,):
         arr = arr[:, None]
-    if arr.ndim != 2:
-        raise DataError(f"{name} must be a 2-D array (rows, features). Got shape {arr.shape}; reshape it.")
+    if input_shape is None:
+        if arr.ndim < 2:
+            raise DataError(f"{name} must be a 2-D array (rows, features). Got shape {arr.shape}; reshape it.")
+    elif arr.shape[1:] != tuple(input_shape):
+        expected = "(rows, " + ", ".join(map(str, input_shape)) + ")"
+        hint = "reshape it"
+        if len(input_shape) == 1 and arr.ndim == 2:
+            raise DataError(f"{name} has {arr.shape[1]} features but the network expects {input_shape[0]}.")
+        if len(input_shape) > 1 and arr.ndim == 2 and arr.shape[1] == int(np.prod(input_shape)):
+            hint = f"pass X.reshape(-1, {', '.join(map(str, input_shape))}) or start the network with a Reshape layer"
+        raise DataError(f"{name} must have shape {expected}. Got shape {arr.shape}; {hint}.")
     if arr.shape[0] == 0:
         raise DataError(f"{name} has no rows.")
-    if input_dim is not None and arr.shape[1] != input_dim:
-        raise DataError(f"{name} has {arr.shape[1]} features but the network expects {input_dim}.")
     bad = ~np.isfinite(arr)
     if bad.any():
         rows = np.unique(np.nonzero(bad)[0])[:5].tolist()

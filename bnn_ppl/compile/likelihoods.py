@@ -7,7 +7,9 @@ from typing import Any
 
 import pymc as pm
 import pytensor.tensor as pt
-from pytensor.tensor.special import log_softmax, softmax
+from pytensor.tensor.special import log_softmax
+
+from bnn_ppl.array_ops import pytensor_ops
 
 from bnn_ppl.spec import likelihoods as L
 
@@ -68,8 +70,4 @@ _BUILDERS: dict[type, Callable] = {L.Bernoulli: _bernoulli, L.Categorical: _cate
 
 def output_parameter(likelihood: L.Likelihood, output: pt.TensorVariable) -> pt.TensorVariable:
     """The likelihood's parameter from the last layer: p(y=1), class probabilities or the mean."""
-    if isinstance(likelihood, L.Bernoulli):
-        return pt.sigmoid(output[..., 0])
-    if isinstance(likelihood, L.Categorical):
-        return softmax(output, axis=-1)
-    return output[..., 0]
+    return likelihood.link(pytensor_ops(), output)

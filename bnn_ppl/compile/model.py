@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -10,14 +10,25 @@ import pymc as pm
 import pytensor.tensor as pt
 from pymc.pytensorf import intX as to_intX
 
-from bnn_ppl.compile.activations import apply_activation
+from bnn_ppl.array_ops import pytensor_ops
 from bnn_ppl.compile.data import as_features, as_targets
-from bnn_ppl.compile.likelihoods import OBSERVED_NAME, build_likelihood, output_parameter
+from bnn_ppl.compile.likelihoods import build_likelihood, output_parameter
 from bnn_ppl.compile.priors import build_weights
 from bnn_ppl.errors import DataError, SpecError
-from bnn_ppl.spec import LayerShape, Network
+from bnn_ppl.spec import ForwardContext, Network, ResolvedLayer
+from bnn_ppl.spec.layers import network_forward
 
-__all__ = ["BuiltModel", "build_model"]
+__all__ = ["BuiltModel", "build_model", "input_dims"]
+
+
+def input_dims(layers: list[ResolvedLayer]) -> tuple[str, ...]:
+    """Model dims of one input example: the first layer's own (``dense_0_in``) or generic names."""
+    first = layers[0]
+    own = first.layer.input_dims(first.name, first.in_shape)
+    if own is not None:
+        return own
+    generic = {1: ("feature",), 3: ("channel", "height", "width")}
+    return generic.get(len(first.in_shape), tuple(f"input_axis_{i}" for i in range(len(first.in_shape))))
 
 
 @dataclass
@@ -27,53 +38,51 @@ class BuiltModel:
     Attributes
     ----------
     spec : Network
-        The spec, with ``input_dim`` set from the data.
+        The spec, with its input shape set from the data.
     model : pm.Model
         The PyMC model; use it like any other (``with built.model: ...``).
-    layers : list of LayerShape
-        Resolved layers (names, sizes, priors).
+    layers : list of ResolvedLayer
+        Resolved layers (names, shapes, parameter blocks, priors).
     X_data, y_data : TensorSharedVariable
         The ``pm.Data`` containers ``"X"`` and ``"y"`` (swap with ``pm.set_data``).
     output : TensorVariable
         Last-layer output on the training input (the minibatch when ``batch_size`` is set).
-    weights : dict
-        Layer name -> (W, b or None) tensors.
-    init_scales : dict
-        Free RV name -> std of the symmetry-breaking random initial means.
+    params : dict
+        Layer name -> {parameter key -> tensor} (``{"w": ..., "b": ...}``).
+    init_scales, init_locs : dict
+        Free RV name -> std and centre of the symmetry-breaking random initial means.
     n_obs, batch_size : int
         Training rows and minibatch size (``None`` for full batch).
+    feature_names, class_names : list or None
+        Labels of flat input features and of the classes.
     """
 
     spec: Network
     model: pm.Model
-    layers: list[LayerShape]
+    layers: list[ResolvedLayer]
     X_data: Any
     y_data: Any
     output: pt.TensorVariable
-    weights: dict[str, tuple[pt.TensorVariable, pt.TensorVariable | None]]
+    params: dict[str, dict[str, pt.TensorVariable]]
     init_scales: dict[str, float]
+    init_locs: dict[str, float]
     n_obs: int
     batch_size: int | None = None
-    _forward_cache: dict = field(default_factory=dict, repr=False)
+    feature_names: list | None = None
+    class_names: list | None = None
 
-    def forward(self, x: pt.TensorVariable) -> pt.TensorVariable:
-        """The last layer's output (logits or mean) for a symbolic input ``x`` of shape (rows, features)."""
-        h = x
-        for layer in self.layers:
-            w, b = self.weights[layer.name]
-            h = pt.dot(h, w)
-            if b is not None:
-                h = h + b
-            h = apply_activation(layer.activation, h)
-        return h
+    def forward(self, x: pt.TensorVariable, ctx: ForwardContext = ForwardContext()) -> pt.TensorVariable:
+        """The last layer's output (logits or mean) for a symbolic input ``x`` of shape (rows, *input_shape)."""
+        return network_forward(pytensor_ops(), self.layers, self.params, x, ctx)
 
     def parameter(self, output: pt.TensorVariable) -> pt.TensorVariable:
         """p(y=1), class probabilities or the mean, from a last-layer ``output``."""
         return output_parameter(self.spec.likelihood, output)
 
     @property
-    def observed_name(self) -> str:
-        return OBSERVED_NAME
+    def input_dims(self) -> tuple[str, ...]:
+        """Dims of one input example (``X`` has ``("obs", *input_dims)``)."""
+        return input_dims(self.layers)
 
     @property
     def free_rv_names(self) -> list[str]:
@@ -100,6 +109,7 @@ def build_model(
     *,
     feature_names: list[str] | None = None,
     class_names: list[str] | None = None,
+    random_seed: int | None = 0,
 ) -> BuiltModel:
     """Compile ``spec`` and data into a ``pm.Model``.
 
@@ -107,14 +117,18 @@ def build_model(
     ----------
     spec : Network
         The network spec.
-    X : array-like of shape (n, d)
-        Training inputs (numpy, pandas or nested lists).
+    X : array-like of shape (n, d) or (n, *input_shape)
+        Training inputs (numpy, pandas or nested lists); images as (n, channels, height, width).
     y : array-like of shape (n,)
         Targets: 0/1 for Bernoulli, 0..K-1 for Categorical, reals for Normal.
     batch_size : int, optional
         Minibatch size; the likelihood then carries ``total_size=n``.
     feature_names, class_names : list of str, optional
-        Coordinate labels for the ``dense_0_in`` and (categorical) output dims.
+        Coordinate labels for flat input features (``dense_0_in``) and the classes.
+    random_seed : int, optional
+        Seeds the symmetry-breaking initial values stored as the RVs' ``initval``, so that
+        ``pm.fit``, ``pm.sample`` and ``pm.find_MAP`` on ``built.model`` start off the saddle
+        where every weight is 0 (``bnn_ppl.fit`` draws its own start from its ``random_seed``).
 
     Returns
     -------
@@ -122,13 +136,21 @@ def build_model(
 
     Examples
     --------
-    >>> built = build_model(spec, X_train, y_train)  # doctest: +SKIP
-    >>> built.model.coords["dense_0_in"]  # doctest: +SKIP
+    >>> import numpy as np, bnn_ppl as bp
+    >>> spec = bp.Network([bp.Dense(3), bp.Dense(1, "identity")], bp.Bernoulli())
+    >>> built = bp.build_model(spec, np.random.default_rng(0).normal(size=(20, 2)), np.arange(20) % 2)
+    >>> built.model.coords["dense_0_in"], [rv.name for rv in built.model.free_RVs]
+    ((0, 1), ['dense_0_w', 'dense_0_b', 'dense_1_w', 'dense_1_b'])
     """
     if not isinstance(spec, Network):
         raise SpecError(f"build_model needs a Network spec. Got {type(spec).__name__}; see bnn_ppl.load_spec.")
-    X_arr = as_features(X, spec.input_dim)
-    spec = spec.with_input_dim(X_arr.shape[1]) if spec.input_dim is None else spec
+    X_arr = as_features(X, spec.input_shape)
+    try:
+        if spec.input_shape is None:
+            spec = spec.with_input_shape(X_arr.shape[1:]) if X_arr.ndim > 2 else spec.with_input_dim(X_arr.shape[1])
+        layers = spec.resolve()
+    except SpecError as err:
+        raise DataError(f"X has examples of shape {X_arr.shape[1:]}, which the network cannot take: {err}") from None
     n = X_arr.shape[0]
     y_arr = as_targets(y, spec.likelihood, n)
     if spec.likelihood.is_classifier:
@@ -139,32 +161,39 @@ def build_model(
         if batch_size > n:
             raise DataError(f"batch_size={batch_size} is larger than the {n} training rows; lower it or use None.")
         batch_size = int(batch_size)
-    layers = spec.resolve()
+    x_dims = input_dims(layers)
+    coords: dict[str, Any] = {dim: list(range(size)) for dim, size in zip(x_dims, X_arr.shape[1:], strict=True)}
+    if feature_names is not None and len(x_dims) == 1:
+        if len(feature_names) != X_arr.shape[1]:
+            raise DataError(f"feature_names has {len(feature_names)} names for {X_arr.shape[1]} features.")
+        coords[x_dims[0]] = list(feature_names)
+    for layer in layers:
+        for dim, size in layer.dim_sizes().items():
+            coords.setdefault(dim, list(range(size)))
+    last = layers[-1]
+    out_dims = last.layer.output_dims(last.name, last.out_shape)
+    if class_names is not None and len(class_names) != spec.likelihood.n_outputs and spec.likelihood.n_outputs > 1:
+        class_names = None  # Bernoulli's single output; labels kept on the record
+    if out_dims and class_names is not None and len(class_names) == last.out_shape[0]:
+        coords[out_dims[0]] = list(class_names)
 
-    coords: dict[str, Any] = {}
-    for i, layer in enumerate(layers):
-        in_labels = list(range(layer.fan_in))
-        if i == 0 and feature_names is not None:
-            in_labels = list(feature_names)
-        out_labels = list(range(layer.units))
-        if i == len(layers) - 1 and class_names is not None and len(class_names) == layer.units:
-            out_labels = list(class_names)
-        coords[f"{layer.name}_in"] = in_labels
-        coords[f"{layer.name}_out"] = out_labels
-
-    weights: dict[str, tuple] = {}
+    params: dict[str, dict[str, Any]] = {}
     init_scales: dict[str, float] = {}
+    init_locs: dict[str, float] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
     with pm.Model(coords=coords) as model:
-        X_data = pm.Data("X", X_arr, dims=("obs", f"{layers[0].name}_in"))
+        X_data = pm.Data("X", X_arr, dims=("obs", *x_dims))
         y_data = pm.Data("y", y_arr, dims=("obs",))
         for layer in layers:
-            w = build_weights(layer.prior, f"{layer.name}_w", (f"{layer.name}_in", f"{layer.name}_out"), layer.fan_in)
-            init_scales.update(w.init_scales)
-            b_value = None
-            if layer.bias:
-                b = build_weights(layer.bias_prior, f"{layer.name}_b", (f"{layer.name}_out",), layer.fan_in)
-                b_value = b.value
-            weights[layer.name] = (w.value, b_value)
+            params[layer.name] = {}
+            for p in layer.params:
+                nodes = build_weights(p.prior, p.var_name, p.dims, p.fan_in, in_axis=p.in_axis)
+                scales = nodes.init_scales if p.role != "scale" else dict.fromkeys(nodes.init_scales, 0.0)
+                init_scales.update(scales)
+                init_locs.update(nodes.init_locs)
+                shapes.update(dict.fromkeys(scales, p.shape))
+                params[layer.name][p.key] = nodes.value
+        _set_initvals(model, init_scales, init_locs, shapes, random_seed)
         built = BuiltModel(
             spec=spec,
             model=model,
@@ -172,10 +201,13 @@ def build_model(
             X_data=X_data,
             y_data=y_data,
             output=None,  # set below
-            weights=weights,
+            params=params,
             init_scales=init_scales,
+            init_locs=init_locs,
             n_obs=n,
             batch_size=batch_size,
+            feature_names=list(coords[x_dims[0]]) if len(x_dims) == 1 else None,
+            class_names=list(class_names) if class_names is not None else None,
         )
         if batch_size is None:
             x_in, y_in, total, dims = X_data, y_data, None, "obs"
@@ -187,3 +219,9 @@ def build_model(
     return built
 
 
+def _set_initvals(model: pm.Model, scales: dict, locs: dict, shapes: dict, random_seed: int | None) -> None:
+    """Store seeded random starting values as the RVs' ``initval`` (breaks the hidden-unit symmetry)."""
+    rng = np.random.default_rng(random_seed)
+    for name, scale in scales.items():
+        rv = model[name]
+        model.set_initval(rv, rng.normal(locs.get(name, 0.0), scale, size=shapes[name]).astype(rv.dtype))

@@ -22,7 +22,7 @@ centred 4/5 (``bench/prior_accuracy.py``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pymc as pm
@@ -45,14 +45,17 @@ class WeightNodes:
     init_scales : dict[str, float]
         Free RV name -> standard deviation of the random initial mean used to break the
         symmetry between hidden units (RVs not listed start at their PyMC initial point).
+    init_locs : dict[str, float]
+        Free RV name -> centre of those initial means (0 when not listed; a Normal prior's mu).
     """
 
     value: pt.TensorVariable
     init_scales: dict[str, float]
+    init_locs: dict[str, float] = field(default_factory=dict)
 
 
 Builder = Callable[..., WeightNodes]
-#: Prior class -> builder(prior, name, dims, fan_in) -> WeightNodes.
+#: Prior class -> builder(prior, name, dims, fan_in, in_axis) -> WeightNodes.
 PRIOR_BUILDERS: dict[type[P.Prior], Builder] = {}
 
 
@@ -64,7 +67,7 @@ def _builder(cls: type[P.Prior]) -> Callable[[Builder], Builder]:
     return decorator
 
 
-def build_weights(prior: P.Prior, name: str, dims: tuple[str, ...], fan_in: int) -> WeightNodes:
+def build_weights(prior: P.Prior, name: str, dims: tuple[str, ...], fan_in: int, in_axis: int = 0) -> WeightNodes:
     """Create the PyMC nodes of one weight (or bias) tensor under ``prior`` in the model context.
 
     Parameters
@@ -77,12 +80,15 @@ def build_weights(prior: P.Prior, name: str, dims: tuple[str, ...], fan_in: int)
         Named dims registered in the model's coords.
     fan_in : int
         Number of inputs of the layer (used by fan-in scaled priors and initialisation).
+    in_axis : int
+        The axis of the tensor that indexes the layer's inputs (the horseshoe's local scales
+        live on it: axis 0 of a dense weight, axis 1 of a convolution kernel).
     """
     try:
         builder = PRIOR_BUILDERS[type(prior)]
     except KeyError:
         raise NotImplementedError(f"No PyMC builder for prior {type(prior).__name__}") from None
-    return builder(prior, name, dims, fan_in)
+    return builder(prior, name, dims, fan_in, in_axis=in_axis)
 
 
 #: Initial weight spread in units of ``1/sqrt(fan_in)`` (capped at 1): see ``_init_scale``.
@@ -99,13 +105,13 @@ def _init_scale(fan_in: int, prior_std: float = np.inf) -> float:
 
 
 @_builder(P.Normal)
-def _normal(prior: P.Normal, name: str, dims: tuple[str, ...], fan_in: int) -> WeightNodes:
+def _normal(prior: P.Normal, name: str, dims: tuple[str, ...], fan_in: int, in_axis: int = 0) -> WeightNodes:
     w = pm.Normal(name, mu=prior.mu, sigma=prior.sigma, dims=dims)
-    return WeightNodes(w, {name: min(prior.sigma, 1.0)})
+    return WeightNodes(w, {name: min(prior.sigma, 1.0)}, {name: prior.mu} if prior.mu else {})
 
 
 @_builder(P.FanInNormal)
-def _fan_in_normal(prior: P.FanInNormal, name: str, dims: tuple[str, ...], fan_in: int) -> WeightNodes:
+def _fan_in_normal(prior: P.FanInNormal, name: str, dims: tuple[str, ...], fan_in: int, in_axis: int = 0) -> WeightNodes:
     sigma = prior.scale / np.sqrt(fan_in)
     w = pm.Normal(name, mu=0.0, sigma=sigma, dims=dims)
     return WeightNodes(w, {name: float(sigma)})
@@ -119,7 +125,7 @@ _HYPER = {
 
 
 @_builder(P.Hierarchical)
-def _hierarchical(prior: P.Hierarchical, name: str, dims: tuple[str, ...], fan_in: int) -> WeightNodes:
+def _hierarchical(prior: P.Hierarchical, name: str, dims: tuple[str, ...], fan_in: int, in_axis: int = 0) -> WeightNodes:
     factor = 1.0 / np.sqrt(fan_in) if prior.fan_in else 1.0
     init = _init_scale(fan_in)
     # Start tau where the prior's std equals the initial spread of the weights.
@@ -133,21 +139,21 @@ def _hierarchical(prior: P.Hierarchical, name: str, dims: tuple[str, ...], fan_i
 
 
 @_builder(P.Conjugate)
-def _conjugate(prior: P.Conjugate, name: str, dims: tuple[str, ...], fan_in: int) -> WeightNodes:
+def _conjugate(prior: P.Conjugate, name: str, dims: tuple[str, ...], fan_in: int, in_axis: int = 0) -> WeightNodes:
     w = conjugate_weights(name, prior.mu0, prior.kappa0, prior.alpha0, prior.beta0, dims)
     return WeightNodes(w, {name: _init_scale(fan_in)})
 
 
 @_builder(P.ConjugateKnownMean)
 def _conjugate_known_mean(
-    prior: P.ConjugateKnownMean, name: str, dims: tuple[str, ...], fan_in: int
+    prior: P.ConjugateKnownMean, name: str, dims: tuple[str, ...], fan_in: int, in_axis: int = 0
 ) -> WeightNodes:
     w = conjugate_known_mean_weights(name, prior.mean, prior.alpha0, prior.beta0, dims)
     return WeightNodes(w, {name: _init_scale(fan_in)})
 
 
 @_builder(P.ScaleMixture)
-def _scale_mixture(prior: P.ScaleMixture, name: str, dims: tuple[str, ...], fan_in: int) -> WeightNodes:
+def _scale_mixture(prior: P.ScaleMixture, name: str, dims: tuple[str, ...], fan_in: int, in_axis: int = 0) -> WeightNodes:
     w = pm.NormalMixture(
         name, w=[prior.pi, 1.0 - prior.pi], mu=[0.0, 0.0], sigma=[prior.sigma1, prior.sigma2], dims=dims
     )
@@ -157,31 +163,31 @@ def _scale_mixture(prior: P.ScaleMixture, name: str, dims: tuple[str, ...], fan_
 
 
 @_builder(P.Laplace)
-def _laplace(prior: P.Laplace, name: str, dims: tuple[str, ...], fan_in: int) -> WeightNodes:
+def _laplace(prior: P.Laplace, name: str, dims: tuple[str, ...], fan_in: int, in_axis: int = 0) -> WeightNodes:
     w = pm.Laplace(name, mu=0.0, b=prior.b, dims=dims)
     return WeightNodes(w, {name: min(prior.b * np.sqrt(2.0), 1.0)})
 
 
 @_builder(P.StudentT)
-def _student_t(prior: P.StudentT, name: str, dims: tuple[str, ...], fan_in: int) -> WeightNodes:
+def _student_t(prior: P.StudentT, name: str, dims: tuple[str, ...], fan_in: int, in_axis: int = 0) -> WeightNodes:
     w = pm.StudentT(name, nu=prior.nu, mu=0.0, sigma=prior.sigma, dims=dims)
     return WeightNodes(w, {name: min(prior.sigma, 1.0)})
 
 
 @_builder(P.Horseshoe)
-def _horseshoe(prior: P.Horseshoe, name: str, dims: tuple[str, ...], fan_in: int) -> WeightNodes:
+def _horseshoe(prior: P.Horseshoe, name: str, dims: tuple[str, ...], fan_in: int, in_axis: int = 0) -> WeightNodes:
     # As for Hierarchical: start tau where the weights' prior std (slab aside, local scales at
     # 1) equals their initial spread; tau at its PyMC default (1) started the moons weights at
     # 0.67/0.42 and sent 3 of 5 seeds to the near-linear basin.
     factor = 1.0 / np.sqrt(fan_in)
     tau = pm.HalfCauchy(f"{name}_scale", beta=prior.global_scale, initval=_init_scale(fan_in) / factor)
-    local = pm.HalfCauchy(f"{name}_local", beta=1.0, dims=dims[:1])
+    local = pm.HalfCauchy(f"{name}_local", beta=1.0, dims=(dims[in_axis],))
     c2 = pm.InverseGamma(
         f"{name}_slab", alpha=prior.slab_df / 2.0, beta=prior.slab_df * prior.slab_scale**2 / 2.0
     )
     local_tilde = pt.sqrt(c2 * local**2 / (c2 + tau**2 * local**2))
-    if len(dims) > 1:
-        local_tilde = local_tilde[:, None]
+    # one local scale per input (row of a dense weight, input channel of a kernel)
+    local_tilde = local_tilde[(None,) * in_axis + (slice(None),) + (None,) * (len(dims) - in_axis - 1)]
     raw = pm.Normal(f"{name}_raw", 0.0, 1.0, dims=dims)
     w = pm.Deterministic(name, raw * tau * local_tilde * factor, dims=dims)
     return WeightNodes(w, {f"{name}_raw": 1.0})

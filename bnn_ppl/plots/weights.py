@@ -2,42 +2,49 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from typing import Any
 
+from bnn_ppl.arviz import LAYERS_ATTR, layer_params
 from bnn_ppl.errors import DataError
 
 __all__ = ["WEIGHT_PLOTS", "plot_weights", "weight_var_names"]
 
 #: ``kind`` -> arviz_plots function name.
 WEIGHT_PLOTS = {"trace": "plot_trace_dist", "forest": "plot_forest"}
-#: Posterior variables of a layer, by suffix: weights, biases and hierarchical scales.
-_SUFFIXES = ("_w", "_w_scale", "_b", "_b_scale")
+#: Extra posterior variables a prior adds beside a parameter (hierarchical and horseshoe scales).
+_PRIOR_SUFFIXES = ("", "_scale")
 
 
-def weight_var_names(posterior: Any, layer_names: Sequence[str], layers: Sequence[str] | None = None) -> list[str]:
+def weight_var_names(posterior: Any, layer_params: dict[str, list[str]], layers: Sequence[str] | None = None) -> list[str]:
     """Posterior variables of the chosen layers (all when None), in layer order.
 
+    ``layer_params`` maps each layer to its parameter variables (``dense_0_w``, ``conv_0_b``, ...).
     The non-centred helpers (``*_raw``) of hierarchical priors are left out: ``*_w`` is the weight.
     """
     if isinstance(layers, str):
         layers = [layers]
-    chosen = list(layer_names) if layers is None else list(layers)
-    unknown = [name for name in chosen if name not in layer_names]
+    chosen = list(layer_params) if layers is None else list(layers)
+    unknown = [name for name in chosen if name not in layer_params]
     if unknown:
-        raise DataError(f"The 'layers' parameter names unknown layers {unknown}. Choose from {list(layer_names)}.")
-    return [f"{layer}{suffix}" for layer in chosen for suffix in _SUFFIXES if f"{layer}{suffix}" in posterior]
+        raise DataError(f"The 'layers' parameter names unknown layers {unknown}. Choose from {list(layer_params)}.")
+    return [f"{var}{suffix}" for layer in chosen for var in layer_params[layer] for suffix in _PRIOR_SUFFIXES
+            if f"{var}{suffix}" in posterior]
 
 
-def _posterior(source: Any, draws: int, random_seed: int | None) -> tuple[Any, list[str]]:
-    """A DataTree with a posterior group, and the network's layer names."""
+def _posterior(source: Any, draws: int, random_seed: int | None) -> tuple[Any, dict[str, list[str]]]:
+    """A DataTree with a posterior group, and the network's layers with their parameter variables."""
     if hasattr(source, "approx") and hasattr(source, "built"):
         dt = source.approx.sample(draws, random_seed=random_seed)
-        return dt, [layer.name for layer in source.built.layers]
+        return dt, layer_params(source.built.layers)
     if hasattr(source, "children") and "posterior" in source.children:
+        stored = source["posterior"].attrs.get(LAYERS_ATTR)
+        if stored:
+            return source, json.loads(stored)
         names = sorted({str(v)[: -len("_w")] for v in source["posterior"].data_vars if str(v).endswith("_w")})
-        return source, names
+        return source, {name: [f"{name}_w", f"{name}_b"] for name in names}
     raise DataError(
         f"plot_weights needs a FitResult or an ArviZ DataTree with a posterior group. Got {type(source).__name__}."
     )
@@ -64,9 +71,9 @@ def plot_weights(
     kind : {"trace", "forest"}
         ``arviz_plots.plot_trace_dist`` (one panel per variable, every element overlaid) or
         ``arviz_plots.plot_forest`` (one row per element, labelled by its dims such as
-        ``dense_0_in``/``dense_0_out``).
+        ``dense_0_in``/``dense_0_out`` or ``conv_0_out``/``conv_0_in``/``conv_0_kh``/``conv_0_kw``).
     layers : sequence of str, optional
-        Layer names (``"dense_0"``, ...); all layers when None.
+        Layer names (``"dense_0"``, ``"conv_0"``, ...); all layers with parameters when None.
     draws : int
         Posterior draws taken from a FitResult.
     random_seed : int, optional
@@ -89,9 +96,9 @@ def plot_weights(
     """
     if kind not in WEIGHT_PLOTS:
         raise DataError(f"The 'kind' parameter of plot_weights must be one of {list(WEIGHT_PLOTS)}. Got {kind!r} instead.")
-    dt, layer_names = _posterior(source, draws, random_seed)
+    dt, params = _posterior(source, draws, random_seed)
     posterior = dt["posterior"].to_dataset()
-    var_names = weight_var_names(posterior, layer_names, layers)
+    var_names = weight_var_names(posterior, params, layers)
     selected = posterior[var_names]
     if coords:
         unknown = [dim for dim in coords if dim not in selected.dims]

@@ -9,6 +9,7 @@ import numpy as np
 from bnn_ppl.compile.data import as_features
 from bnn_ppl.errors import DataError
 from bnn_ppl.predictive.samplers import BatchedSampler, SampleNodeSampler
+from bnn_ppl.spec.layers import values_per_row
 from bnn_ppl.predictive.summaries import (
     ClassificationUncertainty,
     RegressionUncertainty,
@@ -19,7 +20,6 @@ from bnn_ppl.predictive.summaries import (
 __all__ = ["Predictor", "make_predictor", "PREDICTOR_KINDS"]
 
 PREDICTOR_KINDS = ("auto", "batched", "sample_node")
-_TINY = 1e-12
 
 
 def make_predictor(result: Any, backend: str | None = None, kind: str = "auto") -> Predictor:
@@ -72,7 +72,7 @@ class Predictor:
         self.sampler = sampler
         self.spec = spec
         self.memory_budget_mb = float(memory_budget_mb)
-        self._widths = max([spec.likelihood.n_outputs] + [layer.units for layer in spec.layers])
+        self._values_per_row = values_per_row(spec.resolve())
 
     @property
     def kind(self) -> str:
@@ -87,7 +87,7 @@ class Predictor:
     def _chunks(self, n_rows: int, draws: int) -> tuple[int, int]:
         budget = self.memory_budget_mb * 2**20
         itemsize = 8
-        per_cell = itemsize * (3 * self._widths + 4)
+        per_cell = itemsize * (2 * self._values_per_row + 4)
         if self.kind == "sample_node":
             draw_chunk = draws
         else:
@@ -117,7 +117,7 @@ class Predictor:
                     yield slice(d0, d1), slice(r0, r1), self.sampler.evaluate(thetas, X[r0:r1])
 
     def _features(self, X: Any) -> np.ndarray:
-        return as_features(X, self.spec.input_dim)
+        return as_features(X, self.spec.input_shape)
 
     # ------------------------------------------------------------------ public API
     def sample(self, X: Any, draws: int = 500, random_seed: Any = None) -> np.ndarray:
@@ -135,7 +135,7 @@ class Predictor:
         """Draws of the regression noise scale ``sigma`` (Normal likelihood only)."""
         if self.spec.likelihood.is_classifier:
             raise DataError("sample_noise is only defined for the Normal likelihood.")
-        X = np.zeros((1, self.spec.input_dim))
+        X = np.zeros((1, *self.spec.input_shape))
         out = np.empty(draws)
         for ds, _, (_, sigma) in self._iter_draws(X, draws, random_seed):
             out[ds] = np.asarray(sigma).reshape(-1)

@@ -2,10 +2,24 @@
 
 from bnn_ppl.spec.activations import ACTIVATIONS
 from bnn_ppl.spec.io import SCHEMA_VERSION, dump_spec, dumps_spec, load_spec, spec_from_dict, spec_to_dict
-from bnn_ppl.spec.layers import Dense
+from bnn_ppl.spec.layers import (
+    LAYERS,
+    AvgPool2D,
+    Conv2D,
+    Dense,
+    Flatten,
+    ForwardContext,
+    Layer,
+    LayerNorm,
+    MaxPool2D,
+    ParamBlock,
+    Reshape,
+    ResolvedLayer,
+    ResolvedParam,
+)
 from bnn_ppl.spec.likelihoods import LIKELIHOODS, Bernoulli, Categorical, Likelihood
 from bnn_ppl.spec.likelihoods import Normal as NormalLikelihood
-from bnn_ppl.spec.network import LayerShape, Network
+from bnn_ppl.spec.network import DEFAULT_SCALE_PRIOR, Network
 from bnn_ppl.spec.priors import (
     HYPERPRIORS,
     PRIORS,
@@ -23,6 +37,12 @@ from bnn_ppl.spec.priors import (
 
 __all__ = [
     "ACTIVATIONS",
+    "DEFAULT_SCALE_PRIOR",
+    "LAYERS",
+    "AvgPool2D",
+    "Conv2D",
+    "Flatten",
+    "ForwardContext",
     "HYPERPRIORS",
     "LIKELIHOODS",
     "PRIORS",
@@ -36,7 +56,13 @@ __all__ = [
     "Hierarchical",
     "Horseshoe",
     "Laplace",
-    "LayerShape",
+    "Layer",
+    "LayerNorm",
+    "MaxPool2D",
+    "ParamBlock",
+    "Reshape",
+    "ResolvedLayer",
+    "ResolvedParam",
     "Likelihood",
     "Network",
     "Normal",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 from bnn_ppl.errors import SpecError
@@ -37,8 +38,8 @@ def open_unit_float(owner: str, field: str, value: Any) -> float:
 
 
 def positive_int(owner: str, field: str, value: Any, minimum: int = 1) -> int:
-    """Return ``value`` as an int >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    """Return ``value`` as an int >= ``minimum`` (numpy integers too, never bools)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise SpecError(
             f"{_describe(owner, field)} must be an integer >= {minimum}. Got {value!r} instead."
         )
@@ -57,3 +58,30 @@ def choice(owner: str, field: str, value: Any, choices: list[str]) -> str:
     if value not in choices:
         raise SpecError(f"{_describe(owner, field)} must be one of {sorted(choices)}. Got {value!r} instead.")
     return value
+
+
+def optional_prior(owner: str, field: str, value: Any) -> None:
+    """Refuse anything but a spec Prior or None."""
+    from bnn_ppl.spec.priors import Prior
+
+    if value is not None and not isinstance(value, Prior):
+        raise SpecError(
+            f"The {field!r} parameter of {owner} must be a Prior such as Normal(1.0) or None. Got {value!r} instead."
+        )
+
+
+def int_pair(owner: str, field: str, value: Any, minimum: int = 1) -> tuple[int, int]:
+    """An int or a pair of ints (kernel sizes, strides), each >= ``minimum``, as a pair."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2:
+            raise SpecError(f"{_describe(owner, field)} must be an integer or a pair of integers. Got {value!r} instead.")
+        return (positive_int(owner, field, value[0], minimum), positive_int(owner, field, value[1], minimum))
+    n = positive_int(owner, field, value, minimum)
+    return (n, n)
+
+
+def int_tuple(owner: str, field: str, value: Any) -> tuple[int, ...]:
+    """A non-empty tuple of positive ints (shapes)."""
+    if not isinstance(value, (list, tuple)) or not value:
+        raise SpecError(f"{_describe(owner, field)} must be a non-empty list of positive integers. Got {value!r} instead.")
+    return tuple(positive_int(owner, field, item) for item in value)

@@ -13,7 +13,7 @@ from typing import Any
 import tomli_w
 
 from bnn_ppl.errors import SpecError
-from bnn_ppl.spec.layers import Dense
+from bnn_ppl.spec.layers import LAYERS, Layer
 from bnn_ppl.spec.likelihoods import LIKELIHOODS, Likelihood
 from bnn_ppl.spec.network import Network
 from bnn_ppl.spec.priors import PRIORS, Prior
@@ -22,6 +22,8 @@ __all__ = ["SCHEMA_VERSION", "spec_to_dict", "spec_from_dict", "load_spec", "dum
 
 #: Version of the spec file format this package writes and the newest it reads.
 SCHEMA_VERSION = 1
+#: The layer kind of a ``[[layers]]`` table without a ``kind`` field.
+DEFAULT_LAYER_KIND = "dense"
 _HEADER = "# bnn_ppl network spec; edit freely, `bnn-ppl validate FILE` checks it.\n"
 
 
@@ -33,15 +35,23 @@ def _kinded_to_dict(obj: Prior | Likelihood) -> dict[str, Any]:
     return out
 
 
-def _layer_to_dict(layer: Dense) -> dict[str, Any]:
-    out: dict[str, Any] = {"units": layer.units, "activation": layer.activation, "bias": layer.bias}
-    if layer.name is not None:
-        out["name"] = layer.name
-    for key in ("prior", "bias_prior"):
-        value = getattr(layer, key)
-        if value is not None:
-            out[key] = _kinded_to_dict(value)
-    return out
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _layer_to_dict(layer: Layer) -> dict[str, Any]:
+    """Every set field of the layer; ``kind`` is left out for the default kind (dense)."""
+    out: dict[str, Any] = {} if layer.kind == DEFAULT_LAYER_KIND else {"kind": layer.kind}
+    priors = {}
+    for f in dataclasses.fields(layer):
+        value = getattr(layer, f.name)
+        if value is None:
+            continue
+        if isinstance(value, Prior):
+            priors[f.name] = _kinded_to_dict(value)
+        else:
+            out[f.name] = _plain(value)
+    return {**out, **priors}
 
 
 def spec_to_dict(spec: Network) -> dict[str, Any]:
@@ -49,6 +59,8 @@ def spec_to_dict(spec: Network) -> dict[str, Any]:
     out: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "name": spec.name}
     if spec.input_dim is not None:
         out["input_dim"] = spec.input_dim
+    elif spec.input_shape is not None:
+        out["input_shape"] = list(spec.input_shape)
     out["prior"] = _kinded_to_dict(spec.prior)
     out["bias_prior"] = _kinded_to_dict(spec.bias_prior)
     out["likelihood"] = _kinded_to_dict(spec.likelihood)
@@ -87,19 +99,23 @@ def _kinded_from_dict(where: str, data: Any, registry: Any) -> Any:
         raise SpecError(f"{where}: {err}") from None
 
 
-def _layer_from_dict(i: int, data: Any) -> Dense:
+def _layer_from_dict(i: int, data: Any) -> Layer:
     where = f"layers[{i}]"
-    allowed = {"kind", "units", "activation", "bias", "name", "prior", "bias_prior"}
-    _check_keys(where, data, allowed, required={"units"})
-    kwargs = {k: val for k, val in data.items() if k != "kind"}
-    if data.get("kind", "dense") != "dense":
-        raise SpecError(f"{where}.kind must be 'dense'. Got {data['kind']!r} instead.")
-    for key in ("prior", "bias_prior"):
-        if key in kwargs:
-            kwargs[key] = _kinded_from_dict(f"{where}.{key}", kwargs[key], PRIORS)
+    if not isinstance(data, dict):
+        raise SpecError(f"{where} must be a table (mapping). Got {data!r} instead.")
+    cls = LAYERS.get(data.get("kind", DEFAULT_LAYER_KIND), field=f"{where}.kind")
+    fields = {f.name for f in dataclasses.fields(cls)}
+    required = {f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    _check_keys(where, data, fields | {"kind"}, required=required)
+    kwargs = {}
+    for key, value in data.items():
+        if key == "kind":
+            continue
+        kwargs[key] = _kinded_from_dict(f"{where}.{key}", value, PRIORS) if isinstance(value, dict) else value
     try:
-        return Dense(**kwargs)
-    except SpecError as err:
+        return cls(**kwargs)
+    except (TypeError, SpecError) as err:
         raise SpecError(f"{where}: {err}") from None
 
 
@@ -111,7 +127,7 @@ def spec_from_dict(data: Any) -> Network:
     SpecError
         Naming the field at fault, what was expected and what was given.
     """
-    allowed = {"schema_version", "name", "input_dim", "prior", "bias_prior", "likelihood", "layers"}
+    allowed = {"schema_version", "name", "input_dim", "input_shape", "prior", "bias_prior", "likelihood", "layers"}
     _check_keys("The spec", data, allowed, required={"schema_version", "layers", "likelihood"})
     version = data["schema_version"]
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
@@ -131,7 +147,7 @@ def spec_from_dict(data: Any) -> Network:
     for key in ("prior", "bias_prior"):
         if key in data:
             kwargs[key] = _kinded_from_dict(key, data[key], PRIORS)
-    for key in ("name", "input_dim"):
+    for key in ("name", "input_dim", "input_shape"):
         if key in data:
             kwargs[key] = data[key]
     return Network(**kwargs)

@@ -30,6 +30,10 @@ class Likelihood:
     def n_outputs(self) -> int:
         raise NotImplementedError
 
+    def link(self, xp: Any, output: Any) -> Any:
+        """The likelihood's parameter from last-layer outputs (..., rows, n_outputs), over namespace ``xp``."""
+        raise NotImplementedError
+
 
 @dataclass(frozen=True)
 class Bernoulli(Likelihood):
@@ -46,6 +50,10 @@ class Bernoulli(Likelihood):
     @property
     def n_outputs(self) -> int:
         return 1
+
+    def link(self, xp: Any, output: Any) -> Any:
+        """``p(y=1) = sigmoid(logit)``, shape (..., rows)."""
+        return xp.sigmoid(output[..., 0])
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,10 @@ class Categorical(Likelihood):
     @property
     def n_outputs(self) -> int:
         return self.n_classes
+
+    def link(self, xp: Any, output: Any) -> Any:
+        """Class probabilities ``softmax(logits)``, shape (..., rows, n_classes)."""
+        return xp.softmax(output, axis=-1)
 
 
 @dataclass(frozen=True)
@@ -91,3 +103,7 @@ class Normal(Likelihood):
     @property
     def n_outputs(self) -> int:
         return 1
+
+    def link(self, xp: Any, output: Any) -> Any:
+        """The regression mean, shape (..., rows)."""
+        return output[..., 0]

@@ -9,7 +9,6 @@ when JAX sees one.
 
 from __future__ import annotations
 
-import json
 import time
 from functools import partial
 from typing import Any
@@ -19,7 +18,6 @@ import numpy as np
 from bnn_ppl.inference.engines.base import ENGINES, EngineRun, FitRequest, step_size_factor
 from bnn_ppl.inference.engines.driver import run_chunks
 from bnn_ppl.inference.engines.objective import flat_logp
-from bnn_ppl.spec import spec_to_dict
 
 __all__ = ["JaxEngine", "CHUNK_SIZE", "MAX_CHUNK_DRAWS", "chunk_length"]
 
@@ -96,8 +94,8 @@ def _structure_key(request: FitRequest, flat: Any) -> tuple:
     """Everything the compiled step depends on: the spec, data shapes/dtypes, method, optimiser."""
     built = request.built
     return (
-        json.dumps(spec_to_dict(built.spec), sort_keys=True),
-        flat.X.shape[1],
+        built.spec,  # frozen dataclasses: hashable and compared by value
+        flat.X.shape[1:],
         str(flat.X.dtype),
         str(flat.y_data.dtype),
         flat.size,

@@ -53,8 +53,10 @@ def flat_logp(built: BuiltModel, ordering: dict) -> FlatLogp:
     logp = model.logp()
     X = np.asarray(built.X_data.get_value())
     y = np.asarray(built.y_data.get_value())
-    x_in = pt.tensor("X_batch", shape=(None, X.shape[1]), dtype=X.dtype)
-    y_in = pt.tensor("y_batch", shape=(None,), dtype=y.dtype)
+    # Static row counts: JAX traces reshapes (convolution patches) only with concrete shapes.
+    rows = built.batch_size or X.shape[0]
+    x_in = pt.tensor("X_batch", shape=(rows, *X.shape[1:]), dtype=X.dtype)
+    y_in = pt.tensor("y_batch", shape=(rows,), dtype=y.dtype)
     if built.batch_size is None:
         replacements = {built.X_data: x_in, built.y_data: y_in}
     else:

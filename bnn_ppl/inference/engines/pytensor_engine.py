@@ -40,8 +40,8 @@ def _sample_theta(method: str, params: list, eps: pt.TensorVariable):
 
 def _compile_chunk(flat: FlatLogp, method: str, batch_size: int | None, lr: float, mode):
     dtype = flat.X.dtype
-    X = pt.tensor("X", shape=(None, flat.X.shape[1]), dtype=dtype)
-    y = pt.tensor("y", shape=(None,), dtype=flat.y_data.dtype)
+    X = pt.tensor("X", shape=flat.X.shape, dtype=dtype)
+    y = pt.tensor("y", shape=flat.y_data.shape, dtype=flat.y_data.dtype)
     second_size = flat.size if method == "advi" else flat.size * (flat.size + 1) // 2
     init = [pt.tensor(f"p{i}", shape=(s,), dtype=dtype) for i, s in enumerate((flat.size, second_size))]
     m0 = [pt.tensor(f"m{i}", shape=p.type.shape, dtype=dtype) for i, p in enumerate(init)]
@@ -51,7 +51,7 @@ def _compile_chunk(flat: FlatLogp, method: str, batch_size: int | None, lr: floa
     lr_floor = pt.scalar("lr_floor", dtype=dtype)
     mask = pt.vector("mask", dtype="bool")
     eps_seq = pt.matrix("eps", dtype=dtype)
-    idx_seq = pt.matrix("idx", dtype="int64")
+    idx_seq = pt.tensor("idx", shape=(None, batch_size or 1), dtype="int64")
     b1, b2, eps_adam = 0.9, 0.999, 1e-8
 
     def step(active, eps, idx, p0, p1, m_0, m_1, v_0, v_1, t):

@@ -1,0 +1,61 @@
+"""Array namespaces for the one forward definition of each layer: numpy, JAX and PyTensor.
+
+Layer and activation code (:mod:`bnn_ppl.spec.layers`) calls only the names listed in
+``PRIMITIVES`` on the ``xp`` it is given; each namespace maps them to its library. The
+libraries are imported when a namespace is first asked for.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from types import SimpleNamespace
+from typing import Any
+
+__all__ = ["PRIMITIVES", "numpy_ops", "jax_ops", "pytensor_ops"]
+
+#: Every name a layer, activation or link may call on ``xp``.
+PRIMITIVES = (
+    "tanh", "exp", "expm1", "log", "sqrt", "erf", "sigmoid", "softplus", "softmax", "maximum", "minimum",
+    "where", "matmul", "pad", "max", "mean", "moveaxis",
+)
+
+
+def _namespace(module: Any, **overrides: Any) -> SimpleNamespace:
+    names = {name: getattr(module, name) for name in PRIMITIVES if name not in overrides}
+    return SimpleNamespace(name=module.__name__, **names, **overrides)
+
+
+@cache
+def numpy_ops() -> SimpleNamespace:
+    """numpy (+ scipy.special) primitives."""
+    import numpy as np
+    from scipy import special
+
+    return _namespace(
+        np,
+        erf=special.erf,
+        sigmoid=special.expit,
+        softplus=lambda x: np.logaddexp(0, x),
+        softmax=lambda x, axis=-1: special.softmax(x, axis=axis),
+        max=lambda x, axis=None: np.max(x, axis=axis),
+    )
+
+
+@cache
+def jax_ops() -> SimpleNamespace:
+    """``jax.numpy`` primitives."""
+    import jax
+    import jax.numpy as jnp
+
+    return _namespace(
+        jnp, erf=jax.scipy.special.erf, sigmoid=jax.nn.sigmoid, softplus=jax.nn.softplus, softmax=jax.nn.softmax
+    )
+
+
+@cache
+def pytensor_ops() -> SimpleNamespace:
+    """``pytensor.tensor`` primitives (graphs for PyMC, numba, C and the JAX linker)."""
+    import pytensor.tensor as pt
+    from pytensor.tensor.special import softmax
+
+    return _namespace(pt, softmax=lambda x, axis=-1: softmax(x, axis=axis))
