@@ -100,7 +100,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             spec = load_spec(path)
         except BnnPplError as err:
             failed += 1
-            print(f"{path}: invalid. {err}")
+            print(f"{_PROG}: error: {' '.join(str(err).split())}", file=sys.stderr)
             continue
         print(f"{path}: valid. {spec.name}: {network_summary(spec)}.")
     return 1 if failed else 0

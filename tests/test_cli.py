@@ -83,13 +83,19 @@ def test_fit_and_predict_csv_with_string_target(tmp_path):
 
 def test_validate_good_and_bad_specs(tmp_path):
     proc = run("validate", "models/digits.toml")
-    assert proc.returncode == 0 and "valid" in proc.stdout and "64-32-10" in proc.stdout
+    assert proc.returncode == 0 and "valid" in proc.stdout and "64 -> 32 -> 10" in proc.stdout
     bad = tmp_path / "bad.toml"
     bad.write_text((ROOT / "models/moons.toml").read_text().replace('"identity"', '"tanh"'))
     proc = run("validate", bad)
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1 and "activation='identity'" in proc.stderr
     assert "Traceback" not in proc.stderr
+    # several files (a shell glob): one line each, exit 1 when any is invalid
+    models = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "models").glob("*.toml"))
+    proc = run("validate", *models)
+    assert proc.returncode == 0 and proc.stdout.count(": valid.") == len(models) > 5
+    proc = run("validate", "models/moons.toml", bad)
+    assert proc.returncode == 1 and "models/moons.toml: valid." in proc.stdout and proc.stderr.count("\n") == 1
 
 
 @pytest.mark.parametrize("args, code, message", [

@@ -188,11 +188,14 @@ def build_model(
             params[layer.name] = {}
             for p in layer.params:
                 nodes = build_weights(p.prior, p.var_name, p.dims, p.fan_in, in_axis=p.in_axis)
-                scales = nodes.init_scales if p.role != "scale" else dict.fromkeys(nodes.init_scales, 0.0)
+                params[layer.name][p.key] = nodes.value
+                if p.role == "bias":
+                    continue  # biases and shifts start at 0, their PyMC initial point
+                # weights: random means that break the symmetry between units; scales: their centre
+                scales = nodes.init_scales if p.role == "weight" else dict.fromkeys(nodes.init_scales, 0.0)
                 init_scales.update(scales)
                 init_locs.update(nodes.init_locs)
                 shapes.update(dict.fromkeys(scales, p.shape))
-                params[layer.name][p.key] = nodes.value
         _set_initvals(model, init_scales, init_locs, shapes, random_seed)
         built = BuiltModel(
             spec=spec,
