@@ -61,6 +61,30 @@ class PmFitted:
     sample_proba: Any = None
 
 
+@dataclass(frozen=True)
+class DenseLayer:
+    """What the hand-written baselines need of one dense layer of a workload's spec."""
+
+    fan_in: int
+    units: int
+    activation: str
+    bias: bool
+    prior: Any
+    bias_prior: Any
+
+
+def dense_layers(workload: Workload) -> list[DenseLayer]:
+    """The workload's layers, read through the layer protocol (the baselines are dense MLPs)."""
+    out = []
+    for layer in workload.spec.resolve(workload.X_train.shape[1:]):
+        if layer.kind != "dense":
+            raise ValueError(f"The hand-written baselines are dense MLPs; layer {layer.name} is {layer.kind!r}.")
+        w, b = layer.param("w"), layer.param("b")
+        out.append(DenseLayer(w.fan_in, w.shape[1], layer.layer.activation, b is not None, w.prior,
+                              None if b is None else b.prior))
+    return out
+
+
 def plain_pymc_model(workload: Workload, seed: int) -> tuple[Any, Any]:
     """The seed notebook's model for ``workload.spec`` in plain PyMC: ``(model, forward)``.
 
@@ -71,11 +95,12 @@ def plain_pymc_model(workload: Workload, seed: int) -> tuple[Any, Any]:
     import pytensor
     import pytensor.tensor as pt
 
-    from bnn_ppl.compile.activations import apply_activation
+    from bnn_ppl.array_ops import pytensor_ops
+    from bnn_ppl.spec.activations import apply_activation
 
     _check_classifier(workload)
     floatX = pytensor.config.floatX
-    layers = workload.spec.resolve(workload.X_train.shape[1])
+    layers = dense_layers(workload)
     rng = np.random.default_rng(seed)
     n = workload.X_train.shape[0]
     with pm.Model() as model:
@@ -101,7 +126,7 @@ def plain_pymc_model(workload: Workload, seed: int) -> tuple[Any, Any]:
             h = x
             for w, b, activation in params:
                 h = pt.dot(h, w) if b is None else pt.dot(h, w) + b
-                h = apply_activation(activation, h)
+                h = apply_activation(pytensor_ops(), activation, h)
             return h
 
         if isinstance(workload.spec.likelihood, bp.Bernoulli):
@@ -221,7 +246,7 @@ def fit_numpyro(workload: Workload, seed: int = 0, n_steps: int | None = None) -
 
     _check_classifier(workload)
     n = int(n_steps or workload.steps)
-    layers = workload.spec.resolve(workload.X_train.shape[1])
+    layers = dense_layers(workload)
     acts = [_jax_activation(layer.activation) for layer in layers]
     bernoulli = isinstance(workload.spec.likelihood, bp.Bernoulli)
     n_rows, batch = workload.X_train.shape[0], workload.batch_size

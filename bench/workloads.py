@@ -63,7 +63,8 @@ class Workload:
     @property
     def architecture(self) -> str:
         """Layer widths such as ``"2-5-5-1"``."""
-        return "-".join(str(w) for w in [self.X_train.shape[1], *(layer.units for layer in self.spec.layers)])
+        layers = self.spec.resolve(self.X_train.shape[1:])
+        return "-".join("x".join(map(str, shape)) for shape in [self.X_train.shape[1:], *(layer.out_shape for layer in layers)])
 
     @property
     def description(self) -> str:

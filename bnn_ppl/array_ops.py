@@ -16,7 +16,7 @@ __all__ = ["PRIMITIVES", "numpy_ops", "jax_ops", "pytensor_ops"]
 #: Every name a layer, activation or link may call on ``xp``.
 PRIMITIVES = (
     "tanh", "exp", "expm1", "log", "sqrt", "erf", "sigmoid", "softplus", "softmax", "maximum", "minimum",
-    "where", "matmul", "pad", "max", "mean", "moveaxis",
+    "where", "matmul", "pad", "max", "mean", "moveaxis", "concatenate",
 )
 
 

@@ -7,6 +7,8 @@ A model file holds
   and the flat parameter layout;
 - ``params/<name>.npy``: the variational parameters (``mu`` and ``rho`` or ``L_tril``);
 - ``losses.npy`` and, unless left out, ``data/X.npy`` / ``data/y.npy`` (the training data);
+- ``data/reference_X.npy`` for networks with batch statistics (BatchNorm): the training rows
+  whose statistics normalise predictions, kept even when the data are left out;
 - ``metadata.json``: free-form JSON from the caller (the sklearn estimators keep their state there);
 - ``manifest.json``: file format and version, package versions, and a SHA-256 of every member.
 
@@ -93,6 +95,8 @@ def to_bytes(result: Any, *, metadata: dict | None = None, include_data: bool = 
     }
     for name, value in result.params().items():
         members[f"params/{name}.npy"] = _npy(value)
+    if built.reference_X is not None:  # BatchNorm's prediction statistics (training rows)
+        members["data/reference_X.npy"] = _npy(built.reference_X)
     if include_data:
         members["data/X.npy"] = _npy(np.asarray(built.X_data.get_value()))
         members["data/y.npy"] = _npy(np.asarray(built.y_data.get_value()))
@@ -227,6 +231,8 @@ def _check_manifest(where: str, members: dict[str, bytes]) -> None:
 
 
 def _array(where: str, members: dict[str, bytes], name: str) -> np.ndarray:
+    if name not in members:
+        raise ModelFileError(f"{where}: the member {name} is missing; the file is incomplete. Save the model again.")
     try:
         arr = np.load(io.BytesIO(members[name]), allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:
@@ -265,6 +271,12 @@ def from_bytes(data: bytes, *, where: str = "<bytes>") -> tuple[Any, dict]:
     except BnnPplError as err:
         raise ModelFileError(f"{where}: the saved spec and data no longer build a model: {err}") from None
     built.n_obs = int(info["n_obs"])
+    if built.reference_X is not None:
+        reference = _array(where, members, "data/reference_X.npy")
+        if reference.shape[1:] != built.reference_X.shape[1:]:
+            raise ModelFileError(f"{where}: data/reference_X.npy has shape {reference.shape}; expected rows of "
+                                 f"shape {built.reference_X.shape[1:]}.")
+        built.reference_X = reference.astype(built.reference_X.dtype)
     approx = (pm.MeanField if method == "advi" else pm.FullRank)(model=built.model)
     if _ordering(approx) != info["ordering"]:
         raise ModelFileError(

@@ -18,7 +18,10 @@ from bnn_ppl.errors import DataError, SpecError
 from bnn_ppl.spec import ForwardContext, Network, ResolvedLayer
 from bnn_ppl.spec.layers import network_forward
 
-__all__ = ["BuiltModel", "build_model", "input_dims"]
+__all__ = ["BuiltModel", "build_model", "input_dims", "REFERENCE_ROWS"]
+
+#: Training rows whose statistics layers such as BatchNorm use at prediction (see ForwardContext).
+REFERENCE_ROWS = 256
 
 
 def input_dims(layers: list[ResolvedLayer]) -> tuple[str, ...]:
@@ -55,6 +58,9 @@ class BuiltModel:
         Training rows and minibatch size (``None`` for full batch).
     feature_names, class_names : list or None
         Labels of flat input features and of the classes.
+    reference_X : ndarray or None
+        For networks with batch statistics (BatchNorm): ``REFERENCE_ROWS`` training rows chosen
+        with ``random_seed``; the predictor normalises every posterior draw with their statistics.
     """
 
     spec: Network
@@ -70,6 +76,7 @@ class BuiltModel:
     batch_size: int | None = None
     feature_names: list | None = None
     class_names: list | None = None
+    reference_X: np.ndarray | None = None
 
     def forward(self, x: pt.TensorVariable, ctx: ForwardContext = ForwardContext()) -> pt.TensorVariable:
         """The last layer's output (logits or mean) for a symbolic input ``x`` of shape (rows, *input_shape)."""
@@ -211,6 +218,7 @@ def build_model(
             batch_size=batch_size,
             feature_names=list(coords[x_dims[0]]) if len(x_dims) == 1 else None,
             class_names=list(class_names) if class_names is not None else None,
+            reference_X=_reference_rows(X_arr, random_seed) if spec.uses_batch_statistics else None,
         )
         if batch_size is None:
             x_in, y_in, total, dims = X_data, y_data, None, "obs"
@@ -220,6 +228,12 @@ def build_model(
         built.output = built.forward(x_in)
         build_likelihood(spec.likelihood, built.output, y_in, total, dims)
     return built
+
+
+def _reference_rows(X: np.ndarray, random_seed: int | None) -> np.ndarray:
+    rng = np.random.default_rng([random_seed or 0, 1])
+    rows = np.sort(rng.choice(X.shape[0], size=min(REFERENCE_ROWS, X.shape[0]), replace=False))
+    return X[rows].copy()
 
 
 def _set_initvals(model: pm.Model, scales: dict, locs: dict, shapes: dict, random_seed: int | None) -> None:

@@ -93,7 +93,8 @@ class Predictor:
         else:
             n_params = self.spec.n_params()
             draw_chunk = int(max(1, min(draws, budget // 4 // (itemsize * max(n_params, 1)))))
-        row_chunk = int(max(1, min(n_rows, budget // (per_cell * draw_chunk))))
+        reference = self.sampler.reference_rows  # rows every chunk carries for batch statistics
+        row_chunk = int(max(1, min(n_rows, budget // (per_cell * draw_chunk) - reference)))
         return draw_chunk, row_chunk
 
     def _iter_draws(self, X: np.ndarray, draws: int, random_seed: Any):

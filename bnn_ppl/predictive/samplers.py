@@ -23,7 +23,7 @@ from pytensor.graph.replace import graph_replace, vectorize_graph
 from bnn_ppl.compile.data import float_dtype
 from bnn_ppl.compile.likelihoods import NOISE_NAME
 from bnn_ppl.array_ops import numpy_ops
-from bnn_ppl.spec.layers import network_forward
+from bnn_ppl.spec.layers import ForwardContext, network_forward
 
 __all__ = ["SampleNodeSampler", "BatchedSampler", "draw_flat_params"]
 
@@ -34,7 +34,13 @@ def _mode(backend: str | None) -> Any:
 
 def _outputs(result: Any, x: pt.TensorVariable) -> list[pt.TensorVariable]:
     built = result.built
-    outs = [built.parameter(built.forward(x))]
+    ref = built.reference_X
+    if ref is None:
+        outs = [built.parameter(built.forward(x))]
+    else:  # batch statistics from the fixed reference rows, placed first
+        rows = ref.shape[0]
+        out = built.forward(pt.concatenate([pt.constant(ref.astype(x.dtype)), x]), ForwardContext(stat_rows=rows))
+        outs = [built.parameter(out[rows:])]
     if not built.spec.likelihood.is_classifier:
         outs.append(built.model[NOISE_NAME])
     return outs
@@ -47,6 +53,8 @@ class SampleNodeSampler:
 
     def __init__(self, result: Any, backend: str | None = None) -> None:
         self.backend = backend
+        ref = result.built.reference_X
+        self.reference_rows = 0 if ref is None else ref.shape[0]
         x = pt.tensor("X_new", shape=(None, *result.built.spec.input_shape), dtype=float_dtype())
         n = pt.iscalar("draws")
         sampled = result.approx.sample_node(_outputs(result, x), size=n)
@@ -83,20 +91,24 @@ def draw_flat_params(approx: Any, draws: int, rng: np.random.Generator) -> np.nd
     return mu + eps @ L.T
 
 
-def _jax_forward(layers: list, likelihood: Any) -> Any:
-    """The layers' forward pass and link under ``jax.jit`` (retraced once per chunk shape)."""
+def _predict(xp: Any, layers: list, likelihood: Any, params: dict, X: Any, reference: Any) -> Any:
+    """Likelihood parameter draws; with ``reference`` rows, batch statistics come from them."""
+    if reference is None:
+        return likelihood.link(xp, network_forward(xp, layers, params, X))
+    rows = reference.shape[0]
+    out = network_forward(xp, layers, params, xp.concatenate([reference, X]), ForwardContext(stat_rows=rows))
+    return likelihood.link(xp, out[..., rows:, :])
+
+
+def _jax_predict(layers: list, likelihood: Any) -> Any:
+    """:func:`_predict` under ``jax.jit`` (traced once per chunk shape)."""
     import jax
     import pymc.sampling.jax  # noqa: F401  (turns on x64 under floatX=float64, as the JAX engine does)
 
     from bnn_ppl.array_ops import jax_ops
 
     xp = jax_ops()
-
-    @jax.jit
-    def run(params, X):
-        return likelihood.link(xp, network_forward(xp, layers, params, X))
-
-    return run
+    return jax.jit(lambda params, X, reference: _predict(xp, layers, likelihood, params, X, reference))
 
 
 class BatchedSampler:
@@ -133,7 +145,9 @@ class BatchedSampler:
         graphs = graph_replace(model.replace_rvs_by_values(tensors), replacements, strict=False)
         weights_mode = _mode(None if backend == "jax" else backend)
         self._weights_fn = pytensor.function([thetas], vectorize_graph(graphs, {theta: thetas}), mode=weights_mode)
-        self._jax_fn = _jax_forward(self._layers, self._likelihood) if backend == "jax" else None
+        self._reference = None if built.reference_X is None else built.reference_X.astype(float_dtype())
+        self.reference_rows = 0 if self._reference is None else self._reference.shape[0]
+        self._jax_fn = _jax_predict(self._layers, self._likelihood) if backend == "jax" else None
         self.n_compiles = 1
 
     @property
@@ -153,10 +167,9 @@ class BatchedSampler:
             params[name][key] = value
         X = X.astype(float_dtype(), copy=False)
         if self._jax_fn is not None:
-            out = [np.asarray(self._jax_fn(params, X))]
+            out = [np.asarray(self._jax_fn(params, X, self._reference))]
         else:
-            xp = numpy_ops()
-            out = [self._likelihood.link(xp, network_forward(xp, self._layers, params, X))]
+            out = [_predict(numpy_ops(), self._layers, self._likelihood, params, X, self._reference)]
         if self._has_noise:
             out.append(tensors[-1])
         return out
