@@ -3,7 +3,9 @@ gradients against finite differences; shape errors; convnets through PyMC, both 
 
 from __future__ import annotations
 
+import tempfile
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pymc as pm
@@ -264,3 +266,58 @@ def test_convnet_datatree_and_weights_plot_use_the_kernel_dims(conv_fit):
     assert pc is not None
     with pytest.raises(DataError, match="unknown layers"):
         plot_weights(dt, layers=["maxpool_0"])
+
+
+# ---------------------------------------------------------------- BatchNorm: batch statistics
+def _bn_reference(h, scale, shift, stats_from, eps=1e-5):
+    axes = (0, 2, 3) if h.ndim == 4 else (0,)
+    mean = stats_from.mean(axis=axes, keepdims=True)
+    var = stats_from.var(axis=axes, keepdims=True)
+    view = (slice(None), None, None) if h.ndim == 4 else (slice(None),)
+    return (h - mean) / np.sqrt(var + eps) * scale[view] + shift[view]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_batchnorm_matches_numpy_in_training_and_with_reference_rows(backend):
+    rng = np.random.default_rng(5)
+    bn = bp.BatchNorm()
+    X = rng.normal(2.0, 3.0, size=(9, 3, 4, 5))
+    scale, shift = rng.normal(size=3), rng.normal(size=3)
+    params = {"scale": scale, "shift": shift}
+    np.testing.assert_allclose(_run(bn, params, X, (3, 4, 5), backend), _bn_reference(X, scale, shift, X), rtol=1e-9)
+    # prediction: statistics from the first 6 (reference) rows only, applied to every row
+    got = _run(bn, params, X, (3, 4, 5), backend, ForwardContext(stat_rows=6))
+    np.testing.assert_allclose(got, _bn_reference(X, scale, shift, X[:6]), rtol=1e-9)
+    flat = rng.normal(size=(7, 4))
+    got = _run(bn, {"scale": scale[:1].repeat(4), "shift": shift[:1].repeat(4)}, flat, (4,), backend)
+    np.testing.assert_allclose(got, _bn_reference(flat, scale[:1].repeat(4), shift[:1].repeat(4), flat), rtol=1e-9)
+
+
+def test_batchnorm_predictions_use_training_statistics_per_draw():
+    """Each posterior draw normalises test rows with the reference rows' statistics under that
+    draw's weights: predictions do not depend on which test rows are predicted together."""
+    X, y = _images(80, 6)
+    spec = bp.Network([bp.Conv2D(2, 3), bp.BatchNorm(), bp.Flatten(), bp.Dense(1, "identity")], bp.Bernoulli())
+    built = bp.build_model(spec, X, y, batch_size=20)
+    assert built.reference_X.shape == (min(80, 256), 1, 6, 6)
+    assert [rv.name for rv in built.model.free_RVs][2:4] == ["batchnorm_0_scale", "batchnorm_0_shift"]
+    result = bp.fit(built, n=200, random_seed=0, progressbar=False)
+    pred = result.predictor()
+    X_test = _images(30, 7)[0]
+    together = pred.sample(X_test, draws=8, random_seed=1)
+    np.testing.assert_allclose(pred.sample(X_test[:3], draws=8, random_seed=1), together[:, :3], rtol=1e-10)
+    # the same by hand: draw 0's weights, statistics of the reference rows
+    theta = pred.sampler.draw_params(8, np.random.default_rng(1))[0]
+    group = result.approx.groups[0]
+    w = {name: theta[slc].reshape(shape) for name, (_, slc, shape, _) in group.ordering.items()}
+    conv = _conv_reference
+    h_ref = np.maximum(conv(built.reference_X, w["conv_0_w"], w["conv_0_b"], 1, "valid"), 0)
+    h = np.maximum(conv(X_test, w["conv_0_w"], w["conv_0_b"], 1, "valid"), 0)
+    z = _bn_reference(h, w["batchnorm_0_scale"], w["batchnorm_0_shift"], h_ref)
+    logits = z.reshape(30, -1) @ w["dense_0_w"] + w["dense_0_b"]
+    np.testing.assert_allclose(together[0], 1 / (1 + np.exp(-logits[:, 0])), rtol=1e-8)
+    node = result.predictor(kind="sample_node").sample(X_test, draws=300, random_seed=2).mean(0)
+    np.testing.assert_allclose(node, pred.sample(X_test, draws=300, random_seed=3).mean(0), atol=0.1)
+    loaded = bp.load(result.save(Path(tempfile.mkdtemp()) / "bn.bnn", include_data=False))
+    np.testing.assert_array_equal(loaded.built.reference_X, built.reference_X)
+    np.testing.assert_allclose(loaded.predictor().sample(X_test, draws=8, random_seed=1), together, rtol=1e-10)
