@@ -1,7 +1,9 @@
 """The ``bnn-ppl`` command line: validate a spec, fit it on data, predict from a saved model.
 
 Exit codes: 0 success, 1 the command failed (bad spec, data or model file, failed fit),
-2 bad usage (unknown options or values). Errors are one line; ``--debug`` shows tracebacks.
+2 bad usage (unknown options or values), 130 a fit stopped by Ctrl-C (its partial results are
+written and ``metrics.json`` says ``"interrupted": true``). Errors are one line; ``--debug``
+shows tracebacks.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=_PROG, parents=[common],
         description="Bayesian neural networks from declarative specs: validate, fit, predict.",
-        epilog="Exit codes: 0 success, 1 failure (spec, data, model file or fit), 2 bad usage.",
+        epilog="Exit codes: 0 success, 1 failure (spec, data, model file or fit), 2 bad usage, 130 interrupted fit.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -57,22 +59,37 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fit", parents=[common], help="fit a spec on data; write metrics, model and plots")
     p.add_argument("spec", metavar="SPEC", help="spec file (.toml or .json)")
     p.add_argument("--data", default=None,
-                   help="'moons', 'digits' or FILE.csv (default: the spec's name if it is moons/digits, else moons)")
+                   help="'moons', 'digits', 'synthetic_mnist' or FILE.csv (default: the spec's name if it is "
+                        "one of the embedded sets, else moons)")
     p.add_argument("--target", default=None, help="CSV column with the targets (default: the last column)")
     p.add_argument("--out", default=None, help="output directory (default: runs/<spec name>)")
     p.add_argument("--steps", type=_positive_int, default=30_000, help="ADVI steps (default 30000)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the fit and the predictions (default 0)")
-    p.add_argument("--engine", default="auto", help="ADVI engine: auto, jax, numba or pymc (default auto)")
+    p.add_argument("--engine", default="auto", choices=ENGINE_CHOICES,
+                   help="ADVI engine: auto, jax, numba or pymc (default auto)")
     p.add_argument("--draws", type=_positive_int, default=500, help="posterior draws for predictions (default 500)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
 
-    p = sub.add_parser("predict", parents=[common], help="predict a CSV file with a saved model")
+    p = sub.add_parser(
+        "predict", parents=[common], help="predict a CSV file with a saved model",
+        description="Predict the rows of a CSV file with a saved model. The CSV needs a header row holding the "
+                    "model's feature columns: the names it was fitted with, stored in the model file (print them "
+                    "with `bnn-ppl predict MODEL --columns`); other columns are ignored. Image models take one "
+                    "column per pixel in C-order.",
+    )
     p.add_argument("model", metavar="MODEL", help="model file written by `bnn-ppl fit` (model.bnn)")
-    p.add_argument("csv", metavar="FILE.csv", help="inputs, with a header row")
+    p.add_argument("csv", metavar="FILE.csv", nargs="?", help="inputs, with a header row")
+    p.add_argument("--columns", action="store_true", help="print the feature columns MODEL expects and exit")
     p.add_argument("--out", default=None, help="output CSV (default: standard output)")
     p.add_argument("--draws", type=_positive_int, default=500, help="posterior draws (default 500)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the predictive draws (default 0)")
     return parser
+
+
+#: ``--engine`` choices (the engine registry's names; a test keeps them in step without importing PyMC here).
+ENGINE_CHOICES = ("auto", "jax", "numba", "pymc")
+#: Exit code of a fit stopped by Ctrl-C (128 + SIGINT), as shells report it.
+EXIT_INTERRUPTED = 130
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -187,7 +204,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
           f"{len(data.y_train)} training rows, {args.steps} steps.", flush=True)
     result = fit(built, n=args.steps, engine=args.engine, random_seed=args.seed, progressbar=sys.stderr.isatty())
     predictor = result.predictor()
-    metrics = {"spec": str(args.spec), "data": data.name, "steps": result.n_steps, "engine": result.engine,
+    if result.interrupted:
+        print(f"Interrupted after {result.n_steps} of {args.steps} steps (Ctrl-C): the metrics and model below "
+              "are those of the partial fit.", flush=True)
+    metrics = {"spec": str(args.spec), "data": data.name, "steps": result.n_steps, "steps_requested": args.steps,
+               "interrupted": bool(result.interrupted), "stop_reason": result.stop_reason, "engine": result.engine,
                "backend": result.backend, "seed": args.seed, "draws": args.draws,
                "final_loss": result.final_loss, "timings": result.timings,
                **_metrics(data, predictor, args.draws, args.seed)}
@@ -202,7 +223,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     print(f"{score} ({test['rows']} rows); final loss {result.final_loss:.1f} after {result.n_steps} steps "
           f"in {result.timings['total_s']:.1f} s ({result.engine}).")
     print(f"Wrote {', '.join(['metrics.json', *written])} to {out}/")
-    return 0
+    return EXIT_INTERRUPTED if result.interrupted else 0
 
 
 # ---------------------------------------------------------------------- predict
@@ -228,6 +249,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     result, meta = load_with_metadata(args.model)
     cli_meta = meta.get("cli", {}) if isinstance(meta, dict) else {}
     spec = result.spec
+    expected = cli_meta.get("feature_columns") or [str(n) for n in (result.built.feature_names or [])]
+    if args.columns:
+        print(",".join(expected) if expected else f"{math.prod(spec.input_shape)} pixel columns (C-order)")
+        return 0
+    if args.csv is None:
+        raise UsageError("predict needs FILE.csv (or --columns to list the columns MODEL expects).")
     header, columns = read_csv(args.csv)
     names = _feature_columns(header, cli_meta, spec, result.built.feature_names or [])
     X = numeric_columns(args.csv, header, columns, names).reshape(-1, *spec.input_shape)
@@ -281,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         print(f"{_PROG}: interrupted", file=sys.stderr)
-        return 1
+        return EXIT_INTERRUPTED
     except Exception as err:  # noqa: BLE001  (one readable line instead of a traceback)
         if debug:
             raise

@@ -22,6 +22,10 @@ __all__ = ["BuiltModel", "build_model", "input_dims", "REFERENCE_ROWS"]
 
 #: Training rows whose statistics layers such as BatchNorm use at prediction (see ForwardContext).
 REFERENCE_ROWS = 256
+#: Default upper bound on a network's parameters (``build_model(max_parameters=...)`` raises it).
+MAX_PARAMETERS = 50_000_000
+#: Copies of the parameter vector a mean-field fit holds (mu, rho, their Adam moments and gradients).
+_FIT_COPIES = 8
 
 
 def input_dims(layers: list[ResolvedLayer]) -> tuple[str, ...]:
@@ -117,6 +121,7 @@ def build_model(
     feature_names: list[str] | None = None,
     class_names: list[str] | None = None,
     random_seed: int | None = 0,
+    max_parameters: int = MAX_PARAMETERS,
 ) -> BuiltModel:
     """Compile ``spec`` and data into a ``pm.Model``.
 
@@ -136,6 +141,9 @@ def build_model(
         Seeds the symmetry-breaking initial values stored as the RVs' ``initval``, so that
         ``pm.fit``, ``pm.sample`` and ``pm.find_MAP`` on ``built.model`` start off the saddle
         where every weight is 0 (``bnn_ppl.fit`` draws its own start from its ``random_seed``).
+    max_parameters : int
+        Refuse networks with more parameters (checked before anything is allocated; a fit
+        holds about eight copies of them).
 
     Returns
     -------
@@ -158,6 +166,7 @@ def build_model(
         layers = spec.resolve()
     except SpecError as err:
         raise DataError(f"X has examples of shape {X_arr.shape[1:]}, which the network cannot take: {err}") from None
+    _check_size(layers, max_parameters, X_arr.dtype.itemsize)
     n = X_arr.shape[0]
     y_arr = as_targets(y, spec.likelihood, n)
     if spec.likelihood.is_classifier:
@@ -228,6 +237,18 @@ def build_model(
         built.output = built.forward(x_in)
         build_likelihood(spec.likelihood, built.output, y_in, total, dims)
     return built
+
+
+def _check_size(layers: list[ResolvedLayer], max_parameters: int, itemsize: int) -> None:
+    total = sum(layer.n_params for layer in layers)
+    if total > max_parameters:
+        biggest = max(layers, key=lambda layer: layer.n_params)
+        gib = total * itemsize * _FIT_COPIES / 2**30
+        raise SpecError(
+            f"The network has {total:,} parameters ({biggest.name}: {biggest.n_params:,}); fitting it needs about "
+            f"{gib:,.1f} GiB for the parameters alone, over the limit of {max_parameters:,} parameters. Use smaller "
+            "layers, or pass build_model(..., max_parameters=N) to raise the limit."
+        )
 
 
 def _reference_rows(X: np.ndarray, random_seed: int | None) -> np.ndarray:

@@ -40,7 +40,10 @@ class FitResult:
     timings : dict
         ``setup_s`` (graph building), ``compile_s``, ``fit_s`` (optimisation), ``total_s``.
     interrupted : bool
-        True when a KeyboardInterrupt stopped the fit (parameters are the last good ones).
+        True when Ctrl-C (a KeyboardInterrupt) stopped the fit (parameters are the last good ones).
+    stop_reason : {"completed", "interrupted", "callback"}
+        Why the fit stopped: every step ran, Ctrl-C, or a callback raised StopIteration
+        (convergence, e.g. PyMC's ``CheckParametersConvergence``).
     """
 
     built: BuiltModel
@@ -55,6 +58,7 @@ class FitResult:
     timings: dict[str, float]
     interrupted: bool = False
     lr_floor: float = 1.0
+    stop_reason: str = "completed"
     _predictors: dict = field(default_factory=dict, repr=False)
 
     @property

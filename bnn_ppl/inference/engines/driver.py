@@ -2,16 +2,69 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+from pymc.logprob.utils import ParameterValueError
 
 from bnn_ppl.errors import FitError
 from bnn_ppl.inference.engines.base import EngineRun, FitRequest
 
-__all__ = ["run_chunks"]
+__all__ = ["run_chunks", "deferred_interrupt", "divergence_error", "STOP_REASONS"]
+
+#: Why a fit stopped: all steps ran, Ctrl-C, or a callback raised StopIteration (convergence).
+STOP_REASONS = ("completed", "interrupted", "callback")
+
+
+def divergence_error(step: int | None, learning_rate: float, detail: str = "") -> FitError:
+    """The one error every engine raises when the loss or a parameter stops being finite."""
+    where = f"at step {step}" if step is not None else "during the fit"
+    extra = f" ({detail})" if detail else ""
+    return FitError(
+        f"The fit diverged {where}{extra}: the loss or a parameter became NaN or infinite; the last "
+        f"good parameters were kept. Lower learning_rate (now {learning_rate}), standardise X, "
+        "or use narrower priors."
+    )
+
+
+class _Interrupt:
+    """Set by the first Ctrl-C; the loop stops after the current compiled chunk."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+
+@contextmanager
+def deferred_interrupt() -> Iterator[_Interrupt]:
+    """Turn the first SIGINT into a flag checked between chunks; a second one interrupts at once.
+
+    A KeyboardInterrupt raised *inside* a compiled call (numba unboxing its arguments) leaves
+    the call in a broken state (``SystemError: ... returned a result with an exception set``)
+    and loses the fit; deferring it to the chunk boundary keeps the last good parameters.
+    Outside the main thread (where signals cannot be handled) this does nothing.
+    """
+    flag = _Interrupt()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: Any) -> None:
+        if flag.requested:  # second Ctrl-C: stop now
+            signal.signal(signal.SIGINT, previous if callable(previous) else signal.default_int_handler)
+            raise KeyboardInterrupt
+        flag.requested = True
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def run_chunks(
@@ -30,8 +83,10 @@ def run_chunks(
     engine may run a full chunk with the extra steps masked out) and returns the new state and
     at least the ``n_active`` losses. After each chunk the parameters are written into the PyMC
     approximation (``write_back``), the loss is checked for NaN, the progress bar updated and the
-    callbacks called as ``callback(approx, losses, i)``. A KeyboardInterrupt or a callback's
-    StopIteration stops the fit keeping the last good parameters.
+    callbacks called as ``callback(approx, losses, i)``. Ctrl-C (deferred to the end of the
+    running chunk) or a callback's StopIteration stops the fit keeping the last good parameters;
+    a non-finite loss or a failed parameter check raises :class:`~bnn_ppl.FitError` after
+    writing back the parameters from before the failing chunk.
 
     Returns
     -------
@@ -45,38 +100,45 @@ def run_chunks(
     approx = request.inference.approx
     losses: list[np.ndarray] = []
     done = 0
-    interrupted = False
+    stop_reason = "completed"
     first_chunk_s = float("nan")
     progress = Progress(request.n, enabled=request.progressbar)
-    try:
-        while done < request.n:
-            active = min(chunk_size, request.n - done)
-            t0 = time.perf_counter()
-            new_state, chunk_losses = run_chunk(state, active)
-            chunk_losses = np.asarray(chunk_losses, dtype=float)[:active]
-            if done == 0:
-                first_chunk_s = time.perf_counter() - t0
-            if not np.all(np.isfinite(chunk_losses)):
-                bad = done + int(np.argmax(~np.isfinite(chunk_losses)))
+    with deferred_interrupt() as interrupt:
+        try:
+            while done < request.n:
+                active = min(chunk_size, request.n - done)
+                t0 = time.perf_counter()
+                try:
+                    new_state, chunk_losses = run_chunk(state, active)
+                except (ParameterValueError, FloatingPointError) as err:
+                    write_back(state)
+                    raise divergence_error(None, request.learning_rate, f"between steps {done} and "
+                                           f"{done + active}: {type(err).__name__}") from None
+                chunk_losses = np.asarray(chunk_losses, dtype=float)[:active]
+                if done == 0:
+                    first_chunk_s = time.perf_counter() - t0
+                if not np.all(np.isfinite(chunk_losses)):
+                    write_back(state)
+                    raise divergence_error(done + int(np.argmax(~np.isfinite(chunk_losses))), request.learning_rate)
+                state = new_state
+                losses.append(chunk_losses)
+                done += active
                 write_back(state)
-                raise FitError(
-                    f"The loss became NaN or infinite at step {bad}; the parameters before that chunk "
-                    f"were kept. Lower learning_rate (now {request.learning_rate}), standardise X, "
-                    "or use narrower priors."
-                )
-            state = new_state
-            losses.append(chunk_losses)
-            done += active
+                all_losses = np.concatenate(losses)
+                progress.update(done, float(np.mean(chunk_losses[-min(100, active):])))
+                for callback in request.callbacks:
+                    callback(approx, all_losses, done)
+                if interrupt.requested:
+                    stop_reason = "interrupted"
+                    break
+        except KeyboardInterrupt:  # raised by a callback, or a second Ctrl-C
+            stop_reason = "interrupted"
             write_back(state)
-            all_losses = np.concatenate(losses)
-            progress.update(done, float(np.mean(chunk_losses[-min(100, active):])))
-            for callback in request.callbacks:
-                callback(approx, all_losses, done)
-    except (KeyboardInterrupt, StopIteration):
-        interrupted = True
-        write_back(state)
-    finally:
-        progress.close()
+        except StopIteration:
+            stop_reason = "callback"
+            write_back(state)
+        finally:
+            progress.close()
     out = np.concatenate(losses) if losses else np.zeros(0)
     fit_s = time.perf_counter() - start
     steady_chunk_s = (fit_s - first_chunk_s) / (out.size - chunk_size) * chunk_size if out.size > chunk_size else 0.0
@@ -85,7 +147,8 @@ def run_chunks(
         compile_s=setup_s + max(0.0, first_chunk_s - steady_chunk_s),
         fit_s=fit_s,
         backend=backend,
-        interrupted=interrupted,
+        interrupted=stop_reason == "interrupted",
         first_chunk_s=first_chunk_s,
         chunk_steps=chunk_size,
+        stop_reason=stop_reason,
     )

@@ -141,7 +141,7 @@ class JaxEngine:
         state = (params, zeros, zeros, jnp.asarray(0, dtype=params[0].dtype))
         X, y = jnp.asarray(flat.X), jnp.asarray(flat.y_data)
         schedule = jnp.asarray([request.n, request.lr_floor], dtype=params[0].dtype)
-        chunk = chunk_length(request.n, flat.size)
+        chunk = request.chunk(chunk_length(request.n, flat.size))
         keys = iter(jax.random.split(key, -(-request.n // chunk)))
 
         def run_chunk(carry, n_active):

@@ -103,7 +103,7 @@ class PytensorEngine:
         shared = [group.params_dict[name] for name in names]
         params = [np.asarray(p.get_value(), dtype=flat.X.dtype) for p in shared]
         state = (params, [np.zeros_like(p) for p in params], [np.zeros_like(p) for p in params], 0.0)
-        chunk = chunk_length(request.n, flat.size)
+        chunk = request.chunk(chunk_length(request.n, flat.size))
         rng = np.random.default_rng(request.random_seed)
         batch = built.batch_size or 1
 

@@ -1,0 +1,216 @@
+"""PyVarInf's LeNet (``models/lenet_pyvarinf.toml``) on the synthetic 60k MNIST-shaped set.
+
+Usage::
+
+    PYTENSOR_FLAGS=floatX=float32 OPENBLAS_NUM_THREADS=1 \\
+      XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" \\
+      .venv/bin/python -m bench.conv [--steps 300] [--repeats 3] [--accuracy-steps 6000] [--out bench/results]
+
+Rows, measured in one process and interleaved (A B A B ...; median of ``--repeats``):
+
+- **bnn_ppl**: ``bp.fit(..., engine="jax")`` on the compiled PyMC model, minibatch 128 (steady
+  steps/s: the compiled loop is reused after the first repeat, as for any refit);
+- **hand-written JAX limit**: the same network, priors and estimator written directly in JAX:
+  a flat parameter vector, mean-field Gaussian, one Monte Carlo draw, the Monte Carlo -ELBO
+  (log-likelihood scaled by N/B, log prior and log q of the draw), Adam, ``randint``
+  minibatches, ``jax.lax.conv_general_dilated`` and ``reduce_window`` max-pooling, the whole
+  loop in one ``jax.lax.scan``.
+
+Then one longer bnn_ppl fit (``--accuracy-steps``) scores the synthetic test set (accuracy, NLL,
+ECE). Writes ``conv.json`` and ``conv.md`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import bnn_ppl as bp
+from bench.measure import classification_metrics
+
+BATCH = 128
+
+
+def _limit_step(spec: bp.Network, X: np.ndarray, y: np.ndarray, lr: float = 0.01):
+    """The hand-written mean-field ADVI of ``spec`` (conv/pool/BN/dense/relu only) in JAX."""
+    import jax
+    import jax.numpy as jnp
+
+    layers = spec.resolve(X.shape[1:])
+    blocks = [(layer.name, p.key, p.shape, p.prior) for layer in layers for p in layer.params]
+    sizes = [int(np.prod(shape)) for _, _, shape, _ in blocks]
+    offsets = np.cumsum([0, *sizes])
+    dim = int(offsets[-1])
+    prior_mu = np.concatenate([np.full(n, getattr(pr, "mu", 0.0)) for n, (_, _, _, pr) in zip(sizes, blocks)])
+    prior_sigma = np.concatenate([np.full(n, pr.sigma) for n, (_, _, _, pr) in zip(sizes, blocks)])
+    n_obs = X.shape[0]
+    dtype = X.dtype
+    prior_mu, prior_sigma = jnp.asarray(prior_mu, dtype), jnp.asarray(prior_sigma, dtype)
+
+    def unpack(theta):
+        out: dict[str, dict[str, Any]] = {}
+        for (name, key, shape, _), a, b in zip(blocks, offsets[:-1], offsets[1:]):
+            out.setdefault(name, {})[key] = theta[a:b].reshape(shape)
+        return out
+
+    def logits(params, x):
+        h = x
+        for layer in layers:
+            p = params.get(layer.name, {})
+            kind = layer.kind
+            if kind == "conv2d":
+                h = jax.lax.conv_general_dilated(h, p["w"], (1, 1), "VALID",
+                                                 dimension_numbers=("NCHW", "OIHW", "NCHW"))
+                h = jax.nn.relu(h + p["b"][None, :, None, None])
+            elif kind == "max_pool2d":
+                h = jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
+            elif kind == "batch_norm":
+                mean = h.mean(axis=(0, 2, 3), keepdims=True)
+                var = ((h - mean) ** 2).mean(axis=(0, 2, 3), keepdims=True)
+                h = (h - mean) / jnp.sqrt(var + 1e-5) * p["scale"][None, :, None, None] + p["shift"][None, :, None, None]
+            elif kind == "flatten":
+                h = h.reshape(h.shape[0], -1)
+            elif kind == "dense":
+                h = h @ p["w"] + p["b"]
+                h = jax.nn.relu(h) if layer.layer.activation == "relu" else h
+            else:
+                raise ValueError(f"the hand-written limit has no {kind!r} layer")
+        return h
+
+    def neg_elbo(params, eps, xb, yb):
+        mu, rho = params
+        sigma = jax.nn.softplus(rho)
+        theta = mu + sigma * eps
+        z = logits(unpack(theta), xb)
+        loglik = jnp.take_along_axis(jax.nn.log_softmax(z), yb[:, None], axis=1).sum() * (n_obs / xb.shape[0])
+        logprior = jnp.sum(-0.5 * ((theta - prior_mu) / prior_sigma) ** 2 - jnp.log(prior_sigma))
+        logq = jnp.sum(-0.5 * eps**2 - jnp.log(sigma))
+        return logq - logprior - loglik
+
+    grad = jax.value_and_grad(neg_elbo)
+    b1, b2, tiny = 0.9, 0.999, 1e-8
+
+    def body(carry, key):
+        params, m, v, t = carry
+        k_eps, k_idx = jax.random.split(key)
+        eps = jax.random.normal(k_eps, (dim,), dtype)
+        idx = jax.random.randint(k_idx, (BATCH,), 0, n_obs)
+        loss, g = grad(params, eps, X_dev[idx], y_dev[idx])
+        t = t + 1
+        m = tuple(b1 * mi + (1 - b1) * gi for mi, gi in zip(m, g))
+        v = tuple(b2 * vi + (1 - b2) * gi * gi for vi, gi in zip(v, g))
+        params = tuple(p - lr * (mi / (1 - b1**t)) / (jnp.sqrt(vi / (1 - b2**t)) + tiny) for p, mi, vi in zip(params, m, v))
+        return (params, m, v, t), loss
+
+    X_dev, y_dev = jnp.asarray(X), jnp.asarray(y.astype(np.int32))
+
+    @jax.jit
+    def run(carry, keys):
+        return jax.lax.scan(body, carry, keys)
+
+    rng = np.random.default_rng(0)
+    mu0 = jnp.asarray(rng.normal(0, 0.1, dim), dtype)
+    rho0 = jnp.full(dim, np.log(np.expm1(0.1)), dtype)
+    zeros = (jnp.zeros(dim, dtype), jnp.zeros(dim, dtype))
+    state = ((mu0, rho0), zeros, zeros, jnp.asarray(0.0, dtype))
+    return run, state, dim
+
+
+def _time_limit(run, state, steps: int, seed: int) -> tuple[float, Any, float]:
+    import jax
+
+    keys = jax.random.split(jax.random.key(seed), steps)
+    t0 = time.perf_counter()
+    state, losses = run(state, keys)
+    losses.block_until_ready()
+    return steps / (time.perf_counter() - t0), state, float(np.mean(np.asarray(losses)[-50:]))
+
+
+def run(steps: int, repeats: int, accuracy_steps: int, out: Path, n_train: int, n_test: int) -> dict:
+    from bnn_ppl.plots import expected_calibration_error
+    from bnn_ppl.synthetic import synthetic_mnist
+
+    X_tr, X_te, y_tr, y_te = synthetic_mnist(n_train, n_test)
+    spec = bp.load_spec("models/lenet_pyvarinf.toml")
+    built = bp.build_model(spec, X_tr, y_tr, batch_size=BATCH)
+    X = np.asarray(built.X_data.get_value())
+    limit_run, limit_state, dim = _limit_step(spec, X, y_tr)
+    _time_limit(limit_run, limit_state, steps, 0)  # compile
+    bnn_rates, limit_rates, bnn_losses, limit_losses = [], [], [], []
+    bnn_compile = None
+    for r in range(repeats):
+        result = bp.fit(built, n=steps, engine="jax", random_seed=r, progressbar=False)
+        bnn_compile = bnn_compile if bnn_compile is not None else result.timings["compile_s"]
+        # steady rate: whole fit after the first repeat (compiled loop reused), else the steady estimate
+        rate = result.timings["steady_steps_per_s"] if r == 0 else steps / result.timings["fit_s"]
+        bnn_rates.append(rate)
+        bnn_losses.append(result.final_loss)
+        rate, _, loss = _time_limit(limit_run, limit_state, steps, r)
+        limit_rates.append(rate)
+        limit_losses.append(loss)
+    bnn_rate, limit_rate = statistics.median(bnn_rates[1:] or bnn_rates), statistics.median(limit_rates)
+    t0 = time.perf_counter()
+    long_fit = bp.fit(built, n=accuracy_steps, engine="jax", random_seed=0, progressbar=False)
+    fit_s = time.perf_counter() - t0
+    pred = long_fit.predictor()
+    draws = pred.sample(X_te, draws=100, random_seed=0)
+    accuracy, nll = classification_metrics(draws, y_te)
+    t0 = time.perf_counter()
+    pred.sample(X_te, draws=100, random_seed=0)
+    predict_s = time.perf_counter() - t0
+    row = {
+        "network": "lenet_pyvarinf", "parameters": spec.n_params(), "variational_parameters": 2 * dim,
+        "train_rows": int(n_train), "batch": BATCH, "dtype": str(X.dtype), "device": long_fit.backend,
+        "steps_per_repeat": steps, "repeats": repeats,
+        "bnn_ppl_steps_per_s": round(bnn_rate, 1), "limit_steps_per_s": round(limit_rate, 1),
+        "ratio_vs_limit": round(bnn_rate / limit_rate, 3),
+        "bnn_ppl_rates": [round(x, 1) for x in bnn_rates], "limit_rates": [round(x, 1) for x in limit_rates],
+        "bnn_ppl_compile_s": round(bnn_compile, 2),
+        "accuracy_steps": accuracy_steps, "accuracy_fit_s": round(fit_s, 1),
+        "test_accuracy": round(accuracy, 4), "test_nll": round(nll, 4),
+        "test_ece": round(float(expected_calibration_error(y_te, draws.mean(0))), 4),
+        "predict_10k_x_100_s": round(predict_s, 2),
+        "machine": platform.processor() or platform.machine(),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "conv.json").write_text(json.dumps(row, indent=2) + "\n")
+    (out / "conv.md").write_text(markdown(row))
+    return row
+
+
+def markdown(row: dict) -> str:
+    return (
+        f"LeNet (PyVarInf), {row['parameters']:,} parameters, {row['train_rows']:,} synthetic 1x28x28 images, "
+        f"batch {row['batch']}, {row['dtype']}, {row['device']}\n\n"
+        "| row | steady steps/s (median) | all repeats |\n|---|---:|---|\n"
+        f"| bnn_ppl (engine jax) | {row['bnn_ppl_steps_per_s']:,} | {row['bnn_ppl_rates']} |\n"
+        f"| hand-written JAX limit (lax.conv, one lax.scan) | {row['limit_steps_per_s']:,} | {row['limit_rates']} |\n"
+        f"| **ratio bnn_ppl / limit** | **{row['ratio_vs_limit']}** | |\n\n"
+        f"After {row['accuracy_steps']:,} steps ({row['accuracy_fit_s']} s): synthetic test accuracy "
+        f"{row['test_accuracy']}, NLL {row['test_nll']}, ECE {row['test_ece']}; predictive on 10,000 test "
+        f"images x 100 draws {row['predict_10k_x_100_s']} s.\n"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--accuracy-steps", type=int, default=6000)
+    parser.add_argument("--train", type=int, default=60_000)
+    parser.add_argument("--test", type=int, default=10_000)
+    parser.add_argument("--out", default="bench/results")
+    args = parser.parse_args()
+    row = run(args.steps, args.repeats, args.accuracy_steps, Path(args.out), args.train, args.test)
+    print(markdown(row))
+
+
+if __name__ == "__main__":
+    main()

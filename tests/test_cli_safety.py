@@ -1,0 +1,75 @@
+"""The CLI as a careless or hostile user drives it: paths from specs, bad engines, Ctrl-C, columns."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bnn_ppl.cli import ENGINE_CHOICES, EXIT_INTERRUPTED
+from bnn_ppl.inference.engines import ENGINES
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "bnn_ppl.cli"]
+
+
+def run(*args, cwd=ROOT, timeout=300):
+    return subprocess.run([*CLI, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("name", ["../../etc/evil", "/tmp/evil_abs", "a/b"])
+def test_a_spec_name_cannot_choose_where_fit_writes(tmp_path, name):
+    work = tmp_path / "deep" / "work"
+    work.mkdir(parents=True)
+    spec = work / "evil.toml"
+    spec.write_text((ROOT / "models/moons.toml").read_text().replace('name = "moons"', f'name = "{name}"'))
+    proc = run("validate", spec, cwd=work)
+    assert proc.returncode == 1 and "'name'" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run("fit", spec, "--steps", "10", "--no-plots", cwd=work)
+    assert proc.returncode == 1 and "'name'" in proc.stderr
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["deep", "evil.toml", "work"]
+    assert not Path("/tmp/evil_abs").exists()
+
+
+def test_engine_choices_are_the_registry_and_are_checked_before_the_data():
+    assert set(ENGINE_CHOICES) == {"auto", *ENGINES.names()}
+    started = time.perf_counter()
+    proc = run("fit", "models/moons.toml", "--engine", "tpu", "--data", "no_such_file.csv")
+    assert proc.returncode == 2 and "invalid choice: 'tpu'" in proc.stderr and "'auto'" in proc.stderr
+    assert "no_such_file" not in proc.stderr and time.perf_counter() - started < 20
+
+
+def test_predict_help_and_columns_say_what_the_csv_needs(tmp_path):
+    proc = run("predict", "--help")
+    assert proc.returncode == 0 and "feature columns" in proc.stdout and "--columns" in proc.stdout
+    proc = run("fit", "models/moons.toml", "--steps", "50", "--no-plots", "--out", tmp_path / "m")
+    assert proc.returncode == 0, proc.stderr
+    proc = run("predict", tmp_path / "m" / "model.bnn", "--columns")
+    assert proc.returncode == 0 and proc.stdout.strip() == "x0,x1"
+    proc = run("predict", tmp_path / "m" / "model.bnn")
+    assert proc.returncode == 2 and "--columns" in proc.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_an_interrupted_fit_says_so_records_it_and_exits_130(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([*CLI, "fit", "models/moons.toml", "--steps", "100000000", "--no-plots", "--draws", "20",
+                             "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("Fitting"), first + proc.stderr.read()
+        time.sleep(8)  # compile and run a few chunks
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=240)
+    finally:
+        proc.kill()
+    assert proc.returncode == EXIT_INTERRUPTED, stderr
+    assert "Interrupted after" in stdout and "of 100000000 steps" in stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["interrupted"] is True and metrics["stop_reason"] == "interrupted"
+    assert 0 < metrics["steps"] < 100_000_000 and (out / "model.bnn").is_file()

@@ -1,0 +1,135 @@
+"""How a fit stops, on every engine: Ctrl-C mid-chunk, divergence, callbacks, swapped-in data."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pymc as pm
+import pytest
+
+import bnn_ppl as bp
+from bnn_ppl.errors import DataError, FitError
+from bnn_ppl.inference.engines import ENGINES
+
+ENGINE_NAMES = [name for name in ("jax", "numba", "pymc") if name in ENGINES]
+
+
+def _data(n=200, seed=1):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 2))
+    return X, (X[:, 0] - X[:, 1] > 0).astype(int)
+
+
+def _built(batch_size=None):
+    spec = bp.Network([bp.Dense(1, "identity")], bp.Bernoulli(), prior=bp.Normal(2.0), bias_prior=bp.Normal(2.0))
+    X, y = _data()
+    return bp.build_model(spec, X, y, batch_size=batch_size)
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+def test_divergence_raises_fit_error_and_keeps_finite_parameters(engine):
+    built = _built()
+    with pytest.raises(FitError, match="diverged.*learning_rate \\(now 1000000.0\\)") as info:
+        bp.fit(built, n=3000, engine=engine, learning_rate=1e6, random_seed=0, progressbar=False)
+    assert "ParameterValueError: 0 <= p <= 1" not in str(info.value)
+    assert "The current approximation of RV" not in str(info.value)  # PyMC's one line per parameter
+    params = info.value.approx.groups[0].params_dict
+    assert all(np.all(np.isfinite(p.get_value())) for p in params.values())
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+def test_callbacks_run_every_n_steps_and_a_convergence_stop_is_not_an_interrupt(engine):
+    seen = []
+
+    def stop_at_300(approx, losses, i):
+        seen.append(int(i))
+        if i >= 300:
+            raise StopIteration
+
+    r = bp.fit(_built(), n=5000, engine=engine, random_seed=0, progressbar=False, callbacks=[stop_at_300],
+               callback_every=100)
+    assert r.stop_reason == "callback" and not r.interrupted
+    if engine == "pymc":
+        assert seen[:3] == [1, 2, 3] and r.n_steps in (299, 300)  # PyMC calls them after every step
+    else:
+        assert seen == [100, 200, 300] and r.n_steps == 300
+    converge = pm.variational.callbacks.CheckParametersConvergence(every=100, tolerance=0.5, diff="relative")
+    r = bp.fit(_built(), n=20_000, engine=engine, random_seed=0, progressbar=False, callbacks=[converge],
+               callback_every=100)
+    assert r.stop_reason == "callback" and r.n_steps < 20_000
+
+
+def test_pymc_engine_is_silent_without_progressbar(capfd):
+    bp.fit(_built(), n=50, engine="pymc", random_seed=0, progressbar=False)
+    out, err = capfd.readouterr()
+    assert "Finished" not in out + err
+
+
+def test_fitting_after_set_data_with_other_rows_is_refused():
+    built = _built(batch_size=20)
+    X_test, y_test = _data(n=123, seed=2)
+    with built.model:
+        pm.set_data({"X": X_test, "y": y_test})
+    with pytest.raises(DataError, match=r"hold \[123\] rows but it was built on 200.*bp.build_model"):
+        bp.fit(built, n=10, progressbar=False)
+    X, y = _data(seed=3)  # the same number of rows: fitting on them is fine
+    with built.model:
+        pm.set_data({"X": X, "y": y})
+    assert bp.fit(built, n=10, progressbar=False, random_seed=0).n_steps == 10
+
+
+_SIGINT_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import bnn_ppl as bp
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 8))
+    y = (X[:, 0] > 0).astype(int)
+    spec = bp.Network([bp.Dense(64), bp.Dense(1, "identity")], bp.Bernoulli())
+    for engine in sys.argv[1:]:
+        built = bp.build_model(spec, X, y)
+        announced = []
+
+        def ready(approx, losses, i):
+            if not announced:
+                announced.append(i)
+                print("READY", flush=True)  # the parent sends SIGINT now, while the next chunk runs
+
+        r = bp.fit(built, n=10**7, engine=engine, random_seed=0, progressbar=False, callbacks=[ready],
+                   callback_every=None if engine == "pymc" else 200)
+        mu = r.params()["mu"]
+        print(json.dumps({"engine": engine, "interrupted": r.interrupted, "reason": r.stop_reason,
+                          "steps": r.n_steps, "finite": bool(np.all(np.isfinite(mu)))}), flush=True)
+    """
+)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_mid_chunk_returns_the_last_good_parameters_on_every_engine(tmp_path):
+    script = tmp_path / "fit_then_sigint.py"
+    script.write_text(_SIGINT_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), *ENGINE_NAMES], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    rows = []
+    try:
+        for line in proc.stdout:
+            if line.strip() == "READY":
+                proc.send_signal(signal.SIGINT)
+            elif line.startswith("{"):
+                rows.append(json.loads(line))
+        proc.wait(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, proc.stderr.read()
+    assert [row["engine"] for row in rows] == ENGINE_NAMES
+    for row in rows:
+        assert row["interrupted"] and row["reason"] == "interrupted" and row["finite"], row
+        assert 0 < row["steps"] < 10**7
