@@ -5,15 +5,19 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test bench lock clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 12), "bnn_ppl needs Python >= 3.12 (see .python-version)"'
+	@echo "==> [1/3] creating $(VENV) with $$($(PYTHON) --version)"
 	$(PYTHON) -m venv $(VENV)
+	@echo "==> [2/3] upgrading pip"
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[jax,dev,bench]'
+	@echo "==> [3/3] installing bnn_ppl and its pinned dependencies (constraints.txt; about 2 minutes, one line per package)"
+	$(BIN)/python -m pip install --progress-bar off -c constraints.txt -e '.[jax,dev,bench]' | grep -E '^(Collecting|Successfully)' || true
+	$(BIN)/python -c 'import bnn_ppl, pymc, jax; print("==> ready: bnn_ppl", bnn_ppl.__version__, "pymc", pymc.__version__, "jax", jax.__version__)'
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -24,6 +28,15 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+# Re-resolve the newest versions allowed by pyproject.toml and pin them in constraints.txt.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet '.[jax,dev,bench]'
+	(echo "# Pinned versions for make setup / CI (pip install -c constraints.txt). Refresh: make lock"; \
+	 .lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^bnn[-_]ppl') > constraints.txt
+	rm -rf .lock-venv
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -44,6 +44,7 @@ def _text(nb) -> str:
             ["LC (nats)", "ConjugateKnownMean", "Horseshoe on dense_0", "shortest code:", "are equal: True"],
         ),
         ("04_hierarchical.ipynb", 3, ["hierarchical, 2-16-16-1", "dense_0_w_scale"]),
+        ("05_convolutional.ipynb", 4, ["convnet: 2,730 parameters", "acc / MI", "conv_0_kh"]),
     ],
 )
 def test_notebook_runs(name, min_images, expected, monkeypatch):

@@ -65,6 +65,8 @@ class BuiltModel:
     reference_X : ndarray or None
         For networks with batch statistics (BatchNorm): ``REFERENCE_ROWS`` training rows chosen
         with ``random_seed``; the predictor normalises every posterior draw with their statistics.
+    built_rv_names : tuple of str
+        The free random variables the spec created (``save`` refuses models a user extended).
     """
 
     spec: Network
@@ -81,6 +83,7 @@ class BuiltModel:
     feature_names: list | None = None
     class_names: list | None = None
     reference_X: np.ndarray | None = None
+    built_rv_names: tuple[str, ...] = ()
 
     def forward(self, x: pt.TensorVariable, ctx: ForwardContext = ForwardContext()) -> pt.TensorVariable:
         """The last layer's output (logits or mean) for a symbolic input ``x`` of shape (rows, *input_shape)."""
@@ -236,6 +239,7 @@ def build_model(
             total, dims = n, None
         built.output = built.forward(x_in)
         build_likelihood(spec.likelihood, built.output, y_in, total, dims)
+    built.built_rv_names = tuple(rv.name for rv in model.free_RVs)
     return built
 
 
