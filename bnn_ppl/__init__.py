@@ -8,7 +8,7 @@ predictive compiled once (:meth:`FitResult.predictor`).
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from bnn_ppl.errors import BnnPplError, DataError, FitError, ModelFileError, SpecError
+from bnn_ppl.errors import BnnPplError, DataError, FitError, ModelFileError, ParameterError, SpecError
 from bnn_ppl.spec.layers import *  # noqa: F403  (every layer kind: LAYER_CLASSES)
 from bnn_ppl.spec.layers import LAYER_CLASSES
 from bnn_ppl.spec import (
@@ -79,6 +79,7 @@ __all__ = [
     "Network",
     "Normal",
     "NormalLikelihood",
+    "ParameterError",
     "Predictor",
     "ScaleMixture",
     "SpecError",

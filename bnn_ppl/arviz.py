@@ -10,6 +10,7 @@ import xarray as xr
 
 from bnn_ppl.compile.data import as_features, as_targets
 from bnn_ppl.compile.likelihoods import OBSERVED_NAME
+from bnn_ppl.predictive.predictor import check_draws
 from bnn_ppl.spec import Bernoulli, Categorical
 
 __all__ = ["to_datatree", "sample_outcomes", "layer_params", "LAYERS_ATTR"]
@@ -58,10 +59,15 @@ def to_datatree(result: Any, draws: int = 1000, X: Any = None, y: Any = None, *,
     ----------
     result : FitResult
     draws : int
-        Posterior draws (memory grows as draws x parameters).
+        Posterior draws, a positive integer (memory grows as draws x parameters).
     X, y : array-like, optional
         Inputs (and targets) for the predictive groups.
     random_seed : int, optional
+
+    Raises
+    ------
+    ParameterError
+        When ``draws`` is not a positive integer (booleans are refused, numpy integers accepted).
 
     Examples
     --------
@@ -69,6 +75,7 @@ def to_datatree(result: Any, draws: int = 1000, X: Any = None, y: Any = None, *,
     >>> dt = result.to_datatree(draws=1000)  # doctest: +SKIP
     >>> az.summary(dt, var_names=["dense_0_w"])  # doctest: +SKIP
     """
+    draws = check_draws(draws, "to_datatree")
     rng = np.random.default_rng(random_seed)
     built = result.built
     spec = built.spec

@@ -93,15 +93,10 @@ EXIT_INTERRUPTED = 130
 
 
 def _write_atomic(path: Path, text: str) -> None:
+    from bnn_ppl.spec.io import write_atomic
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, text.encode("utf-8"))
 
 
 # ---------------------------------------------------------------------- validate

@@ -14,7 +14,7 @@ from bnn_ppl.errors import DataError
 __all__ = ["Dataset", "DATASETS", "load_dataset", "numeric_columns", "read_csv"]
 
 #: Names of the embedded data sets.
-DATASETS = ("moons", "digits")
+DATASETS = ("moons", "digits", "synthetic_mnist")
 _TASKS = ("auto", "classification", "regression")
 _MAX_AUTO_CLASSES = 20
 
@@ -27,10 +27,11 @@ class Dataset:
     ----------
     name : str
         ``"moons"``, ``"digits"`` or the CSV path.
-    X_train, X_test : ndarray of shape (rows, features)
+    X_train, X_test : ndarray of shape (rows, features), or (rows, 1, 28, 28) for synthetic_mnist
     y_train, y_test : ndarray of shape (rows,)
         Class indices 0..K-1 (int64) for classification, floats for regression.
-    feature_names : list of str
+    feature_names : list of str or None
+        Column names of flat features; None for images.
     class_names : list of str or None
         Label of each class index; None for regression.
     target : str or None
@@ -42,7 +43,7 @@ class Dataset:
     X_test: np.ndarray
     y_train: np.ndarray
     y_test: np.ndarray
-    feature_names: list[str]
+    feature_names: list[str] | None
     class_names: list[str] | None
     target: str | None = None
 
@@ -65,7 +66,9 @@ def load_dataset(
     ----------
     name : str or path
         ``"moons"`` (``make_moons(1000, noise=0.2, random_state=0)``, standardised, the seed
-        notebook's data), ``"digits"`` (sklearn's 8x8 digits / 16, stratified split), or a CSV
+        notebook's data), ``"digits"`` (sklearn's 8x8 digits / 16, stratified split),
+        ``"synthetic_mnist"`` (60,000 + 10,000 MNIST-shaped 1x28x28 images made from the digits,
+        see :func:`bnn_ppl.synthetic.synthetic_mnist`; ``test_size`` does not apply), or a CSV
         file with a header row.
     random_seed : int
         Seed of the train/test split (moons also fixes its noise at ``random_state=0``).
@@ -107,6 +110,11 @@ def load_dataset(
         )
         features = [f"pixel_{i // 8}_{i % 8}" for i in range(64)]
         return Dataset("digits", X_tr, X_te, y_tr, y_te, features, [str(k) for k in range(10)])
+    if name == "synthetic_mnist":
+        from bnn_ppl.synthetic import synthetic_mnist
+
+        X_tr, X_te, y_tr, y_te = synthetic_mnist(random_seed=random_seed)
+        return Dataset("synthetic_mnist", X_tr, X_te, y_tr, y_te, None, [str(k) for k in range(10)])
     path = Path(name)
     if path.suffix.lower() != ".csv":
         raise DataError(f"Unknown data set {str(name)!r}: use one of {list(DATASETS)} or a path to a .csv file.")
@@ -176,6 +184,7 @@ def _is_float(text: str) -> bool:
 
 
 def _targets(values: list[str], task: str, path: Path, name: str) -> tuple[np.ndarray, list[str] | None]:
+    _check_no_blank_targets(values, path, name)
     numeric = all(_is_float(v) for v in values)
     if task == "regression" or (task == "auto" and numeric and not _few_integers(values)):
         if not numeric:
@@ -187,6 +196,17 @@ def _targets(values: list[str], task: str, path: Path, name: str) -> tuple[np.nd
         return y.astype(np.int64), [str(c) for c in classes]
     classes, y = np.unique(np.array([v.strip() for v in values]), return_inverse=True)
     return y.astype(np.int64), [str(c) for c in classes]
+
+
+def _check_no_blank_targets(values: list[str], path: Path, name: str) -> None:
+    """Refuse empty target cells, which would otherwise become a class of their own (line 1 is the header)."""
+    blank = [i + 2 for i, v in enumerate(values) if not v.strip()]
+    if blank:
+        raise DataError(
+            f"{path}: the target column {name!r} is empty on line {blank[0]}"
+            f"{f' (and {len(blank) - 1} more line(s))' if len(blank) > 1 else ''}; fill in the target or "
+            "drop the row."
+        )
 
 
 def _all_integers(values: list[str]) -> bool:

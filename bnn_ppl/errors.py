@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["BnnPplError", "SpecError", "DataError", "FitError", "ModelFileError"]
+__all__ = ["BnnPplError", "SpecError", "DataError", "ParameterError", "FitError", "ModelFileError"]
 
 
 class BnnPplError(Exception):
@@ -15,6 +15,10 @@ class SpecError(BnnPplError, ValueError):
 
 class DataError(BnnPplError, ValueError):
     """Training or prediction data do not fit the specification."""
+
+
+class ParameterError(BnnPplError, ValueError):
+    """An argument that is neither spec nor data is invalid (``n``, ``method``, ``draws``, ``kind``, ...)."""
 
 
 class FitError(BnnPplError, RuntimeError):

@@ -21,10 +21,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
-import tempfile
+import reprlib
 import zipfile
 import zlib
+from collections.abc import Callable
 from importlib import metadata as _metadata
 from pathlib import Path
 from typing import Any
@@ -33,15 +35,36 @@ import numpy as np
 
 from bnn_ppl.errors import BnnPplError, ModelFileError
 from bnn_ppl.spec import spec_from_dict, spec_to_dict
+from bnn_ppl.spec.io import write_atomic
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "save", "load", "load_with_metadata", "to_bytes", "from_bytes"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "MAX_TOTAL_BYTES",
+    "MAX_COMPRESSION_RATIO",
+    "save",
+    "load",
+    "load_with_metadata",
+    "to_bytes",
+    "from_bytes",
+]
 
 FORMAT = "bnn_ppl.model"
 #: Version of the model file layout this package writes and the newest it reads.
 FORMAT_VERSION = 1
+#: Largest total uncompressed size of a model file's members, as declared in its zip
+#: directory; larger files are refused before anything is decompressed. Raise it
+#: (``bnn_ppl.io.MAX_TOTAL_BYTES = ...``) to load a trusted file saved with more training data.
+MAX_TOTAL_BYTES = 2**31
+#: Largest declared uncompressed / compressed size of one member bigger than
+#: ``_RATIO_MIN_BYTES``. Arrays of real numbers compress a few times; deflate peaks near 1030
+#: on constant bytes (2 GiB of zeros in a 2 MB "zip bomb"). Raise it like ``MAX_TOTAL_BYTES``.
+MAX_COMPRESSION_RATIO = 100
+_RATIO_MIN_BYTES = 2**24  # smaller members may compress as they like (sorted labels, JSON)
 _MANIFEST = "manifest.json"
-_MAX_MEMBER_BYTES = 2**32  # refuse absurd declared sizes (zip bombs) before decompressing
 _PARAM_NAMES = {"advi": ("mu", "rho"), "fullrank_advi": ("mu", "L_tril")}
+#: Classes of the estimators of :mod:`bnn_ppl.sklearn`, which keep their state in the metadata.
+_ESTIMATORS = ("BNNClassifier", "BNNRegressor")
 
 
 def _version(package: str) -> str:
@@ -65,9 +88,27 @@ def _ordering(approx: Any) -> list[list[Any]]:
     return [[name, list(shape)] for name, (_, _, shape, _) in approx.groups[0].ordering.items()]
 
 
+def _check_saveable(built: Any) -> None:
+    """Refuse models a file cannot rebuild: user-added variables, or data swapped in with other rows."""
+    extra = sorted({rv.name for rv in built.model.free_RVs} - set(built.built_rv_names))
+    if extra:
+        raise ModelFileError(
+            f"The model has variables its spec does not create: {extra} (added to built.model by hand). A model "
+            "file stores the spec, so loading could not rebuild them; save the added variables' posterior yourself "
+            "(e.g. result.to_datatree()), or express the model as a spec."
+        )
+    rows = {np.asarray(built.X_data.get_value()).shape[0], np.asarray(built.y_data.get_value()).shape[0]}
+    if rows != {built.n_obs}:
+        raise ModelFileError(
+            f"The model's pm.Data containers hold {sorted(rows)} rows but it was fitted on {built.n_obs}; saving "
+            "would store the swapped-in rows as training data. pm.set_data the training rows back first."
+        )
+
+
 def to_bytes(result: Any, *, metadata: dict | None = None, include_data: bool = True) -> bytes:
     """The model file of a :class:`~bnn_ppl.FitResult` as bytes (see :func:`save`)."""
     built = result.built
+    _check_saveable(built)
     class_names = built.class_names if built.spec.likelihood.is_classifier else None
     fit_info = {
         "method": result.method,
@@ -76,9 +117,10 @@ def to_bytes(result: Any, *, metadata: dict | None = None, include_data: bool = 
         "learning_rate": result.learning_rate,
         "lr_floor": result.lr_floor,
         "n_steps": result.n_steps,
-        "random_seed": result.random_seed,
+        "random_seed": int(result.random_seed) if isinstance(result.random_seed, np.integer) else result.random_seed,
         "timings": {k: float(v) for k, v in result.timings.items()},
         "interrupted": bool(result.interrupted),
+        "stop_reason": result.stop_reason,
         "n_obs": int(built.n_obs),
         "batch_size": built.batch_size,
         "feature_names": None if built.feature_names is None else [
@@ -122,7 +164,8 @@ def save(result: Any, path: str | os.PathLike, *, metadata: dict | None = None, 
     result : FitResult
     path : str or path
         Destination (conventionally ``*.bnn``); an existing file is replaced only once the new
-        one is complete, so an interrupted save leaves it intact.
+        one is complete, so an interrupted save leaves it intact. The file gets the
+        permissions of any file the user creates (``0o666`` less the umask).
     metadata : dict, optional
         JSON-serialisable extras stored with the model.
     include_data : bool
@@ -133,40 +176,51 @@ def save(result: Any, path: str | os.PathLike, *, metadata: dict | None = None, 
     -------
     Path
 
+    Raises
+    ------
+    FileNotFoundError, NotADirectoryError
+        The directory of ``path`` does not exist, or is a file (the message names both); it
+        is not created.
+
     Examples
     --------
     >>> result.save("moons.bnn")  # doctest: +SKIP
     >>> bnn_ppl.load("moons.bnn").predictor().predict(X_test)  # doctest: +SKIP
     """
-    path = Path(path)
-    data = to_bytes(result, metadata=metadata, include_data=include_data)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(Path(path), to_bytes(result, metadata=metadata, include_data=include_data))
 
 
 def load(path: str | os.PathLike) -> Any:
     """Read a model file written by :func:`save` into a :class:`~bnn_ppl.FitResult`.
 
+    Files written by ``BNNClassifier.save`` / ``BNNRegressor.save`` are refused: load them
+    with ``BNNClassifier.load(path)`` / ``BNNRegressor.load(path)`` (or take their bare fit
+    with :func:`load_with_metadata`).
+
     Raises
     ------
     ModelFileError
-        The file is missing, truncated, corrupted, tampered with, from a newer bnn_ppl, or its
-        spec no longer validates; the message names which.
+        The file is missing, truncated, corrupted, tampered with or edited, from a newer
+        bnn_ppl, its spec no longer validates, or it holds a scikit-learn estimator; the
+        message names which.
     """
-    return load_with_metadata(path)[0]
+    result, meta = load_with_metadata(path)
+    estimator = meta.get("estimator")
+    if isinstance(estimator, dict) and estimator.get("class") in _ESTIMATORS:
+        cls = estimator["class"]
+        raise ModelFileError(
+            f"{path} holds a fitted {cls} (written by {cls}.save); load it with "
+            f"bnn_ppl.{cls}.load(path), or use bnn_ppl.io.load_with_metadata(path) for its bare FitResult."
+        )
+    return result
 
 
 def load_with_metadata(path: str | os.PathLike) -> tuple[Any, dict]:
-    """Like :func:`load`, also returning the ``metadata`` dict given to :func:`save`."""
+    """Like :func:`load`, also returning the ``metadata`` dict given to :func:`save`.
+
+    Unlike :func:`load` it also reads the files of the scikit-learn estimators (whose state is
+    in the metadata).
+    """
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -177,15 +231,37 @@ def load_with_metadata(path: str | os.PathLike) -> tuple[Any, dict]:
     return from_bytes(data, where=str(path))
 
 
+# ---------------------------------------------------------------------- reading: the zip
+def _check_sizes(where: str, infos: list[zipfile.ZipInfo]) -> None:
+    """Refuse zip bombs from the sizes declared in the zip directory, before decompressing.
+
+    ``zipfile`` stops each member at its declared size, so these bound the memory used.
+    """
+    total = sum(info.file_size for info in infos)
+    if total > MAX_TOTAL_BYTES:
+        raise ModelFileError(
+            f"{where} declares {total:,} bytes of uncompressed members, more than "
+            f"bnn_ppl.io.MAX_TOTAL_BYTES = {MAX_TOTAL_BYTES:,}; refused before decompressing (a damaged "
+            "file or a zip bomb). If you trust the file, raise bnn_ppl.io.MAX_TOTAL_BYTES and load it again."
+        )
+    for info in infos:
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size > _RATIO_MIN_BYTES and ratio > MAX_COMPRESSION_RATIO:
+            raise ModelFileError(
+                f"{where}: the member {info.filename} declares {info.file_size:,} bytes compressed into "
+                f"{info.compress_size:,}, a compression ratio of {ratio:.0f}, more than "
+                f"bnn_ppl.io.MAX_COMPRESSION_RATIO = {MAX_COMPRESSION_RATIO}; refused before decompressing "
+                "(a zip bomb?). If you trust the file, raise bnn_ppl.io.MAX_COMPRESSION_RATIO and load it again."
+            )
+
+
 def _read_members(data: bytes, where: str) -> dict[str, bytes]:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             names = zf.namelist()
             if _MANIFEST not in names:
                 raise ModelFileError(f"{where} is a zip file but not a bnn_ppl model (it has no {_MANIFEST}).")
-            for info in zf.infolist():
-                if info.file_size > _MAX_MEMBER_BYTES:
-                    raise ModelFileError(f"{where}: member {info.filename} declares {info.file_size} bytes; refused.")
+            _check_sizes(where, zf.infolist())
             return {name: zf.read(name) for name in names}
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as err:
         raise ModelFileError(
@@ -194,11 +270,28 @@ def _read_members(data: bytes, where: str) -> dict[str, bytes]:
         ) from None
 
 
+def _member(where: str, members: dict[str, bytes], name: str) -> bytes:
+    if name not in members:
+        raise ModelFileError(f"{where}: the member {name} is missing; the file is incomplete. Save the model again.")
+    return members[name]
+
+
 def _parse_json(where: str, name: str, data: bytes) -> Any:
     try:
         return json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ModelFileError(f"{where}: {name} is not valid JSON ({err}); the file is corrupted.") from None
+
+
+def _json_object(where: str, members: dict[str, bytes], name: str) -> dict:
+    """The member ``name``, which must hold a JSON object."""
+    value = _parse_json(where, name, _member(where, members, name))
+    if not isinstance(value, dict):
+        raise ModelFileError(
+            f"{where}: {name} must hold a JSON object. Got a {type(value).__name__} ({reprlib.repr(value)}) "
+            "instead; the file was edited or is corrupted. Save the model again."
+        )
+    return value
 
 
 def _check_manifest(where: str, members: dict[str, bytes]) -> None:
@@ -209,13 +302,14 @@ def _check_manifest(where: str, members: dict[str, bytes]) -> None:
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ModelFileError(f"{where}: format_version must be a positive integer. Got {version!r}.")
     if version > FORMAT_VERSION:
-        saved_by = manifest.get("versions", {}).get("bnn_ppl", "unknown")
+        versions = manifest.get("versions")
+        saved_by = versions.get("bnn_ppl", "unknown") if isinstance(versions, dict) else "unknown"
         raise ModelFileError(
             f"{where} has format_version {version}, newer than the {FORMAT_VERSION} this bnn_ppl reads "
             f"(it was saved by bnn_ppl {saved_by}); upgrade bnn_ppl to load it."
         )
     expected = manifest.get("members")
-    if not isinstance(expected, dict):
+    if not isinstance(expected, dict) or not all(isinstance(d, str) for d in expected.values()):
         raise ModelFileError(f"{where}: the manifest has no member checksums; the file is corrupted.")
     present = set(members) - {_MANIFEST}
     if set(expected) != present:
@@ -230,36 +324,107 @@ def _check_manifest(where: str, members: dict[str, bytes]) -> None:
             )
 
 
-def _array(where: str, members: dict[str, bytes], name: str) -> np.ndarray:
-    if name not in members:
-        raise ModelFileError(f"{where}: the member {name} is missing; the file is incomplete. Save the model again.")
+def _array(where: str, members: dict[str, bytes], name: str, *, finite: bool = False) -> np.ndarray:
+    """The ``.npy`` member ``name`` (numbers only; with ``finite``, no NaN or infinity either)."""
     try:
-        arr = np.load(io.BytesIO(members[name]), allow_pickle=False)
+        arr = np.load(io.BytesIO(_member(where, members, name)), allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:
         raise ModelFileError(f"{where}: {name} is not a valid .npy array ({err}).") from None
     if arr.dtype.kind not in "biuf":
         raise ModelFileError(f"{where}: {name} must hold numbers. Got dtype {arr.dtype}.")
+    if finite and not np.all(np.isfinite(arr)):
+        bad = int(np.count_nonzero(~np.isfinite(arr)))
+        raise ModelFileError(
+            f"{where}: {name} holds {bad} NaN or infinite value(s) of {arr.size}; a model with them cannot "
+            "predict. The file was edited or the fit diverged: refit and save again."
+        )
     return arr
 
 
-def from_bytes(data: bytes, *, where: str = "<bytes>") -> tuple[Any, dict]:
-    """Rebuild ``(FitResult, metadata)`` from the bytes of a model file."""
-    import pymc as pm
+# ---------------------------------------------------------------------- reading: fit.json
+def _is_int(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
-    from bnn_ppl.compile import build_model
-    from bnn_ppl.inference import FitResult
 
-    members = _read_members(data, where)
-    _check_manifest(where, members)
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_names(value: Any) -> bool:
+    return value is None or (
+        isinstance(value, list) and all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value)
+    )
+
+
+def _is_ordering(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
+        and isinstance(entry[1], list) and all(_is_int(n, 0) for n in entry[1])
+        for entry in value
+    )
+
+
+#: Every field of fit.json (see :func:`to_bytes`): field -> (check, what it must be).
+_FIT_SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "method": (lambda v: isinstance(v, str) and v in _PARAM_NAMES, f"one of {list(_PARAM_NAMES)}"),
+    "engine": (lambda v: isinstance(v, str), "an engine name (a string)"),
+    "backend": (lambda v: v is None or isinstance(v, str), "a backend name (a string) or null"),
+    "learning_rate": (lambda v: _is_number(v) and math.isfinite(v) and v > 0, "a positive number"),
+    "lr_floor": (lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "n_steps": (lambda v: _is_int(v, 0), "a non-negative integer"),
+    "random_seed": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)), "an integer or null"),
+    "timings": (lambda v: isinstance(v, dict) and all(_is_number(t) for t in v.values()),
+                "an object of numbers (seconds and steps/s)"),
+    "interrupted": (lambda v: isinstance(v, bool), "true or false"),
+    "stop_reason": (lambda v: v in ("completed", "interrupted", "callback"),
+                    "one of ['completed', 'interrupted', 'callback'] (bnn_ppl.inference.engines.driver.STOP_REASONS)"),
+    "n_obs": (lambda v: _is_int(v, 1), "a positive integer (the training rows)"),
+    "batch_size": (lambda v: v is None or _is_int(v, 1), "a positive integer or null"),
+    "feature_names": (_is_names, "a list of strings or integers, or null"),
+    "class_names": (_is_names, "a list of strings or integers, or null"),
+    "ordering": (_is_ordering, "a list of [name, shape] pairs"),
+    "data_included": (lambda v: isinstance(v, bool), "true or false"),
+}
+#: Fields older files may lack, with the value they imply.
+_FIT_DEFAULTS = {"lr_floor": 1.0, "stop_reason": "completed"}
+
+
+def _fit_info(where: str, members: dict[str, bytes]) -> dict[str, Any]:
+    """fit.json, every field checked against ``_FIT_SCHEMA`` (defaults filled in)."""
+    info = {**_FIT_DEFAULTS, **_json_object(where, members, "fit.json")}
+    unknown = sorted(set(info) - set(_FIT_SCHEMA))
+    if unknown:
+        raise ModelFileError(
+            f"{where}: fit.json has unknown field(s) {unknown}; the file was edited or written by a newer "
+            "bnn_ppl. Upgrade bnn_ppl or save the model again."
+        )
+    for field, (check, expected) in _FIT_SCHEMA.items():
+        if field not in info:
+            raise ModelFileError(
+                f"{where}: fit.json lacks the field {field!r} ({expected}); the file is incomplete or was "
+                "edited. Save the model again."
+            )
+        if not check(info[field]):
+            raise ModelFileError(
+                f"{where}: the field {field!r} of fit.json must be {expected}. Got {reprlib.repr(info[field])} "
+                "instead; the file was edited or is corrupted. Save the model again."
+            )
+    return info
+
+
+# ---------------------------------------------------------------------- reading: the model
+def _read_spec(where: str, members: dict[str, bytes]) -> Any:
+    data = _json_object(where, members, "spec.json")
     try:
-        spec = spec_from_dict(_parse_json(where, "spec.json", members["spec.json"]))
+        return spec_from_dict(data)
     except BnnPplError as err:
         raise ModelFileError(f"{where}: the saved spec no longer validates: {err}") from None
-    info = _parse_json(where, "fit.json", members["fit.json"])
-    meta = _parse_json(where, "metadata.json", members["metadata.json"])
-    method = info.get("method")
-    if method not in _PARAM_NAMES:
-        raise ModelFileError(f"{where}: fit.json has method {method!r}; expected one of {list(_PARAM_NAMES)}.")
+
+
+def _rebuild_model(where: str, members: dict[str, bytes], spec: Any, info: dict[str, Any]) -> Any:
+    """The BuiltModel on the saved data (or a stand-in of the right width) and reference rows."""
+    from bnn_ppl.compile import build_model
+
     if info["data_included"]:
         X, y = _array(where, members, "data/X.npy"), _array(where, members, "data/y.npy")
     else:  # a stand-in of the right width: enough to rebuild the graph for prediction
@@ -270,13 +435,21 @@ def from_bytes(data: bytes, *, where: str = "<bytes>") -> tuple[Any, dict]:
                             class_names=info["class_names"])
     except BnnPplError as err:
         raise ModelFileError(f"{where}: the saved spec and data no longer build a model: {err}") from None
-    built.n_obs = int(info["n_obs"])
+    built.n_obs = info["n_obs"]
     if built.reference_X is not None:
-        reference = _array(where, members, "data/reference_X.npy")
+        reference = _array(where, members, "data/reference_X.npy", finite=True)
         if reference.shape[1:] != built.reference_X.shape[1:]:
             raise ModelFileError(f"{where}: data/reference_X.npy has shape {reference.shape}; expected rows of "
                                  f"shape {built.reference_X.shape[1:]}.")
         built.reference_X = reference.astype(built.reference_X.dtype)
+    return built
+
+
+def _rebuild_approx(where: str, members: dict[str, bytes], built: Any, info: dict[str, Any]) -> Any:
+    """A fresh MeanField / FullRank approximation holding the saved (finite) parameters."""
+    import pymc as pm
+
+    method = info["method"]
     approx = (pm.MeanField if method == "advi" else pm.FullRank)(model=built.model)
     if _ordering(approx) != info["ordering"]:
         raise ModelFileError(
@@ -285,24 +458,44 @@ def from_bytes(data: bytes, *, where: str = "<bytes>") -> tuple[Any, dict]:
         )
     params = approx.groups[0].params_dict
     for name in _PARAM_NAMES[method]:
-        value = _array(where, members, f"params/{name}.npy")
+        value = _array(where, members, f"params/{name}.npy", finite=True)
         current = params[name].get_value()
         if value.shape != current.shape:
             raise ModelFileError(f"{where}: params/{name}.npy has shape {value.shape}; expected {current.shape}.")
         params[name].set_value(value.astype(current.dtype))
+    return approx
+
+
+def from_bytes(data: bytes, *, where: str = "<bytes>") -> tuple[Any, dict]:
+    """Rebuild ``(FitResult, metadata)`` from the bytes of a model file.
+
+    Every member is checked before use: sizes (before decompressing), checksums, the JSON type
+    of each JSON member, every field of ``fit.json`` and finite parameters; any problem raises
+    :class:`~bnn_ppl.errors.ModelFileError` naming the member and field.
+    """
+    members = _read_members(data, where)
+    _check_manifest(where, members)
+    spec = _read_spec(where, members)
+    info = _fit_info(where, members)
+    meta = _json_object(where, members, "metadata.json")
     losses = _array(where, members, "losses.npy").astype(float)
+    built = _rebuild_model(where, members, spec, info)
+    approx = _rebuild_approx(where, members, built, info)
+    from bnn_ppl.inference import FitResult
+
     result = FitResult(
         built=built,
         approx=approx,
         losses=losses,
-        method=method,
+        method=info["method"],
         engine=info["engine"],
         backend=info["backend"],
         learning_rate=float(info["learning_rate"]),
-        n_steps=int(info["n_steps"]),
+        n_steps=info["n_steps"],
         random_seed=info["random_seed"],
-        timings=dict(info["timings"]),
-        interrupted=bool(info["interrupted"]),
-        lr_floor=float(info.get("lr_floor", 1.0)),
+        timings={k: float(v) for k, v in info["timings"].items()},
+        interrupted=info["interrupted"],
+        stop_reason=info["stop_reason"],
+        lr_floor=float(info["lr_floor"]),
     )
     return result, meta

@@ -164,3 +164,15 @@ def test_tree_saves_to_netcdf_and_reloads(binary_tree, tmp_path):
     np.testing.assert_allclose(back.posterior["dense_0_w"].values, binary_tree.posterior["dense_0_w"].values)
     assert back.posterior["dense_0_w"].dims == ("chain", "draw", "dense_0_in", "dense_0_out")
     back.close()
+
+
+@pytest.mark.parametrize("draws", [0, -1, 2.5, True, "100"])
+def test_bad_draws_raise_parameter_error(binary_fit, draws):
+    with pytest.raises(bp.ParameterError) as info:
+        binary_fit.to_datatree(draws=draws)
+    expected = f"The 'draws' parameter of to_datatree must be a positive integer such as 500. Got {draws!r} instead."
+    assert str(info.value) == expected
+
+
+def test_numpy_integer_draws_are_accepted(binary_fit):
+    assert binary_fit.to_datatree(draws=np.int64(5), random_seed=0)["posterior"].sizes["draw"] == 5

@@ -102,7 +102,7 @@ def test_validate_good_and_bad_specs(tmp_path):
     (("frobnicate",), 2, "invalid choice"),
     (("fit",), 2, "the following arguments are required: SPEC"),
     (("fit", "models/moons.toml", "--steps", "0"), 2, "expected a positive integer"),
-    (("fit", "models/moons.toml", "--data", "iris"), 2, "--data must be one of ['moons', 'digits']"),
+    (("fit", "models/moons.toml", "--data", "iris"), 2, "--data must be one of ['moons', 'digits', 'synthetic_mnist']"),
     (("fit", "models/moons.toml", "--target", "y"), 2, "--target only applies to CSV data"),
     (("validate", "missing.toml"), 1, "No spec file at 'missing.toml'"),
     (("predict", "missing.bnn", "x.csv"), 1, "No model file at 'missing.bnn'"),
@@ -123,3 +123,13 @@ def test_damaged_model_file_one_line_error_and_debug_traceback(tmp_path):
     assert len(lines) == 1 and "truncated or corrupted" in lines[0]
     proc = run("--debug", "predict", tmp_path / "broken.bnn", tmp_path / "x.csv")
     assert proc.returncode == 1 and "Traceback" in proc.stderr and "ModelFileError" in proc.stderr
+
+
+def test_non_utf8_spec_is_a_one_line_error(tmp_path):
+    spec = tmp_path / "latin1.toml"
+    spec.write_bytes((ROOT / "models/moons.toml").read_text().replace('name = "moons"', 'name = "caf\u00e9"')
+                     .encode("latin-1"))
+    proc = run("validate", spec)
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and "latin1.toml is not UTF-8 text" in proc.stderr
+    assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr

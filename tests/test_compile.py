@@ -289,7 +289,7 @@ def test_int_labels_never_silently_overflow(float_x, big):
     spec = Network([Dense(big + 1, "identity")], Categorical(big + 1))
     with pytensor.config.change_flags(floatX=float_x):
         with pytest.raises(DataError, match=rf"Labels up to {big} do not fit PyMC's integer type int(32|16)"):
-            bp.build_model(spec, np.zeros((3, 1)), [0, 1, big])
+            bp.build_model(spec, np.zeros((3, 1)), [0, 1, big], max_parameters=10**12)
 
 
 def test_float32_labels_kept_exact_below_the_limit():
@@ -298,6 +298,31 @@ def test_float32_labels_kept_exact_below_the_limit():
         built = bp.build_model(spec, np.zeros((3, 2)), [2, 0, 1])
         assert built.X_data.dtype == "float32"
     np.testing.assert_array_equal(built.y_data.get_value(), [2, 0, 1])
+
+
+def test_string_regression_targets_get_regression_wording():
+    spec = Network([Dense(1, "identity")], NormalLikelihood())
+    with pytest.raises(DataError) as info:
+        bp.build_model(spec, np.zeros((2, 3)), ["1.5", "abc"])
+    assert str(info.value).startswith("y must be numeric for a Normal (regression) likelihood. Got dtype <U3;")
+    assert "0..K-1" not in str(info.value)
+
+
+@pytest.mark.parametrize(("task", "cell"), [("auto", ""), ("classification", "  "), ("regression", "")])
+def test_csv_with_an_empty_target_cell_is_a_data_error(tmp_path, task, cell):
+    from bnn_ppl.datasets import load_dataset
+
+    path = tmp_path / "data.csv"
+    rows = [f"{i},{i % 3},{'yes' if i % 2 else 'no'}" for i in range(8)]
+    rows[4] = f"4,1,{cell}"
+    path.write_text("a,b,label\n" + "\n".join(rows) + "\n")
+    with pytest.raises(DataError) as info:
+        load_dataset(path, task=task)
+    expected = f"{path}: the target column 'label' is empty on line 6; fill in the target or drop the row."
+    assert str(info.value) == expected
+    rows[4] = "4,1,no"
+    path.write_text("a,b,label\n" + "\n".join(rows) + "\n")
+    assert load_dataset(path, task="classification").class_names == ["no", "yes"]
 
 
 # ---------------------------------------------------------------- numerics
@@ -322,3 +347,15 @@ def test_categorical_likelihood_supports_forward_sampling():
         prior = pm.sample_prior_predictive(draws=50, random_seed=0, var_names=["y_obs"])
     draws = prior.prior_predictive["y_obs"].values
     assert draws.shape == (1, 50, 3) and set(np.unique(draws)) <= {0, 1, 2} and len(np.unique(draws)) == 3
+
+
+def test_absurd_sizes_are_refused_before_anything_is_allocated():
+    spec = Network([Dense(1_000_000_000), Dense(1, "identity")], Bernoulli())
+    with pytest.raises(SpecError, match=r"8,000,000,001 parameters \(dense_0: 7,000,000,000\).*GiB.*max_parameters=N"):
+        bp.build_model(spec, np.zeros((4, 6)), [0, 1, 0, 1])
+    small = bp.build_model(Network([Dense(3), Dense(1, "identity")], Bernoulli()), np.zeros((4, 6)), [0, 1, 0, 1],
+                           max_parameters=25)
+    assert small.spec.n_params() == 25
+    with pytest.raises(SpecError, match="limit of 24 parameters"):
+        bp.build_model(Network([Dense(3), Dense(1, "identity")], Bernoulli()), np.zeros((4, 6)), [0, 1, 0, 1],
+                       max_parameters=24)

@@ -135,8 +135,8 @@ def test_auto_engine_is_jax_when_installed_and_numba_without_it(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "jax" else real(name, *a))
     assert resolve_engine("auto") == "numba"
-    with pytest.raises(bp.SpecError, match=r"The 'engine' field must be one of \['jax', 'numba', 'pymc'\]"):
-        resolve_engine("torch")
+    with pytest.raises(bp.ParameterError, match=r"The 'engine' parameter must be one of \['auto', 'jax', 'numba', 'pymc'\]. Got 'tpu'"):
+        resolve_engine("tpu")
 
 
 def test_step_size_holds_for_half_the_steps_then_decays_to_the_floor():

@@ -7,7 +7,7 @@ import pymc as pm
 import pytest
 
 import bnn_ppl as bp
-from bnn_ppl.errors import FitError, SpecError
+from bnn_ppl.errors import FitError, ParameterError
 from bnn_ppl.inference.engines import ENGINES, resolve_engine
 from bnn_ppl.spec import Bernoulli, Dense, Network, Normal
 
@@ -81,18 +81,20 @@ def test_params_are_written_back_into_the_pymc_approximation(small_fit):
         ({"learning_rate": 0}, ["'learning_rate'", "positive number", "Got 0"]),
         ({"learning_rate": -0.1}, ["'learning_rate'", "Got -0.1"]),
         ({"init_sigma": "big"}, ["'init_sigma'", "Got 'big'"]),
-        ({"engine": "warp"}, ["'engine'", *[repr(name) for name in ENGINES.names()], "Got 'warp'"]),
+        ({"lr_floor": 0}, ["'lr_floor'", "(0, 1]", "Got 0"]),
+        ({"engine": "warp"}, ["'engine' parameter", f"{['auto', *ENGINES.names()]}", "Got 'warp'"]),
+        ({"engine": ["jax"]}, ["'engine' parameter", "Got ['jax']"]),
     ],
 )
 def test_bad_arguments_raise_before_fitting(kwargs, fragments):
-    with pytest.raises(SpecError) as info:
+    with pytest.raises(ParameterError) as info:
         bp.fit(_built(), **{"progressbar": False, **kwargs})
     for fragment in fragments:
         assert fragment in str(info.value), f"{fragment!r} missing from: {info.value}"
 
 
 def test_fit_needs_a_built_model():
-    with pytest.raises(SpecError, match="fit needs a BuiltModel from build_model"):
+    with pytest.raises(ParameterError, match="fit needs a BuiltModel from build_model"):
         bp.fit(Network([Dense(1, "identity")], Bernoulli()))
 
 
@@ -149,7 +151,8 @@ def test_callback_stop_iteration_stops_early_and_keeps_parameters():
             raise StopIteration
 
     r = bp.fit(_built(), n=5000, random_seed=0, progressbar=False, callbacks=[stop])
-    assert r.interrupted and 1000 <= r.n_steps < 5000 and r.losses.size == r.n_steps
+    assert r.stop_reason == "callback" and not r.interrupted  # a convergence stop is not Ctrl-C
+    assert 1000 <= r.n_steps < 5000 and r.losses.size == r.n_steps
     assert calls and all(isinstance(i, int | np.integer) for i in calls)
     assert np.all(np.isfinite(r.params()["mu"]))
 

@@ -6,8 +6,10 @@ import hashlib
 import io
 import json
 import os
+import struct
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -49,15 +51,57 @@ def _members(path: Path) -> dict[str, bytes]:
         return {name: zf.read(name) for name in zf.namelist()}
 
 
-def _rewrite(path: Path, members: dict[str, bytes], update_checksums: bool) -> None:
+def _rewrite(path: Path, members: dict[str, bytes], update_checksums: bool,
+             compression: int = zipfile.ZIP_STORED) -> None:
     members = dict(members)
     if update_checksums:
         manifest = json.loads(members["manifest.json"])
         manifest["members"] = {n: hashlib.sha256(d).hexdigest() for n, d in members.items() if n != "manifest.json"}
         members["manifest.json"] = json.dumps(manifest).encode()
-    with zipfile.ZipFile(path, "w") as zf:
+    with zipfile.ZipFile(path, "w", compression=compression) as zf:
         for name, data in members.items():
             zf.writestr(name, data)
+
+
+def _edited(saved: Path, out: Path, name: str, edit) -> Path:
+    """A copy of ``saved`` whose member ``name`` is ``edit(old bytes)`` (None: removed), with the
+    manifest checksums recomputed: an edit that the checksums do not catch."""
+    members = _members(saved)
+    new = edit(members.pop(name))
+    if new is not None:
+        members[name] = new
+    _rewrite(out, members, update_checksums=True)
+    return out
+
+
+def _edit_fit(**changes):
+    """An ``edit`` for fit.json: set fields (a value of ``...`` removes the field)."""
+    def edit(data: bytes) -> bytes:
+        info = json.loads(data)
+        for key, value in changes.items():
+            if value is ...:
+                del info[key]
+            else:
+                info[key] = value
+        return json.dumps(info).encode()
+    return edit
+
+
+def _nan_first(data: bytes) -> bytes:
+    arr = np.load(io.BytesIO(data))
+    arr[0] = np.nan
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue()
+
+
+def _forbid_decompression(monkeypatch) -> None:
+    """From now on, fail the test if any zip member is decompressed."""
+    def refuse(self, *args, **kwargs):
+        raise AssertionError("a member was decompressed")
+
+    monkeypatch.setattr(zipfile.ZipFile, "read", refuse)
+    monkeypatch.setattr(zipfile.ZipFile, "open", refuse)
 
 
 def test_round_trip_predictions_equal(clf_fit, saved, moons):
@@ -185,3 +229,170 @@ def test_missing_file_and_directory(tmp_path):
         bp.load(tmp_path / "nope.bnn")
     with pytest.raises(ModelFileError, match="is a directory"):
         bp.load(tmp_path)
+
+
+# ---------------------------------------------------------------- zip bombs
+def _declare_size(raw: bytes, member: str, size: int) -> bytes:
+    """``raw`` with the uncompressed size of ``member`` in the zip's central directory set to ``size``."""
+    data = bytearray(raw)
+    end = raw.rindex(b"PK\x05\x06")  # end of central directory record
+    offset = struct.unpack_from("<I", raw, end + 16)[0]  # first central directory entry
+    while True:
+        name_len, extra_len, comment_len = struct.unpack_from("<HHH", raw, offset + 28)
+        if raw[offset + 46: offset + 46 + name_len] == member.encode():
+            struct.pack_into("<I", data, offset + 24, size)
+            return bytes(data)
+        offset += 46 + name_len + extra_len + comment_len
+
+
+def test_huge_declared_size_is_refused_before_decompressing(saved, tmp_path, monkeypatch):
+    path = tmp_path / "bomb.bnn"
+    path.write_bytes(_declare_size(saved.read_bytes(), "data/X.npy", 0xF000_0000))  # 3.75 GiB
+    with zipfile.ZipFile(path) as zf:
+        total = sum(info.file_size for info in zf.infolist())
+    _forbid_decompression(monkeypatch)
+    start = time.perf_counter()
+    with pytest.raises(ModelFileError) as info:
+        bp.load(path)
+    assert time.perf_counter() - start < 0.5
+    message = str(info.value)
+    assert f"{path} declares {total:,} bytes of uncompressed members" in message
+    assert "more than bnn_ppl.io.MAX_TOTAL_BYTES = 2,147,483,648" in message
+    assert "refused before decompressing" in message and "raise bnn_ppl.io.MAX_TOTAL_BYTES" in message
+
+
+def test_total_size_limit_can_be_raised(saved, monkeypatch):
+    monkeypatch.setattr(model_io, "MAX_TOTAL_BYTES", 1000)
+    with pytest.raises(ModelFileError, match="more than bnn_ppl.io.MAX_TOTAL_BYTES = 1,000;"):
+        bp.load(saved)
+    monkeypatch.setattr(model_io, "MAX_TOTAL_BYTES", 2**31)
+    bp.load(saved)
+
+
+def _npy(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue()
+
+
+def _deflated_with_data(saved: Path, path: Path, X: np.ndarray, y: np.ndarray | None = None) -> Path:
+    members = {**_members(saved), "data/X.npy": _npy(X)}
+    if y is not None:
+        members["data/y.npy"] = _npy(y)
+        members["fit.json"] = _edit_fit(n_obs=len(y))(members["fit.json"])
+    _rewrite(path, members, update_checksums=True, compression=zipfile.ZIP_DEFLATED)
+    return path
+
+
+def test_absurd_compression_ratio_is_refused_before_decompressing(saved, tmp_path, monkeypatch):
+    """32 MiB of zeros deflate to 32 KiB (ratio ~1000): a zip bomb in miniature, checksums correct."""
+    path = _deflated_with_data(saved, tmp_path / "zeros.bnn", np.zeros((2**21, 2)))
+    _forbid_decompression(monkeypatch)
+    with pytest.raises(ModelFileError) as info:
+        bp.load(path)
+    message = str(info.value)
+    assert f"{path}: the member data/X.npy declares 33,554,560 bytes compressed into" in message
+    assert "more than bnn_ppl.io.MAX_COMPRESSION_RATIO = 100" in message
+
+
+def test_small_members_may_compress_well(saved, tmp_path):
+    """Constant columns or sorted labels compress 100x and more; members under 16 MiB are not held to the ratio."""
+    y = np.repeat(np.array([0, 1], dtype=np.int8), 2000)
+    path = _deflated_with_data(saved, tmp_path / "zeros.bnn", np.zeros((4000, 2)), y)
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo("data/X.npy")
+    assert info.file_size / info.compress_size > model_io.MAX_COMPRESSION_RATIO
+    assert bp.load(path).built.n_obs == 4000
+
+
+# ---------------------------------------------------------------- edited files
+@pytest.mark.parametrize("member, edit, fragments", [
+    ("fit.json", _edit_fit(batch_size=...), ["fit.json lacks the field 'batch_size'", "positive integer or null"]),
+    ("fit.json", _edit_fit(n_obs="abc"), ["the field 'n_obs' of fit.json must be a positive integer", "Got 'abc'"]),
+    ("fit.json", _edit_fit(n_obs=0), ["'n_obs'", "Got 0"]),
+    ("fit.json", _edit_fit(timings=[1]), ["the field 'timings' of fit.json must be an object of numbers", "Got [1]"]),
+    ("fit.json", _edit_fit(timings={"fit_s": "slow"}), ["'timings'"]),
+    ("fit.json", _edit_fit(interrupted="no"), ["'interrupted'", "true or false", "Got 'no'"]),
+    ("fit.json", _edit_fit(feature_names={"a": 1}), ["'feature_names'", "a list of strings"]),
+    ("fit.json", _edit_fit(ordering=[["dense_0_w", "2x3"]]), ["'ordering'", "[name, shape] pairs"]),
+    ("fit.json", _edit_fit(method=["advi"]), ["'method'", "one of ['advi', 'fullrank_advi']"]),
+    ("fit.json", _edit_fit(learning_rate=float("nan")), ["'learning_rate'", "positive number", "Got nan"]),
+    ("fit.json", _edit_fit(extra=1), ["fit.json has unknown field(s) ['extra']"]),
+    ("fit.json", lambda data: b"[1, 2]", ["fit.json must hold a JSON object", "Got a list ([1, 2])"]),
+    ("spec.json", lambda data: b'"moons"', ["spec.json must hold a JSON object", "Got a str"]),
+    ("metadata.json", lambda data: b"[]", ["metadata.json must hold a JSON object"]),
+    ("metadata.json", lambda data: None, ["the member metadata.json is missing"]),
+    ("fit.json", lambda data: None, ["the member fit.json is missing"]),
+    ("params/mu.npy", _nan_first, ["params/mu.npy holds 1 NaN or infinite value(s)", "cannot predict"]),
+])
+def test_edited_files_raise_model_file_errors_naming_member_and_field(saved, tmp_path, member, edit, fragments):
+    path = _edited(saved, tmp_path / "edited.bnn", member, edit)
+    with pytest.raises(ModelFileError) as info:
+        bp.load(path)
+    for fragment in [str(path), *fragments]:
+        assert fragment in str(info.value), f"{fragment!r} missing from: {info.value}"
+
+
+def test_file_without_lr_floor_loads_with_a_constant_step_size(saved, tmp_path):
+    """Files written before lr_floor existed lack the field; it defaults to 1.0."""
+    assert bp.load(_edited(saved, tmp_path / "old.bnn", "fit.json", _edit_fit(lr_floor=...))).lr_floor == 1.0
+
+
+def test_malformed_manifest_versions_give_a_model_file_error(saved, tmp_path):
+    members = _members(saved)
+    manifest = json.loads(members["manifest.json"])
+    manifest.update(format_version=99, versions=["not", "a", "dict"])
+    _rewrite(tmp_path / "m.bnn", {**members, "manifest.json": json.dumps(manifest).encode()}, update_checksums=False)
+    with pytest.raises(ModelFileError, match="format_version 99.*saved by bnn_ppl unknown"):
+        bp.load(tmp_path / "m.bnn")
+
+
+# ---------------------------------------------------------------- writing: permissions, directories
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_saved_file_mode_follows_the_umask(clf_fit, tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        path = clf_fit.save(tmp_path / "m.bnn")
+        path = clf_fit.save(path)  # replacing an existing file, too
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == mode
+
+
+def test_saving_into_a_missing_directory_names_the_path(clf_fit, tmp_path):
+    target = tmp_path / "no_such_dir" / "m.bnn"
+    with pytest.raises(FileNotFoundError) as info:
+        clf_fit.save(target)
+    message = str(info.value)
+    assert f"Cannot write {str(target)!r}" in message and f"directory {str(target.parent)!r} does not exist" in message
+    assert ".tmp" not in message
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(NotADirectoryError, match="a_file' is a file, not a directory"):
+        clf_fit.save(tmp_path / "a_file" / "m.bnn")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
+def test_save_refuses_user_added_variables_and_swapped_in_rows(tmp_path):
+    import pymc as pm
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 2))
+    y = (X[:, 0] > 0).astype(int)
+    spec = bp.Network([bp.Dense(2), bp.Dense(1, "identity")], bp.Bernoulli())
+    built = bp.build_model(spec, X, y)
+    with built.model:
+        pm.Normal("my_extra", 0.0, 1.0)
+    result = bp.fit(built, n=50, random_seed=0, progressbar=False)
+    with pytest.raises(bp.ModelFileError, match=r"\['my_extra'\].*added to built.model"):
+        result.save(tmp_path / "extra.bnn")
+    assert not list(tmp_path.iterdir())  # nothing half-written
+    built = bp.build_model(spec, X, y)
+    result = bp.fit(built, n=50, random_seed=0, progressbar=False)
+    with built.model:
+        pm.set_data({"X": X[:7], "y": y[:7]})
+    with pytest.raises(bp.ModelFileError, match=r"hold \[7\] rows but it was fitted on 30"):
+        result.save(tmp_path / "swapped.bnn")
+    with built.model:
+        pm.set_data({"X": X, "y": y})
+    loaded = bp.load(result.save(tmp_path / "ok.bnn"))
+    assert loaded.stop_reason == "completed"

@@ -9,7 +9,7 @@ from pytensor.compile.maker import FunctionMaker
 from scipy import special, stats
 
 import bnn_ppl as bp
-from bnn_ppl.errors import DataError
+from bnn_ppl.errors import DataError, ParameterError
 from bnn_ppl.predictive import Predictor, summarise_classification, summarise_regression
 from bnn_ppl.spec import Bernoulli, Categorical, Dense, Network, Normal, NormalLikelihood
 
@@ -94,9 +94,9 @@ def test_compiled_once_across_calls_rows_and_draws(binary_fit, count_compiles, k
 
 def test_auto_kind_is_batched_and_kinds_are_validated(binary_fit):
     assert binary_fit.predictor().kind == "batched"
-    with pytest.raises(DataError, match=r"'kind' parameter must be one of \['auto', 'batched', 'sample_node'\]. Got 'fast'"):
+    with pytest.raises(ParameterError, match=r"'kind' parameter must be one of \['auto', 'batched', 'sample_node'\]. Got 'fast'"):
         binary_fit.predictor(kind="fast")
-    with pytest.raises(DataError, match="kind='sample_node' cannot use backend='jax'.*kind='batched'"):
+    with pytest.raises(ParameterError, match="kind='sample_node' cannot use backend='jax'.*kind='batched'"):
         binary_fit.predictor(backend="jax", kind="sample_node")
 
 
@@ -290,11 +290,37 @@ def test_memory_bounded_chunks_give_the_same_answer(binary_fit, regression_fit, 
 # ---------------------------------------------------------------- errors
 def test_predictor_errors(binary_fit):
     pred = binary_fit.predictor()
-    with pytest.raises(DataError, match="'draws' parameter must be a positive integer. Got 0"):
-        pred.sample(np.zeros((2, 2)), draws=0)
     with pytest.raises(DataError, match="X has 3 features but the network expects 2"):
         pred.sample(np.zeros((2, 3)))
     with pytest.raises(DataError, match="X contains NaN"):
         pred.predict(np.array([[0.0, np.nan]]))
     with pytest.raises(DataError, match="sample_noise is only defined for the Normal likelihood"):
         pred.sample_noise()
+
+
+@pytest.mark.parametrize("draws", [0, -1, 2.5, True, np.bool_(True), "10", None])
+@pytest.mark.parametrize("method", ["sample", "sample_noise", "uncertainty", "predict"])
+def test_bad_draws_raise_parameter_error(binary_fit, regression_fit, method, draws):
+    fit = regression_fit if method == "sample_noise" else binary_fit
+    call = getattr(fit.predictor(), method)
+    args = () if method == "sample_noise" else (np.zeros((2, fit.spec.input_shape[0])),)
+    with pytest.raises(ParameterError) as info:
+        call(*args, draws=draws)
+    assert "'draws' parameter of Predictor" in str(info.value) and "positive integer" in str(info.value)
+    assert f"Got {draws!r} instead" in str(info.value)
+
+
+def test_numpy_integer_draws_are_accepted(binary_fit):
+    assert binary_fit.predictor().sample(np.zeros((3, 2)), draws=np.int64(4), random_seed=0).shape == (4, 3)
+
+
+def test_a_single_draw_warns_that_epistemic_uncertainty_is_not_estimated(binary_fit, regression_fit):
+    for fit in (binary_fit, regression_fit):
+        X = np.zeros((3, fit.spec.input_shape[0]))
+        with pytest.warns(UserWarning, match=r"draws=1.*cannot estimate the epistemic uncertainty.*at least ~100 draws"):
+            fit.predictor().uncertainty(X, draws=1, random_seed=0)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        binary_fit.predictor().uncertainty(np.zeros((3, 2)), draws=2, random_seed=0)

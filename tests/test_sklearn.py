@@ -86,6 +86,20 @@ def test_pickle_and_save_load_keep_predictions(string_clf, moons_small, tmp_path
         BNNRegressor.load(tmp_path / "clf.bnn")
 
 
+def test_bnn_ppl_load_refuses_an_estimator_file(string_clf, tmp_path):
+    import bnn_ppl as bp
+    from bnn_ppl import io as model_io
+
+    path = string_clf.save(tmp_path / "clf.bnn", include_data=False)
+    with pytest.raises(ModelFileError) as info:
+        bp.load(path)
+    message = str(info.value)
+    assert f"{path} holds a fitted BNNClassifier" in message and "bnn_ppl.BNNClassifier.load(path)" in message
+    result, meta = model_io.load_with_metadata(path)  # still reads it, for the bare fit
+    assert meta["estimator"]["class"] == "BNNClassifier" and result.n_steps == string_clf.n_iter_
+    assert BNNClassifier.load(path).classes_.tolist() == ["left", "right"]
+
+
 def test_regressor_normalises_y_and_reports_std():
     rng = np.random.default_rng(0)
     X = rng.uniform(-2, 2, size=(120, 1))

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from bnn_ppl.errors import BnnPplError, SpecError
+from bnn_ppl.errors import BnnPplError, DataError, ModelFileError, ParameterError, SpecError
 from bnn_ppl.spec import (
     ACTIVATIONS,
     HYPERPRIORS,
@@ -86,7 +87,11 @@ def test_every_array_namespace_has_every_primitive():
 
 
 def test_error_classes_subclass_builtins():
-    assert issubclass(SpecError, BnnPplError) and issubclass(SpecError, ValueError)
+    for cls in (SpecError, DataError, ParameterError, ModelFileError):
+        assert issubclass(cls, BnnPplError) and issubclass(cls, ValueError), cls
+    import bnn_ppl
+
+    assert bnn_ppl.ParameterError is ParameterError and "ParameterError" in bnn_ppl.__all__
 
 
 # ---------------------------------------------------------------- validation wording
@@ -278,3 +283,30 @@ def test_dump_is_atomic_and_leaves_no_temporary_files(tmp_path):
     dump_spec(spec, path)
     dump_spec(spec, path)  # overwrite in place
     assert sorted(p.name for p in tmp_path.iterdir()) == ["moons.toml"]
+
+
+def test_non_utf8_spec_file_is_a_spec_error(tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes((ROOT / "models/moons.toml").read_text().replace('name = "moons"', 'name = "caf\u00e9"')
+                     .encode("latin-1"))
+    with pytest.raises(SpecError, match=r"latin1.toml is not UTF-8 text \(byte \d+: .*\); spec files must be UTF-8"):
+        load_spec(path)
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_dumped_file_mode_follows_the_umask(tmp_path, umask, mode):
+    spec = Network([OUT], Bernoulli())
+    old = os.umask(umask)
+    try:
+        dump_spec(spec, tmp_path / "spec.toml")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "spec.toml").stat().st_mode & 0o777 == mode
+
+
+def test_dump_into_a_missing_directory_names_the_path(tmp_path):
+    target = tmp_path / "missing" / "spec.toml"
+    with pytest.raises(FileNotFoundError) as info:
+        dump_spec(Network([OUT], Bernoulli()), target)
+    assert f"Cannot write {str(target)!r}: its directory {str(target.parent)!r} does not exist" in str(info.value)
+    assert ".tmp" not in str(info.value) and list(tmp_path.iterdir()) == []

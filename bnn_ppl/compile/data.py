@@ -70,6 +70,11 @@ def as_targets(y: Any, likelihood: Likelihood, n_rows: int, name: str = "y") -> 
     if arr.shape[0] != n_rows:
         raise DataError(f"{name} has {arr.shape[0]} rows but X has {n_rows}; they must match.")
     if not np.issubdtype(arr.dtype, np.number) and arr.dtype != bool:
+        if not likelihood.is_classifier:
+            raise DataError(
+                f"{name} must be numeric for a Normal (regression) likelihood. Got dtype {arr.dtype}; convert "
+                "the targets to numbers (for class labels use a Bernoulli or Categorical likelihood)."
+            )
         raise DataError(f"{name} must be numeric. Got dtype {arr.dtype}; encode labels as 0..K-1 first.")
     if not np.all(np.isfinite(arr.astype(float))):
         raise DataError(f"{name} contains NaN or infinite values; drop those rows first.")

@@ -9,7 +9,7 @@ import numpy as np
 import pymc as pm
 
 from bnn_ppl.compile import BuiltModel
-from bnn_ppl.errors import FitError, SpecError
+from bnn_ppl.errors import DataError, FitError, ParameterError
 from bnn_ppl.inference.engines import ENGINES, FitRequest, resolve_engine
 from bnn_ppl.inference.init import DEFAULT_INIT_SIGMA, initial_means, inverse_softplus
 from bnn_ppl.inference.result import FitResult
@@ -54,6 +54,7 @@ def fit(
     random_seed: int | None = None,
     progressbar: bool = True,
     callbacks: Sequence[Callable] = (),
+    callback_every: int | None = None,
 ) -> FitResult:
     """Fit the network's posterior with ADVI (mean-field or full-rank) and Adam.
 
@@ -86,11 +87,24 @@ def fit(
     progressbar : bool
         Show a progress bar with the running loss.
     callbacks : sequence of callables
-        ``callback(approx, losses, i)``, as in ``pm.fit``; raise ``StopIteration`` to stop.
+        ``callback(approx, losses, i)``, as in ``pm.fit`` (PyMC's
+        ``CheckParametersConvergence`` works); raise ``StopIteration`` to stop (the result's
+        ``stop_reason`` is then ``"callback"``; Ctrl-C gives ``"interrupted"``).
+    callback_every : int, optional
+        Steps between two callback calls. The compiled engines call callbacks between chunks of
+        steps (1,000 for small networks); a smaller value shortens the chunks, at the cost of
+        one return to Python per chunk (about 0.1-1 ms each, plus one more JIT compilation per
+        new chunk length on the JAX engine). PyMC's engine calls them after every step.
 
     Returns
     -------
     FitResult
+
+    Raises
+    ------
+    FitError
+        The loss or a parameter stopped being finite (every engine); its ``approx`` attribute
+        holds the approximation with the last good parameters.
 
     Examples
     --------
@@ -98,18 +112,23 @@ def fit(
     >>> result.predictor().predict(X_test)  # doctest: +SKIP
     """
     if not isinstance(built, BuiltModel):
-        raise SpecError(f"fit needs a BuiltModel from build_model(spec, X, y). Got {type(built).__name__}.")
+        raise ParameterError(f"fit needs a BuiltModel from build_model(spec, X, y). Got {type(built).__name__}.")
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise SpecError(f"The 'n' parameter of fit must be a positive integer. Got {n!r} instead.")
+        raise ParameterError(f"The 'n' parameter of fit must be a positive integer. Got {n!r} instead.")
     if method not in METHODS:
-        raise SpecError(f"The 'method' parameter of fit must be one of {list(METHODS)}. Got {method!r} instead.")
+        raise ParameterError(f"The 'method' parameter of fit must be one of {list(METHODS)}. Got {method!r} instead.")
     if backend is not None and backend not in BACKENDS:
-        raise SpecError(f"The 'backend' parameter of fit must be one of {list(BACKENDS)} or None. Got {backend!r}.")
+        raise ParameterError(f"The 'backend' parameter of fit must be one of {list(BACKENDS)} or None. Got {backend!r}.")
     if isinstance(lr_floor, bool) or not isinstance(lr_floor, (int, float)) or not 0 < lr_floor <= 1:
-        raise SpecError(f"The 'lr_floor' parameter of fit must lie in (0, 1]. Got {lr_floor!r} instead.")
+        raise ParameterError(f"The 'lr_floor' parameter of fit must lie in (0, 1]. Got {lr_floor!r} instead.")
     for name, value in (("learning_rate", learning_rate), ("init_sigma", init_sigma)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise SpecError(f"The {name!r} parameter of fit must be a positive number. Got {value!r} instead.")
+            raise ParameterError(f"The {name!r} parameter of fit must be a positive number. Got {value!r} instead.")
+    if callback_every is not None and (
+        isinstance(callback_every, bool) or not isinstance(callback_every, (int, np.integer)) or callback_every < 1
+    ):
+        raise ParameterError(f"The 'callback_every' parameter of fit must be a positive integer or None. Got {callback_every!r}.")
+    _check_data_rows(built)
     engine_name = resolve_engine(engine)
     t0 = time.perf_counter()
     rng = np.random.default_rng(random_seed)
@@ -125,9 +144,14 @@ def fit(
         random_seed=_child_seed(rng),
         progressbar=progressbar,
         callbacks=tuple(callbacks),
+        callback_every=None if callback_every is None else int(callback_every),
     )
     setup_s = time.perf_counter() - t0
-    run = ENGINES.get(engine_name)().run(request)
+    try:
+        run = ENGINES.get(engine_name)().run(request)
+    except FitError as err:
+        err.approx = inference.approx  # holds the last good parameters
+        raise
     if run.losses.size and not np.isfinite(run.losses[-1]):
         raise FitError(
             f"The loss became {run.losses[-1]} after {run.losses.size} steps; lower learning_rate "
@@ -152,7 +176,24 @@ def fit(
         },
         interrupted=run.interrupted,
         lr_floor=1.0 if engine_name == "pymc" else float(lr_floor),
+        stop_reason=run.stop_reason,
     )
+
+
+def _check_data_rows(built: BuiltModel) -> None:
+    """Refuse to fit when ``pm.set_data`` left other rows in the containers than the model was built on.
+
+    The minibatch likelihood's ``total_size`` and the record's ``n_obs`` are fixed at build
+    time: fitting on 123 swapped-in rows of a model built on 500 would scale the likelihood
+    by the wrong factor (or train on the test rows without saying so).
+    """
+    rows = {np.asarray(built.X_data.get_value()).shape[0], np.asarray(built.y_data.get_value()).shape[0]}
+    if rows != {built.n_obs}:
+        raise DataError(
+            f"The model's pm.Data containers hold {sorted(rows)} rows but it was built on {built.n_obs} training "
+            "rows (pm.set_data swapped them, e.g. for prediction). Set the training rows back with "
+            "pm.set_data, or build a new model on the new data with bp.build_model(spec, X, y)."
+        )
 
 
 def _steady_rate(run) -> float:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 
 from bnn_ppl.compile.data import as_features
-from bnn_ppl.errors import DataError
+from bnn_ppl.errors import DataError, ParameterError
 from bnn_ppl.predictive.samplers import BatchedSampler, SampleNodeSampler
 from bnn_ppl.spec.layers import values_per_row
 from bnn_ppl.predictive.summaries import (
@@ -17,9 +18,33 @@ from bnn_ppl.predictive.summaries import (
     entropy,
 )
 
-__all__ = ["Predictor", "make_predictor", "PREDICTOR_KINDS"]
+__all__ = ["Predictor", "make_predictor", "check_draws", "PREDICTOR_KINDS"]
 
 PREDICTOR_KINDS = ("auto", "batched", "sample_node")
+#: Fewer draws than this give a noisy estimate of the epistemic uncertainty (see ``uncertainty``).
+USEFUL_DRAWS = 100
+
+
+def check_draws(draws: Any, owner: str) -> int:
+    """``draws`` as an int, refusing anything but a positive integer (numpy integers are accepted).
+
+    Parameters
+    ----------
+    draws : int
+        The number of posterior draws asked for.
+    owner : str
+        The function or class taking ``draws``, named in the error.
+
+    Raises
+    ------
+    ParameterError
+        For booleans, non-integers and integers below 1.
+    """
+    if isinstance(draws, (bool, np.bool_)) or not isinstance(draws, (int, np.integer)) or draws < 1:
+        raise ParameterError(
+            f"The 'draws' parameter of {owner} must be a positive integer such as 500. Got {draws!r} instead."
+        )
+    return int(draws)
 
 
 def make_predictor(result: Any, backend: str | None = None, kind: str = "auto") -> Predictor:
@@ -34,9 +59,9 @@ def make_predictor(result: Any, backend: str | None = None, kind: str = "auto") 
         forward pass; ``"sample_node"`` is PyMC's ``approx.sample_node`` scan over draws.
     """
     if kind not in PREDICTOR_KINDS:
-        raise DataError(f"The 'kind' parameter must be one of {list(PREDICTOR_KINDS)}. Got {kind!r} instead.")
+        raise ParameterError(f"The 'kind' parameter must be one of {list(PREDICTOR_KINDS)}. Got {kind!r} instead.")
     if kind == "sample_node" and backend == "jax":
-        raise DataError(
+        raise ParameterError(
             "kind='sample_node' cannot use backend='jax': JAX needs a fixed number of draws and the "
             "draws are a graph input. Use kind='batched' (the default) with backend='jax'."
         )
@@ -99,8 +124,7 @@ class Predictor:
 
     def _iter_draws(self, X: np.ndarray, draws: int, random_seed: Any):
         """Yield (draw_slice, row_slice, outputs) covering all draws x rows in bounded chunks."""
-        if isinstance(draws, bool) or not isinstance(draws, (int, np.integer)) or draws < 1:
-            raise DataError(f"The 'draws' parameter must be a positive integer. Got {draws!r} instead.")
+        draws = check_draws(draws, "Predictor")
         rng = np.random.default_rng(random_seed)
         n_rows = X.shape[0]
         draw_chunk, row_chunk = self._chunks(n_rows, int(draws))
@@ -136,6 +160,7 @@ class Predictor:
         """Draws of the regression noise scale ``sigma`` (Normal likelihood only)."""
         if self.spec.likelihood.is_classifier:
             raise DataError("sample_noise is only defined for the Normal likelihood.")
+        draws = check_draws(draws, "Predictor.sample_noise")
         X = np.zeros((1, *self.spec.input_shape))
         out = np.empty(draws)
         for ds, _, (_, sigma) in self._iter_draws(X, draws, random_seed):
@@ -150,7 +175,19 @@ class Predictor:
         Classifiers get mean probabilities, their std, predictive entropy, expected entropy
         (aleatoric) and mutual information (epistemic); regression gets the mean and the
         epistemic / aleatoric / total variance.
+
+        With ``draws=1`` the epistemic part cannot be estimated (it comes out as 0) and a
+        ``UserWarning`` says so; a useful estimate needs at least ~100 draws.
         """
+        draws = check_draws(draws, "Predictor")
+        if draws == 1:
+            warnings.warn(
+                "uncertainty(draws=1): a single posterior draw cannot estimate the epistemic uncertainty "
+                "(mutual information, std, epistemic variance), which comes out as 0. Use at least "
+                f"~{USEFUL_DRAWS} draws for a useful estimate.",
+                UserWarning,
+                stacklevel=2,
+            )
         X = self._features(X)
         n = X.shape[0]
         if self.spec.likelihood.is_classifier:

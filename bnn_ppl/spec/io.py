@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
+import secrets
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -173,6 +173,11 @@ def load_spec(path: str | os.PathLike, format: str | None = None) -> Network:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError(f"No spec file at {str(path)!r}.") from None
+    except UnicodeDecodeError as err:
+        raise SpecError(
+            f"{path} is not UTF-8 text (byte {err.start}: {err.reason}); spec files must be UTF-8. "
+            "Re-save it with UTF-8 encoding."
+        ) from None
     try:
         data = tomllib.loads(text) if fmt == "toml" else json.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
@@ -194,14 +199,65 @@ def dumps_spec(spec: Network, format: str = "toml") -> str:
 
 
 def dump_spec(spec: Network, path: str | os.PathLike, format: str | None = None) -> None:
-    """Write ``spec`` to a TOML or JSON file atomically (temporary file, then rename)."""
+    """Write ``spec`` to a TOML or JSON file atomically (temporary file, then rename).
+
+    The file gets the permissions of any file the user creates (``0o666`` less the umask).
+
+    Raises
+    ------
+    FileNotFoundError, NotADirectoryError
+        The directory of ``path`` does not exist, or is a file (the message names both).
+    """
     path = Path(path)
     text = dumps_spec(spec, _format(path, format))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    write_atomic(path, text.encode("utf-8"))
+
+
+def _check_parent(path: Path) -> None:
+    parent = path.parent
+    if not parent.exists():
+        raise FileNotFoundError(
+            f"Cannot write {str(path)!r}: its directory {str(parent)!r} does not exist. Create it first "
+            "(for example Path(...).mkdir(parents=True)) or choose another path."
+        )
+    if not parent.is_dir():
+        raise NotADirectoryError(f"Cannot write {str(path)!r}: {str(parent)!r} is a file, not a directory.")
+
+
+def _create_temporary(path: Path) -> tuple[int, Path]:
+    """A new, exclusive temporary file next to ``path``, created with mode 0o666 (the umask applies)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"Could not create a temporary file next to {str(path)!r}.")  # pragma: no cover
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically: a temporary file in the same directory, flushed to
+    disk, then renamed over ``path``, so readers see the old file or the complete new one.
+
+    Shared by :func:`dump_spec` and :func:`bnn_ppl.io.save`. The file gets ``0o666`` less the
+    umask, like any file the user creates (``tempfile.mkstemp`` would give 0o600).
+
+    Raises
+    ------
+    FileNotFoundError, NotADirectoryError
+        The directory of ``path`` does not exist, or is a file; the message names ``path``.
+    """
+    path = Path(path)
+    _check_parent(path)
+    fd, tmp = _create_temporary(path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    return path
