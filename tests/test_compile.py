@@ -359,3 +359,14 @@ def test_absurd_sizes_are_refused_before_anything_is_allocated():
     with pytest.raises(SpecError, match="limit of 24 parameters"):
         bp.build_model(Network([Dense(3), Dense(1, "identity")], Bernoulli()), np.zeros((4, 6)), [0, 1, 0, 1],
                        max_parameters=24)
+
+
+def test_the_model_carries_seeded_symmetry_breaking_initial_values():
+    """pm.fit / pm.sample / pm.find_MAP on built.model start off the all-zero saddle (no bnn_ppl call)."""
+    X, y = _data()
+    a = bp.build_model(_binary_spec(), X, y, random_seed=1).model.initial_point()
+    b = bp.build_model(_binary_spec(), X, y, random_seed=1).model.initial_point()
+    c = bp.build_model(_binary_spec(), X, y, random_seed=2).model.initial_point()
+    assert np.std(a["dense_0_w"]) > 0.1 and np.all(a["dense_0_b"] == 0)  # weights random, biases at 0
+    np.testing.assert_array_equal(a["dense_0_w"], b["dense_0_w"])
+    assert not np.allclose(a["dense_0_w"], c["dense_0_w"])
