@@ -21,12 +21,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import math
 import os
 import reprlib
 import zipfile
 import zlib
-from collections.abc import Callable
 from importlib import metadata as _metadata
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ import numpy as np
 
 from bnn_ppl.errors import BnnPplError, ModelFileError
 from bnn_ppl.spec import spec_from_dict, spec_to_dict
+from bnn_ppl.io_schema import PARAM_NAMES, check_fit_info
 from bnn_ppl.spec.io import write_atomic
 
 __all__ = [
@@ -62,7 +61,6 @@ MAX_TOTAL_BYTES = 2**31
 MAX_COMPRESSION_RATIO = 100
 _RATIO_MIN_BYTES = 2**24  # smaller members may compress as they like (sorted labels, JSON)
 _MANIFEST = "manifest.json"
-_PARAM_NAMES = {"advi": ("mu", "rho"), "fullrank_advi": ("mu", "L_tril")}
 #: Classes of the estimators of :mod:`bnn_ppl.sklearn`, which keep their state in the metadata.
 _ESTIMATORS = ("BNNClassifier", "BNNRegressor")
 
@@ -341,77 +339,6 @@ def _array(where: str, members: dict[str, bytes], name: str, *, finite: bool = F
     return arr
 
 
-# ---------------------------------------------------------------------- reading: fit.json
-def _is_int(value: Any, low: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _is_names(value: Any) -> bool:
-    return value is None or (
-        isinstance(value, list) and all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value)
-    )
-
-
-def _is_ordering(value: Any) -> bool:
-    return isinstance(value, list) and all(
-        isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
-        and isinstance(entry[1], list) and all(_is_int(n, 0) for n in entry[1])
-        for entry in value
-    )
-
-
-#: Every field of fit.json (see :func:`to_bytes`): field -> (check, what it must be).
-_FIT_SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "method": (lambda v: isinstance(v, str) and v in _PARAM_NAMES, f"one of {list(_PARAM_NAMES)}"),
-    "engine": (lambda v: isinstance(v, str), "an engine name (a string)"),
-    "backend": (lambda v: v is None or isinstance(v, str), "a backend name (a string) or null"),
-    "learning_rate": (lambda v: _is_number(v) and math.isfinite(v) and v > 0, "a positive number"),
-    "lr_floor": (lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]"),
-    "n_steps": (lambda v: _is_int(v, 0), "a non-negative integer"),
-    "random_seed": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)), "an integer or null"),
-    "timings": (lambda v: isinstance(v, dict) and all(_is_number(t) for t in v.values()),
-                "an object of numbers (seconds and steps/s)"),
-    "interrupted": (lambda v: isinstance(v, bool), "true or false"),
-    "stop_reason": (lambda v: v in ("completed", "interrupted", "callback"),
-                    "one of ['completed', 'interrupted', 'callback'] (bnn_ppl.inference.engines.driver.STOP_REASONS)"),
-    "n_obs": (lambda v: _is_int(v, 1), "a positive integer (the training rows)"),
-    "batch_size": (lambda v: v is None or _is_int(v, 1), "a positive integer or null"),
-    "feature_names": (_is_names, "a list of strings or integers, or null"),
-    "class_names": (_is_names, "a list of strings or integers, or null"),
-    "ordering": (_is_ordering, "a list of [name, shape] pairs"),
-    "data_included": (lambda v: isinstance(v, bool), "true or false"),
-}
-#: Fields older files may lack, with the value they imply.
-_FIT_DEFAULTS = {"lr_floor": 1.0, "stop_reason": "completed"}
-
-
-def _fit_info(where: str, members: dict[str, bytes]) -> dict[str, Any]:
-    """fit.json, every field checked against ``_FIT_SCHEMA`` (defaults filled in)."""
-    info = {**_FIT_DEFAULTS, **_json_object(where, members, "fit.json")}
-    unknown = sorted(set(info) - set(_FIT_SCHEMA))
-    if unknown:
-        raise ModelFileError(
-            f"{where}: fit.json has unknown field(s) {unknown}; the file was edited or written by a newer "
-            "bnn_ppl. Upgrade bnn_ppl or save the model again."
-        )
-    for field, (check, expected) in _FIT_SCHEMA.items():
-        if field not in info:
-            raise ModelFileError(
-                f"{where}: fit.json lacks the field {field!r} ({expected}); the file is incomplete or was "
-                "edited. Save the model again."
-            )
-        if not check(info[field]):
-            raise ModelFileError(
-                f"{where}: the field {field!r} of fit.json must be {expected}. Got {reprlib.repr(info[field])} "
-                "instead; the file was edited or is corrupted. Save the model again."
-            )
-    return info
-
-
 # ---------------------------------------------------------------------- reading: the model
 def _read_spec(where: str, members: dict[str, bytes]) -> Any:
     data = _json_object(where, members, "spec.json")
@@ -457,7 +384,7 @@ def _rebuild_approx(where: str, members: dict[str, bytes], built: Any, info: dic
             f"({_ordering(approx)}); the file was written by an incompatible bnn_ppl."
         )
     params = approx.groups[0].params_dict
-    for name in _PARAM_NAMES[method]:
+    for name in PARAM_NAMES[method]:
         value = _array(where, members, f"params/{name}.npy", finite=True)
         current = params[name].get_value()
         if value.shape != current.shape:
@@ -476,7 +403,7 @@ def from_bytes(data: bytes, *, where: str = "<bytes>") -> tuple[Any, dict]:
     members = _read_members(data, where)
     _check_manifest(where, members)
     spec = _read_spec(where, members)
-    info = _fit_info(where, members)
+    info = check_fit_info(where, _json_object(where, members, "fit.json"))
     meta = _json_object(where, members, "metadata.json")
     losses = _array(where, members, "losses.npy").astype(float)
     built = _rebuild_model(where, members, spec, info)

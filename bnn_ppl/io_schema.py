@@ -1,0 +1,89 @@
+"""What a model file's ``fit.json`` may hold: one check per field, with what it must be.
+
+Written by :func:`bnn_ppl.io.to_bytes`; :func:`check_fit_info` refuses a missing, unknown or
+wrong-typed field with a :class:`~bnn_ppl.ModelFileError` naming it (an edited or damaged file).
+"""
+
+from __future__ import annotations
+
+import math
+import reprlib
+from collections.abc import Callable
+from typing import Any
+
+from bnn_ppl.errors import ModelFileError
+
+__all__ = ["FIT_SCHEMA", "FIT_DEFAULTS", "PARAM_NAMES", "check_fit_info"]
+
+#: Variational method -> the names of its parameter arrays (``params/<name>.npy``).
+PARAM_NAMES = {"advi": ("mu", "rho"), "fullrank_advi": ("mu", "L_tril")}
+
+
+def _is_int(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_names(value: Any) -> bool:
+    return value is None or (
+        isinstance(value, list) and all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value)
+    )
+
+
+def _is_ordering(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
+        and isinstance(entry[1], list) and all(_is_int(n, 0) for n in entry[1])
+        for entry in value
+    )
+
+
+#: Every field of fit.json (see :func:`to_bytes`): field -> (check, what it must be).
+FIT_SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "method": (lambda v: isinstance(v, str) and v in PARAM_NAMES, f"one of {list(PARAM_NAMES)}"),
+    "engine": (lambda v: isinstance(v, str), "an engine name (a string)"),
+    "backend": (lambda v: v is None or isinstance(v, str), "a backend name (a string) or null"),
+    "learning_rate": (lambda v: _is_number(v) and math.isfinite(v) and v > 0, "a positive number"),
+    "lr_floor": (lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "n_steps": (lambda v: _is_int(v, 0), "a non-negative integer"),
+    "random_seed": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)), "an integer or null"),
+    "timings": (lambda v: isinstance(v, dict) and all(_is_number(t) for t in v.values()),
+                "an object of numbers (seconds and steps/s)"),
+    "interrupted": (lambda v: isinstance(v, bool), "true or false"),
+    "stop_reason": (lambda v: v in ("completed", "interrupted", "callback"),
+                    "one of ['completed', 'interrupted', 'callback'] (bnn_ppl.inference.engines.driver.STOP_REASONS)"),
+    "n_obs": (lambda v: _is_int(v, 1), "a positive integer (the training rows)"),
+    "batch_size": (lambda v: v is None or _is_int(v, 1), "a positive integer or null"),
+    "feature_names": (_is_names, "a list of strings or integers, or null"),
+    "class_names": (_is_names, "a list of strings or integers, or null"),
+    "ordering": (_is_ordering, "a list of [name, shape] pairs"),
+    "data_included": (lambda v: isinstance(v, bool), "true or false"),
+}
+#: Fields older files may lack, with the value they imply.
+FIT_DEFAULTS = {"lr_floor": 1.0, "stop_reason": "completed"}
+
+
+def check_fit_info(where: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The parsed fit.json ``data``, every field checked against ``FIT_SCHEMA`` (defaults filled in)."""
+    info = {**FIT_DEFAULTS, **data}
+    unknown = sorted(set(info) - set(FIT_SCHEMA))
+    if unknown:
+        raise ModelFileError(
+            f"{where}: fit.json has unknown field(s) {unknown}; the file was edited or written by a newer "
+            "bnn_ppl. Upgrade bnn_ppl or save the model again."
+        )
+    for field, (check, expected) in FIT_SCHEMA.items():
+        if field not in info:
+            raise ModelFileError(
+                f"{where}: fit.json lacks the field {field!r} ({expected}); the file is incomplete or was "
+                "edited. Save the model again."
+            )
+        if not check(info[field]):
+            raise ModelFileError(
+                f"{where}: the field {field!r} of fit.json must be {expected}. Got {reprlib.repr(info[field])} "
+                "instead; the file was edited or is corrupted. Save the model again."
+            )
+    return info
