@@ -272,6 +272,7 @@ def test_memory_bounded_chunks_give_the_same_answer(binary_fit, regression_fit, 
     draws = 20
     full = binary_fit.predictor(kind=kind)
     tiny = Predictor(full.sampler, full.spec, memory_budget_mb=budget_mb)
+    tiny.MIN_CHUNK_ROWS = 8  # these 60 rows must split into several chunks
     draw_chunk, row_chunk = tiny._chunks(X.shape[0], draws)
     assert row_chunk < X.shape[0] and (kind == "sample_node" or draw_chunk < draws)
     np.testing.assert_allclose(tiny.sample(X, draws, random_seed=3), full.sample(X, draws, random_seed=3), rtol=1e-12)
@@ -281,6 +282,7 @@ def test_memory_bounded_chunks_give_the_same_answer(binary_fit, regression_fit, 
     Xr = np.linspace(-2, 2, 30)[:, None]
     full_r = regression_fit.predictor(kind=kind)
     tiny_r = Predictor(full_r.sampler, full_r.spec, memory_budget_mb=budget_mb)
+    tiny_r.MIN_CHUNK_ROWS = 8
     assert tiny_r._chunks(30, draws)[1] < 30
     a, b = tiny_r.uncertainty(Xr, draws, random_seed=4), full_r.uncertainty(Xr, draws, random_seed=4)
     for field in ("mean", "epistemic_var", "aleatoric_var"):

@@ -109,17 +109,24 @@ class Predictor:
         return self.sampler.n_compiles
 
     # ------------------------------------------------------------------ chunking
+    #: Fewest rows a chunk should hold: fewer makes per-chunk overhead (and BatchNorm's reference
+    #: rows, recomputed for every chunk) dominate; draws per chunk shrink instead.
+    MIN_CHUNK_ROWS = 256
+
     def _chunks(self, n_rows: int, draws: int) -> tuple[int, int]:
+        """(draws, rows) per chunk so one chunk's intermediates fit ``memory_budget_mb``."""
         budget = self.memory_budget_mb * 2**20
         itemsize = 8
         per_cell = itemsize * (2 * self._values_per_row + 4)
+        reference = self.sampler.reference_rows  # rows every chunk carries for batch statistics
+        min_rows = min(n_rows, max(self.MIN_CHUNK_ROWS, reference))
         if self.kind == "sample_node":
             draw_chunk = draws
         else:
             n_params = self.spec.n_params()
             draw_chunk = int(max(1, min(draws, budget // 4 // (itemsize * max(n_params, 1)))))
-        reference = self.sampler.reference_rows  # rows every chunk carries for batch statistics
-        row_chunk = int(max(1, min(n_rows, budget // (per_cell * draw_chunk) - reference)))
+            draw_chunk = int(max(1, min(draw_chunk, budget // (per_cell * (min_rows + reference)))))
+        row_chunk = int(max(min_rows, min(n_rows, budget // (per_cell * draw_chunk) - reference)))
         return draw_chunk, row_chunk
 
     def _iter_draws(self, X: np.ndarray, draws: int, random_seed: Any):
