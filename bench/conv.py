@@ -213,8 +213,8 @@ def _accuracy(built, accuracy_steps: int, X_te, y_te) -> dict:
     t0 = time.perf_counter()
     long_fit = bp.fit(built, n=accuracy_steps, engine="jax", random_seed=0, progressbar=False)
     fit_s = time.perf_counter() - t0
-    pred = long_fit.predictor()
-    _log("scoring the test set (100 draws)")
+    pred = long_fit.predictor(backend="jax")
+    _log(f"scoring {len(y_te):,} test images (100 draws, predictor backend jax)")
     t0 = time.perf_counter()
     draws = pred.sample(X_te, draws=100, random_seed=0)
     predict_s = time.perf_counter() - t0
