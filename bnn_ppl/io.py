@@ -95,10 +95,10 @@ def _check_saveable(built: Any) -> None:
             "file stores the spec, so loading could not rebuild them; save the added variables' posterior yourself "
             "(e.g. result.to_datatree()), or express the model as a spec."
         )
-    rows = {np.asarray(built.X_data.get_value()).shape[0], np.asarray(built.y_data.get_value()).shape[0]}
-    if rows != {built.n_obs}:
+    rows = built.container_rows()
+    if rows != [built.n_obs]:
         raise ModelFileError(
-            f"The model's pm.Data containers hold {sorted(rows)} rows but it was fitted on {built.n_obs}; saving "
+            f"The model's pm.Data containers hold {rows} rows but it was fitted on {built.n_obs}; saving "
             "would store the swapped-in rows as training data. pm.set_data the training rows back first."
         )
 

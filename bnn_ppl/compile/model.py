@@ -98,6 +98,10 @@ class BuiltModel:
         """Dims of one input example (``X`` has ``("obs", *input_dims)``)."""
         return input_dims(self.layers)
 
+    def container_rows(self) -> list[int]:
+        """Rows the ``X`` and ``y`` containers hold now (``pm.set_data`` may have swapped them)."""
+        return sorted({np.asarray(self.X_data.get_value()).shape[0], np.asarray(self.y_data.get_value()).shape[0]})
+
     @property
     def free_rv_names(self) -> list[str]:
         return [rv.name for rv in self.model.free_RVs]

@@ -187,10 +187,10 @@ def _check_data_rows(built: BuiltModel) -> None:
     time: fitting on 123 swapped-in rows of a model built on 500 would scale the likelihood
     by the wrong factor (or train on the test rows without saying so).
     """
-    rows = {np.asarray(built.X_data.get_value()).shape[0], np.asarray(built.y_data.get_value()).shape[0]}
-    if rows != {built.n_obs}:
+    rows = built.container_rows()
+    if rows != [built.n_obs]:
         raise DataError(
-            f"The model's pm.Data containers hold {sorted(rows)} rows but it was built on {built.n_obs} training "
+            f"The model's pm.Data containers hold {rows} rows but it was built on {built.n_obs} training "
             "rows (pm.set_data swapped them, e.g. for prediction). Set the training rows back with "
             "pm.set_data, or build a new model on the new data with bp.build_model(spec, X, y)."
         )
