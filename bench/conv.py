@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 import bnn_ppl as bp
+from bench.baselines import _prior_loc_scale
 from bench.measure import classification_metrics
 
 BATCH = 128
@@ -64,11 +65,13 @@ def _limit_step(spec: bp.Network, X: np.ndarray, y: np.ndarray, lr: float = 0.01
 
     layers = spec.resolve(X.shape[1:])
     blocks = [(layer.name, p.key, p.shape, p.prior) for layer in layers for p in layer.params]
+    fan_ins = [p.fan_in for layer in layers for p in layer.params]
     sizes = [int(np.prod(shape)) for _, _, shape, _ in blocks]
     offsets = np.cumsum([0, *sizes])
     dim = int(offsets[-1])
-    prior_mu = np.concatenate([np.full(n, getattr(pr, "mu", 0.0)) for n, (_, _, _, pr) in zip(sizes, blocks)])
-    prior_sigma = np.concatenate([np.full(n, pr.sigma) for n, (_, _, _, pr) in zip(sizes, blocks)])
+    loc_scale = [_prior_loc_scale(pr, fan_in) for (_, _, _, pr), fan_in in zip(blocks, fan_ins)]
+    prior_mu = np.concatenate([np.full(n, mu) for n, (mu, _) in zip(sizes, loc_scale)])
+    prior_sigma = np.concatenate([np.full(n, sigma) for n, (_, sigma) in zip(sizes, loc_scale)])
     n_obs = X.shape[0]
     dtype = X.dtype
     prior_mu, prior_sigma = jnp.asarray(prior_mu, dtype), jnp.asarray(prior_sigma, dtype)
