@@ -21,7 +21,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from bnn_ppl import io as model_io
 from bnn_ppl.compile import build_model
 from bnn_ppl.compile.data import float_dtype
-from bnn_ppl.errors import DataError, ModelFileError, SpecError
+from bnn_ppl.errors import DataError, ModelFileError, ParameterError, SpecError
 from bnn_ppl.inference import fit as fit_advi
 from bnn_ppl.spec import Bernoulli, Categorical, Dense, Network, Normal, NormalLikelihood, Prior
 
@@ -79,7 +79,7 @@ class _BNNBase(BaseEstimator):
                 f"integers such as (16,) or (32, 32). Got {self.hidden_layer_sizes!r} instead."
             )
         if isinstance(self.draws, bool) or not isinstance(self.draws, (int, np.integer)) or self.draws < 1:
-            raise SpecError(
+            raise ParameterError(
                 f"The 'draws' parameter of {type(self).__name__} must be a positive integer. Got {self.draws!r}."
             )
         layers = [Dense(int(u), self.activation) for u in sizes]

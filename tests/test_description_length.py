@@ -100,7 +100,7 @@ def test_monte_carlo_lc_for_hierarchical_prior_matches_scipy(data):
 
 
 def test_bad_draws_raise():
-    with pytest.raises(bp.SpecError, match="'draws' parameter of description_length must be an integer >= 2. Got 1"):
+    with pytest.raises(bp.ParameterError, match="'draws' parameter of description_length must be an integer >= 2. Got 1"):
         from bnn_ppl.inference.description_length import description_length
 
         description_length(None, draws=1)

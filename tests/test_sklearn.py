@@ -140,3 +140,10 @@ def test_grid_search_process_workers_match_in_process(moons_small):
     in_process = cross_val_score(clone(est).set_params(learning_rate=0.05), X, y, cv=cv)
     assert grid.cv_results_["mean_test_score"][1] == pytest.approx(in_process.mean(), abs=1e-12)
     assert grid.best_estimator_.result_.n_steps == 500
+
+
+def test_bad_draws_is_a_parameter_error():
+    from bnn_ppl.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="'draws' parameter of BNNClassifier must be a positive integer"):
+        BNNClassifier((2,), n_iter=10, draws=0).fit(np.zeros((6, 2)), [0, 1] * 3)

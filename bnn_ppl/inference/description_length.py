@@ -29,7 +29,7 @@ from pytensor.graph.basic import Constant
 from pytensor.graph.traversal import graph_inputs
 from pytensor.tensor.random.basic import NormalRV
 
-from bnn_ppl.errors import SpecError
+from bnn_ppl.errors import ParameterError
 
 __all__ = ["DescriptionLength", "description_length"]
 
@@ -146,7 +146,7 @@ def description_length(result: Any, draws: int = 1000, random_seed: int | None =
     >>> dl.lc_bits, dl.le_bits, dl.total_bits  # doctest: +SKIP
     """
     if isinstance(draws, bool) or not isinstance(draws, (int, np.integer)) or draws < 2:
-        raise SpecError(f"The 'draws' parameter of description_length must be an integer >= 2. Got {draws!r} instead.")
+        raise ParameterError(f"The 'draws' parameter of description_length must be an integer >= 2. Got {draws!r} instead.")
     built = result.built
     model = built.model
     mu, scale, marginal_std, mean_field = _q_moments(result.approx)
