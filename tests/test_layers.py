@@ -321,3 +321,15 @@ def test_batchnorm_predictions_use_training_statistics_per_draw():
     loaded = bp.load(result.save(Path(tempfile.mkdtemp()) / "bn.bnn", include_data=False))
     np.testing.assert_array_equal(loaded.built.reference_X, built.reference_X)
     np.testing.assert_allclose(loaded.predictor().sample(X_test, draws=8, random_seed=1), together, rtol=1e-10)
+
+
+def test_normalisation_scales_start_at_one_in_fit_and_in_the_model():
+    from bnn_ppl.inference.init import initial_means
+
+    X, y = _images(20, 8)
+    spec = bp.Network([bp.Conv2D(2, 3), bp.BatchNorm(), bp.Flatten(), bp.Dense(1, "identity")], bp.Bernoulli())
+    built = bp.build_model(spec, X, y)
+    np.testing.assert_array_equal(built.model.initial_point()["batchnorm_0_scale"], np.ones(2))
+    start = initial_means(built, np.random.default_rng(0))
+    np.testing.assert_array_equal(start["batchnorm_0_scale"], np.ones(2))
+    assert np.std(start["conv_0_w"]) > 0.1

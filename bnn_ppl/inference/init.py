@@ -22,10 +22,14 @@ def inverse_softplus(x: float | np.ndarray) -> np.ndarray:
 
 
 def initial_means(built: BuiltModel, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """RV name -> initial mean (constrained space): ``N(0, init_scale)`` draws for weights."""
+    """RV name -> initial mean (constrained space): ``N(init_loc, init_scale)`` draws.
+
+    Weights get random means around 0 (symmetry breaking); normalisation scales start at their
+    prior centre (``init_locs``, 1 for ``Normal(1, mu=1)``) with spread 0.
+    """
     point = built.model.initial_point()
     start: dict[str, np.ndarray] = {}
     for name, scale in built.init_scales.items():
         shape = point[built.model.rvs_to_values[built.model[name]].name].shape
-        start[name] = rng.normal(0.0, scale, size=shape)
+        start[name] = rng.normal(built.init_locs.get(name, 0.0), scale, size=shape)
     return start
