@@ -37,6 +37,9 @@ _LAZY = {
     "build_model": "bnn_ppl.compile",
     "FitResult": "bnn_ppl.inference",
     "fit": "bnn_ppl.inference",
+    "MeanField": "bnn_ppl.inference",
+    "FullRank": "bnn_ppl.inference",
+    "LowRank": "bnn_ppl.inference",
     "Predictor": "bnn_ppl.predictive",
     "load": "bnn_ppl.io",
     "BNNClassifier": "bnn_ppl.sklearn",
@@ -45,7 +48,7 @@ _LAZY = {
 
 if TYPE_CHECKING:  # pragma: no cover
     from bnn_ppl.compile import BuiltModel, build_model
-    from bnn_ppl.inference import FitResult, fit
+    from bnn_ppl.inference import FitResult, FullRank, LowRank, MeanField, fit
     from bnn_ppl.io import load
     from bnn_ppl.sklearn import BNNClassifier, BNNRegressor
     from bnn_ppl.predictive import Predictor
@@ -72,9 +75,12 @@ __all__ = [
     "FanInNormal",
     "FitError",
     "FitResult",
+    "FullRank",
     "Hierarchical",
     "Horseshoe",
     "Laplace",
+    "LowRank",
+    "MeanField",
     "ModelFileError",
     "Network",
     "Normal",

@@ -1,6 +1,7 @@
 """Array namespaces for the one forward definition of each layer: numpy, JAX and PyTensor.
 
-Layer and activation code (:mod:`bnn_ppl.spec.layers`) calls only the names listed in
+Layer, activation and variational-family code (:mod:`bnn_ppl.spec.layers`,
+:mod:`bnn_ppl.inference.families`) calls only the names listed in
 ``PRIMITIVES`` on the ``xp`` it is given; each namespace maps them to its library. The
 libraries are imported when a namespace is first asked for.
 """
@@ -16,7 +17,7 @@ __all__ = ["PRIMITIVES", "numpy_ops", "jax_ops", "pytensor_ops"]
 #: Every name a layer, activation or link may call on ``xp``.
 PRIMITIVES = (
     "tanh", "exp", "expm1", "log", "sqrt", "erf", "sigmoid", "softplus", "softmax", "maximum", "minimum",
-    "where", "matmul", "pad", "max", "mean", "moveaxis", "concatenate",
+    "where", "matmul", "pad", "max", "mean", "moveaxis", "concatenate", "sum", "cholesky",
 )
 
 
@@ -38,6 +39,7 @@ def numpy_ops() -> SimpleNamespace:
         softplus=lambda x: np.logaddexp(0, x),
         softmax=lambda x, axis=-1: special.softmax(x, axis=axis),
         max=lambda x, axis=None: np.max(x, axis=axis),
+        cholesky=np.linalg.cholesky,
     )
 
 
@@ -48,7 +50,8 @@ def jax_ops() -> SimpleNamespace:
     import jax.numpy as jnp
 
     return _namespace(
-        jnp, erf=jax.scipy.special.erf, sigmoid=jax.nn.sigmoid, softplus=jax.nn.softplus, softmax=jax.nn.softmax
+        jnp, erf=jax.scipy.special.erf, sigmoid=jax.nn.sigmoid, softplus=jax.nn.softplus, softmax=jax.nn.softmax,
+        cholesky=jnp.linalg.cholesky,
     )
 
 
@@ -58,4 +61,4 @@ def pytensor_ops() -> SimpleNamespace:
     import pytensor.tensor as pt
     from pytensor.tensor.special import softmax
 
-    return _namespace(pt, softmax=lambda x, axis=-1: softmax(x, axis=axis))
+    return _namespace(pt, softmax=lambda x, axis=-1: softmax(x, axis=axis), cholesky=pt.linalg.cholesky)

@@ -13,7 +13,7 @@ from bnn_ppl.compile.likelihoods import OBSERVED_NAME
 from bnn_ppl.predictive.predictor import check_draws
 from bnn_ppl.spec import Bernoulli, Categorical
 
-__all__ = ["to_datatree", "sample_outcomes", "layer_params", "LAYERS_ATTR"]
+__all__ = ["to_datatree", "posterior_group", "sample_outcomes", "layer_params", "LAYERS_ATTR"]
 
 #: Posterior attribute holding ``{layer: [parameter variable, ...]}`` as JSON (read by ``plot_weights``).
 LAYERS_ATTR = "bnn_ppl_layers"
@@ -22,6 +22,52 @@ LAYERS_ATTR = "bnn_ppl_layers"
 def layer_params(layers: Any) -> dict[str, list[str]]:
     """Resolved layers -> ``{layer: [parameter variable, ...]}`` (layers without parameters left out)."""
     return {layer.name: [p.var_name for p in layer.params] for layer in layers if layer.params}
+
+
+def _named_values_fn(result: Any) -> tuple[list[str], Any]:
+    """Compiled map from flat draws (draws, D) to every free variable and deterministic (constrained), cached."""
+    cache = result._predictors
+    if "named_values" not in cache:
+        import pytensor
+        import pytensor.tensor as pt
+        from pytensor.graph.replace import graph_replace, vectorize_graph
+
+        from bnn_ppl.compile.data import float_dtype
+
+        model = result.built.model
+        theta = pt.vector("theta", dtype=float_dtype())
+        by_name = {v.name: v for v in model.value_vars}
+        replacements = {by_name[name]: theta[slc].reshape(shape).astype(dtype)
+                        for name, (_, slc, shape, dtype) in result.posterior.layout.items()}
+        variables = [*model.free_RVs, *model.deterministics]
+        graphs = graph_replace(model.replace_rvs_by_values(variables), replacements, strict=False)
+        thetas = pt.matrix("thetas", dtype=float_dtype())
+        fn = pytensor.function([thetas], vectorize_graph(graphs, {theta: thetas}))
+        cache["named_values"] = ([v.name for v in variables], fn)
+    return cache["named_values"]
+
+
+def posterior_group(result: Any, draws: int, rng: np.random.Generator) -> xr.Dataset:
+    """The ``posterior`` group: ``draws`` per chain, one chain per ensemble member, PyMC's dims.
+
+    Every family exports the same way: flat draws from q mapped through the model's own
+    transforms (constrained values of every free variable and deterministic).
+    """
+    posterior = result.posterior
+    model = result.built.model
+    thetas = posterior.draw(draws, rng, per_member=True).astype(result.built.X_data.dtype)
+    names, fn = _named_values_fn(result)
+    values = fn(thetas)
+    chains = posterior.members
+    data = {}
+    for name, value in zip(names, values, strict=True):
+        value = np.asarray(value).reshape(chains, draws, *np.shape(value)[1:])
+        dims = ["chain", "draw", *model.named_vars_to_dims.get(name, ())]
+        dims += [f"{name}_dim_{i}" for i in range(len(dims), value.ndim)]
+        coords = {dim: list(model.coords[dim]) for dim in dims[2:] if dim in model.coords}
+        data[name] = xr.DataArray(value, dims=dims, coords={"chain": np.arange(chains), "draw": np.arange(draws),
+                                                             **coords})
+    return xr.Dataset(data)
 
 
 def sample_outcomes(likelihood: Any, param: np.ndarray, rng: np.random.Generator, sigma: np.ndarray | None = None):
@@ -79,10 +125,8 @@ def to_datatree(result: Any, draws: int = 1000, X: Any = None, y: Any = None, *,
     rng = np.random.default_rng(random_seed)
     built = result.built
     spec = built.spec
-    dt = result.approx.sample(draws, random_seed=int(rng.integers(2**31 - 1)))
-    for group in ("sample_stats",):
-        if group in dt.children:
-            del dt[group]
+    dt = xr.DataTree()
+    dt["posterior"] = posterior_group(result, draws, np.random.default_rng(int(rng.integers(2**31 - 1))))
     dt["posterior"].attrs[LAYERS_ATTR] = json.dumps(layer_params(built.layers))
     train_X = np.asarray(built.X_data.get_value())
     train_y = np.asarray(built.y_data.get_value())

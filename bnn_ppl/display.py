@@ -114,7 +114,7 @@ def _fit_facts(result: Any) -> list[tuple[str, str]]:
     timings = result.timings
     status = "interrupted" if result.interrupted else "finished"
     return [
-        ("method", f"{result.method} (Adam, learning rate {_schedule(result)})"),
+        ("method", _method(result)),
         ("engine", f"{result.engine} (backend {result.backend})"),
         ("steps", f"{result.n_steps:,} ({status})"),
         ("final loss", f"{result.final_loss:,.2f} (mean -ELBO of the last steps, nats)"),
@@ -129,7 +129,7 @@ def fit_text(result: Any) -> str:
     """A multi-line summary of a fit: how it ran, the final loss, timings, then the network."""
     facts = _fit_facts(result)
     width = max(len(key) for key, _ in facts)
-    lines = [f"FitResult({result.spec.name!r}: {result.method}, {result.n_steps:,} steps, final loss {result.final_loss:,.2f})"]
+    lines = [f"FitResult({result.spec.name!r}: {result.family.label()}, {result.n_steps:,} steps, final loss {result.final_loss:,.2f})"]
     lines += [f"  {key.ljust(width)}  {value}" for key, value in facts]
     lines += ["  " + line for line in network_text(result.spec).splitlines()]
     return "\n".join(lines)
@@ -142,6 +142,16 @@ def fit_html(result: Any) -> str:
     )
     title = f"<b>FitResult</b> {escape(repr(result.spec.name))}"
     return f"<div>{title}<table {_TABLE}><tbody>{facts}</tbody></table>{network_html(result.spec)}</div>"
+
+
+def _method(result: Any) -> str:
+    """``lowrank_advi(rank=8) (Adam, learning rate 0.01), ensemble of 8, 4 draws per step``."""
+    text = f"{result.family.label()} (Adam, learning rate {_schedule(result)})"
+    if result.members > 1:
+        text += f", ensemble of {result.members}"
+    if result.mc_draws > 1:
+        text += f", {result.mc_draws} draws per step"
+    return text
 
 
 def _schedule(result: Any) -> str:

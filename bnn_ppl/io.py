@@ -5,7 +5,8 @@ A model file holds
 - ``spec.json``: the network spec (:func:`bnn_ppl.spec.spec_to_dict`);
 - ``fit.json``: how it was fitted, the data layout (rows, batch size, feature and class names)
   and the flat parameter layout;
-- ``params/<name>.npy``: the variational parameters (``mu`` and ``rho`` or ``L_tril``);
+- ``params/<name>.npy``: the variational parameters (the family's ``param_names``; an ensemble's
+  with a leading members axis);
 - ``losses.npy`` and, unless left out, ``data/X.npy`` / ``data/y.npy`` (the training data);
 - ``data/reference_X.npy`` for networks with batch statistics (BatchNorm): the training rows
   whose statistics normalise predictions, kept even when the data are left out;
@@ -33,7 +34,7 @@ import numpy as np
 
 from bnn_ppl.errors import BnnPplError, ModelFileError
 from bnn_ppl.spec import spec_from_dict, spec_to_dict
-from bnn_ppl.io_schema import PARAM_NAMES, check_fit_info
+from bnn_ppl.io_schema import check_fit_info
 from bnn_ppl.spec.io import write_atomic
 
 __all__ = [
@@ -82,8 +83,8 @@ def _json(data: Any) -> bytes:
     return json.dumps(data, indent=1, sort_keys=True, allow_nan=True).encode("utf-8")
 
 
-def _ordering(approx: Any) -> list[list[Any]]:
-    return [[name, list(shape)] for name, (_, _, shape, _) in approx.groups[0].ordering.items()]
+def _layout_json(layout: Any) -> list[list[Any]]:
+    return [[name, list(shape)] for name, (_, _, shape, _) in layout.items()]
 
 
 def _check_saveable(built: Any) -> None:
@@ -110,6 +111,10 @@ def to_bytes(result: Any, *, metadata: dict | None = None, include_data: bool = 
     class_names = built.class_names if built.spec.likelihood.is_classifier else None
     fit_info = {
         "method": result.method,
+        "family_options": result.family.options(),
+        "members": int(result.members),
+        "member_seeds": [int(s) for s in result.member_seeds],
+        "mc_draws": int(result.mc_draws),
         "engine": result.engine,
         "backend": result.backend,
         "learning_rate": result.learning_rate,
@@ -124,13 +129,14 @@ def to_bytes(result: Any, *, metadata: dict | None = None, include_data: bool = 
         "feature_names": None if built.feature_names is None else [
             str(v) if not isinstance(v, int) else v for v in built.feature_names],
         "class_names": None if class_names is None else [c if isinstance(c, int) else str(c) for c in class_names],
-        "ordering": _ordering(result.approx),
+        "ordering": _layout_json(result.posterior.layout),
         "data_included": bool(include_data),
     }
     members: dict[str, bytes] = {
         "spec.json": _json(spec_to_dict(built.spec)),
         "fit.json": _json(fit_info),
-        "losses.npy": _npy(np.asarray(result.losses, dtype=float)),
+        "losses.npy": _npy(np.asarray(result.losses if result.member_losses is None else result.member_losses,
+                                      dtype=float)),
         "metadata.json": _json(metadata or {}),
     }
     for name, value in result.params().items():
@@ -372,25 +378,31 @@ def _rebuild_model(where: str, members: dict[str, bytes], spec: Any, info: dict[
     return built
 
 
-def _rebuild_approx(where: str, members: dict[str, bytes], built: Any, info: dict[str, Any]) -> Any:
-    """A fresh MeanField / FullRank approximation holding the saved (finite) parameters."""
-    import pymc as pm
+def _rebuild_posterior(where: str, members: dict[str, bytes], built: Any, info: dict[str, Any]) -> Any:
+    """The saved family with its saved (finite) parameters, in a layout checked against the rebuilt model."""
+    from bnn_ppl.inference.families import flat_layout, resolve_family
+    from bnn_ppl.inference.posterior import VariationalPosterior
 
-    method = info["method"]
-    approx = (pm.MeanField if method == "advi" else pm.FullRank)(model=built.model)
-    if _ordering(approx) != info["ordering"]:
+    try:
+        family = resolve_family(info["method"], info["family_options"])
+    except BnnPplError as err:
+        raise ModelFileError(f"{where}: fit.json's family settings are invalid: {err}") from None
+    layout = _layout_json(flat_layout(built.model))
+    if layout != info["ordering"]:
         raise ModelFileError(
             f"{where}: the parameter layout saved ({info['ordering']}) differs from the rebuilt model's "
-            f"({_ordering(approx)}); the file was written by an incompatible bnn_ppl."
+            f"({layout}); the file was written by an incompatible bnn_ppl."
         )
-    params = approx.groups[0].params_dict
-    for name in PARAM_NAMES[method]:
+    d = sum(int(np.prod(shape)) for _, shape in layout)
+    n_members = info["members"]
+    values = {}
+    for name, shape in family.param_shapes(d).items():
+        expected = shape if n_members == 1 else (n_members, *shape)
         value = _array(where, members, f"params/{name}.npy", finite=True)
-        current = params[name].get_value()
-        if value.shape != current.shape:
-            raise ModelFileError(f"{where}: params/{name}.npy has shape {value.shape}; expected {current.shape}.")
-        params[name].set_value(value.astype(current.dtype))
-    return approx
+        if value.shape != expected:
+            raise ModelFileError(f"{where}: params/{name}.npy has shape {value.shape}; expected {expected}.")
+        values[name] = value
+    return VariationalPosterior(family, built.model, values, members=n_members)
 
 
 def from_bytes(data: bytes, *, where: str = "<bytes>") -> tuple[Any, dict]:
@@ -406,15 +418,20 @@ def from_bytes(data: bytes, *, where: str = "<bytes>") -> tuple[Any, dict]:
     info = check_fit_info(where, _json_object(where, members, "fit.json"))
     meta = _json_object(where, members, "metadata.json")
     losses = _array(where, members, "losses.npy").astype(float)
+    if losses.ndim != (1 if info["members"] == 1 else 2):
+        raise ModelFileError(f"{where}: losses.npy has shape {losses.shape}; expected one row per ensemble member "
+                             f"({info['members']}).")
     built = _rebuild_model(where, members, spec, info)
-    approx = _rebuild_approx(where, members, built, info)
+    posterior = _rebuild_posterior(where, members, built, info)
     from bnn_ppl.inference import FitResult
 
     result = FitResult(
         built=built,
-        approx=approx,
-        losses=losses,
-        method=info["method"],
+        posterior=posterior,
+        losses=losses if losses.ndim == 1 else losses.mean(axis=0),
+        member_losses=None if losses.ndim == 1 else losses,
+        member_seeds=tuple(info["member_seeds"]),
+        mc_draws=info["mc_draws"],
         engine=info["engine"],
         backend=info["backend"],
         learning_rate=float(info["learning_rate"]),

@@ -12,11 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 from bnn_ppl.errors import ModelFileError
+from bnn_ppl.inference.families import FAMILIES
 
-__all__ = ["FIT_SCHEMA", "FIT_DEFAULTS", "PARAM_NAMES", "check_fit_info"]
-
-#: Variational method -> the names of its parameter arrays (``params/<name>.npy``).
-PARAM_NAMES = {"advi": ("mu", "rho"), "fullrank_advi": ("mu", "L_tril")}
+__all__ = ["FIT_SCHEMA", "FIT_DEFAULTS", "check_fit_info"]
 
 
 def _is_int(value: Any, low: int) -> bool:
@@ -43,7 +41,12 @@ def _is_ordering(value: Any) -> bool:
 
 #: Every field of fit.json (see :func:`to_bytes`): field -> (check, what it must be).
 FIT_SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "method": (lambda v: isinstance(v, str) and v in PARAM_NAMES, f"one of {list(PARAM_NAMES)}"),
+    "method": (lambda v: isinstance(v, str) and v in FAMILIES, f"one of {FAMILIES.names()} (a variational family)"),
+    "family_options": (lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v),
+                       "an object of the family's settings (e.g. {\"rank\": 8})"),
+    "members": (lambda v: _is_int(v, 1), "a positive integer (ensemble members)"),
+    "member_seeds": (lambda v: isinstance(v, list) and all(_is_int(s, 0) for s in v), "a list of seeds"),
+    "mc_draws": (lambda v: _is_int(v, 1), "a positive integer"),
     "engine": (lambda v: isinstance(v, str), "an engine name (a string)"),
     "backend": (lambda v: v is None or isinstance(v, str), "a backend name (a string) or null"),
     "learning_rate": (lambda v: _is_number(v) and math.isfinite(v) and v > 0, "a positive number"),
@@ -63,7 +66,8 @@ FIT_SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data_included": (lambda v: isinstance(v, bool), "true or false"),
 }
 #: Fields older files may lack, with the value they imply.
-FIT_DEFAULTS = {"lr_floor": 1.0, "stop_reason": "completed"}
+FIT_DEFAULTS = {"lr_floor": 1.0, "stop_reason": "completed", "family_options": {}, "members": 1,
+                "member_seeds": [], "mc_draws": 1}
 
 
 def check_fit_info(where: str, data: dict[str, Any]) -> dict[str, Any]:

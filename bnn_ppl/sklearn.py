@@ -43,14 +43,18 @@ class _BNNBase(BaseEstimator):
         n_iter: int = 30_000,
         batch_size: int | None = None,
         learning_rate: float = 0.01,
-        method: str = "advi",
+        method: Any = "auto",
         engine: str = "auto",
         backend: str | None = None,
         init_sigma: float = 0.1,
         draws: int = 500,
         random_state: int | np.random.RandomState | None = None,
         progressbar: bool = False,
+        ensemble: int = 1,
+        mc_draws: int = 1,
     ) -> None:
+        self.ensemble = ensemble
+        self.mc_draws = mc_draws
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.prior = prior
@@ -111,6 +115,8 @@ class _BNNBase(BaseEstimator):
             init_sigma=self.init_sigma,
             random_seed=fit_seed,
             progressbar=self.progressbar,
+            ensemble=self.ensemble,
+            mc_draws=self.mc_draws,
         )
         self.predict_seed_ = predict_seed
         self.n_iter_ = self.result_.n_steps
@@ -128,15 +134,37 @@ class _BNNBase(BaseEstimator):
         predictor, X = self._predictor(X)
         return predictor.uncertainty(X, draws=self.draws, random_seed=self.predict_seed_)
 
+    def evaluate(self, X: Any, y: Any) -> Any:
+        """Held-out quality (:class:`bnn_ppl.predictive.quality.Quality`): log predictive density and,
+        for a classifier, accuracy and ECE; for a regressor, RMSE and interval coverage in the units of ``y``."""
+        from bnn_ppl.predictive.quality import evaluate
+
+        predictor, X = self._predictor(X)
+        y = np.asarray(y)
+        if hasattr(self, "classes_"):
+            index = {c: i for i, c in enumerate(self.classes_.tolist())}
+            unknown = sorted({v for v in y.tolist() if v not in index}, key=str)
+            if unknown:
+                raise DataError(f"y holds labels {unknown[:5]} the estimator was not fitted on ({self.classes_.tolist()}).")
+            return evaluate(predictor, X, np.array([index[v] for v in y.tolist()]), draws=self.draws,
+                            random_seed=self.predict_seed_)
+        q = evaluate(predictor, X, (np.asarray(y, dtype=float) - self.y_mean_) / self.y_scale_, draws=self.draws,
+                     random_seed=self.predict_seed_)
+        return type(q)(lpd=q.lpd - float(np.log(self.y_scale_)), rows=q.rows, draws=q.draws,
+                       rmse=q.rmse * self.y_scale_, coverage=q.coverage)
+
     # ------------------------------------------------------------------ save / load / joblib state
     def _state(self) -> dict[str, Any]:
         params = self.get_params()
         params["hidden_layer_sizes"] = list(np.atleast_1d(params["hidden_layer_sizes"]).tolist())
         params["prior"] = params["bias_prior"] = None  # restored from the saved spec
+        family_set = not isinstance(params["method"], str)
+        if family_set:
+            params["method"] = None  # a Family instance: restored from the saved fit
         rs = params["random_state"]
         if rs is not None and not isinstance(rs, (int, np.integer)):
             params["random_state"] = None
-        state: dict[str, Any] = {"class": type(self).__name__, "params": params,
+        state: dict[str, Any] = {"class": type(self).__name__, "params": params, "custom_family": family_set,
                                  "custom_priors": [self.prior is not None, self.bias_prior is not None]}
         for name in _FITTED:
             if hasattr(self, name):
@@ -150,6 +178,8 @@ class _BNNBase(BaseEstimator):
         prior_set, bias_set = state.get("custom_priors", [False, False])
         self.set_params(prior=result.spec.prior if prior_set else None,
                         bias_prior=result.spec.bias_prior if bias_set else None)
+        if state.get("custom_family"):
+            self.set_params(method=result.family)
         for name in _FITTED:
             if name in state:
                 value = state[name]
@@ -227,7 +257,10 @@ class BNNClassifier(ClassifierMixin, _BNNBase):
         Minibatch size (None: full batch).
     learning_rate, init_sigma : float
         Adam step size and the initial posterior standard deviation.
-    method, engine, backend : str
+    method : str or Family
+        The variational family, passed to :func:`bnn_ppl.fit` (``"advi"``, ``"fullrank_advi"``,
+        ``"lowrank_advi"`` or an instance such as ``bnn_ppl.LowRank(rank=4)``).
+    engine, backend : str
         Passed to :func:`bnn_ppl.fit`.
     draws : int
         Posterior draws averaged by ``predict_proba``.
@@ -235,6 +268,10 @@ class BNNClassifier(ClassifierMixin, _BNNBase):
         Seeds the fit and the predictive draws (predictions are reproducible after fitting).
     progressbar : bool
         Show the fit's progress bar.
+    ensemble : int
+        Independent fits run together and mixed with equal weights (``fit(ensemble=...)``).
+    mc_draws : int
+        Monte Carlo draws per step.
 
     Attributes
     ----------
@@ -312,18 +349,20 @@ class BNNRegressor(RegressorMixin, _BNNBase):
         n_iter: int = 30_000,
         batch_size: int | None = None,
         learning_rate: float = 0.01,
-        method: str = "advi",
+        method: Any = "auto",
         engine: str = "auto",
         backend: str | None = None,
         init_sigma: float = 0.1,
         draws: int = 500,
         random_state: int | np.random.RandomState | None = None,
         progressbar: bool = False,
+        ensemble: int = 1,
+        mc_draws: int = 1,
         sigma_prior: float = 1.0,
         normalize_y: bool = True,
     ) -> None:
         super().__init__(hidden_layer_sizes, activation, prior, bias_prior, n_iter, batch_size, learning_rate,
-                         method, engine, backend, init_sigma, draws, random_state, progressbar)
+                         method, engine, backend, init_sigma, draws, random_state, progressbar, ensemble, mc_draws)
         self.sigma_prior = sigma_prior
         self.normalize_y = normalize_y
 

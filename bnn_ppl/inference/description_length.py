@@ -4,9 +4,9 @@
 length of the weights) and ``LE = E_q[-log p(D | theta)]`` the error (the code length of the
 data given the weights). Both are in nats here and in bits on request.
 
-How each part is computed (q is PyMC's Gaussian over the unconstrained parameters):
+How each part is computed (q is a Gaussian family over the unconstrained parameters):
 
-- the entropy of q is analytic (mean-field and full-rank);
+- the entropy of q is analytic (every family defines it: mean-field, full-rank, low-rank);
 - ``E_q[-log prior]`` is analytic for every free variable with a ``Normal`` prior whose
   parameters are constants and which has no transform (``Normal``, ``FanInNormal`` weights),
   using q's marginal means and variances; every other prior term (hierarchical scales,
@@ -29,6 +29,7 @@ from pytensor.graph.basic import Constant
 from pytensor.graph.traversal import graph_inputs
 from pytensor.tensor.random.basic import NormalRV
 
+from bnn_ppl.array_ops import numpy_ops
 from bnn_ppl.errors import ParameterError
 
 __all__ = ["DescriptionLength", "description_length"]
@@ -51,7 +52,7 @@ class DescriptionLength:
     analytic : tuple of str
         Free variables whose prior term was computed in closed form.
     lc_by_variable : dict
-        Free variable -> its share of ``LC`` (mean-field only; empty for full-rank q).
+        Free variable -> its share of ``LC`` (mean-field only; empty for correlated q).
     """
 
     lc: float
@@ -86,19 +87,6 @@ class DescriptionLength:
         return out
 
 
-def _q_moments(approx: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    """Mean, Cholesky factor (or std vector) and the marginal std of q, in numpy."""
-    params = {k: np.asarray(v.get_value(), dtype=float) for k, v in approx.groups[0].params_dict.items()}
-    mu = params["mu"]
-    if "rho" in params:
-        std = np.logaddexp(0.0, params["rho"])  # softplus
-        return mu, std, std, True
-    d = mu.size
-    L = np.zeros((d, d))
-    L[np.tril_indices(d)] = params["L_tril"]
-    return mu, L, np.sqrt(np.sum(L**2, axis=1)), False
-
-
 def _constant_normal(model: Any, rv: Any) -> tuple[np.ndarray, np.ndarray] | None:
     """(mu, sigma) broadcast to the RV's shape when its prior is a constant untransformed Normal."""
     if not isinstance(rv.owner.op, NormalRV) or model.rvs_to_transforms.get(rv) is not None:
@@ -130,7 +118,7 @@ def description_length(result: Any, draws: int = 1000, random_seed: int | None =
     Parameters
     ----------
     result : FitResult
-        A fitted model (mean-field or full-rank ADVI).
+        A fitted model (any family; one member: for an ensemble use ``result.member(k)``).
     draws : int
         Monte Carlo draws from q for the terms that are not analytic.
     random_seed : int, optional
@@ -147,10 +135,20 @@ def description_length(result: Any, draws: int = 1000, random_seed: int | None =
     """
     if isinstance(draws, bool) or not isinstance(draws, (int, np.integer)) or draws < 2:
         raise ParameterError(f"The 'draws' parameter of description_length must be an integer >= 2. Got {draws!r} instead.")
+    posterior = result.posterior
+    if posterior.members > 1:
+        raise ParameterError(
+            f"description_length is defined for one fit; this is an ensemble of {posterior.members}. Use "
+            "result.member(k).description_length() for member k."
+        )
     built = result.built
     model = built.model
-    mu, scale, marginal_std, mean_field = _q_moments(result.approx)
-    ordering = result.approx.groups[0].ordering
+    family = posterior.family
+    params = {k: np.asarray(v, dtype=float) for k, v in posterior.values().items()}
+    mu = params["mu"]
+    marginal_std = family.marginal_std(params)
+    mean_field = family.name == "advi"
+    ordering = posterior.layout
 
     analytic: dict[str, float] = {}  # RV name -> analytic E_q[-log prior]
     mc_rvs = []
@@ -165,9 +163,8 @@ def description_length(result: Any, draws: int = 1000, random_seed: int | None =
         m, s = mu[sl], marginal_std[sl]
         analytic[rv.name] = float(np.sum(np.log(p_sigma * np.sqrt(2 * np.pi)) + (s**2 + (m - p_mu) ** 2) / (2 * p_sigma**2)))
 
-    d = mu.size
-    log_diag = np.log(np.abs(scale if mean_field else np.diag(scale)))
-    entropy = float(np.sum(log_diag) + 0.5 * d * (1.0 + np.log(2 * np.pi)))
+    entropy = float(family.entropy(numpy_ops(), params))
+    log_std = np.log(marginal_std)
 
     values = [model.rvs_to_values[rv] for rv in model.free_RVs]
     prior_terms = [term.sum() for term in model.logp(vars=mc_rvs, jacobian=True, sum=False)] if mc_rvs else []
@@ -181,9 +178,8 @@ def description_length(result: Any, draws: int = 1000, random_seed: int | None =
     prior_draws = np.zeros((draws, len(mc_rvs)))
     loglik_draws = np.empty(draws)
     names = [v.name for v in values]
-    for i in range(draws):
-        eps = rng.standard_normal(d)
-        theta = mu + (scale * eps if mean_field else scale @ eps)
+    thetas = posterior.draw(draws, rng)
+    for i, theta in enumerate(thetas):
         point = {}
         for name, var in zip(names, values, strict=True):
             _, sl, shape, _ = ordering[name]
@@ -201,7 +197,7 @@ def description_length(result: Any, draws: int = 1000, random_seed: int | None =
         mc_index = {rv.name: j for j, rv in enumerate(mc_rvs)}
         for rv, value in zip(model.free_RVs, values, strict=True):
             sl = ordering[value.name][1]
-            h = float(np.sum(log_diag[sl]) + 0.5 * (sl.stop - sl.start) * (1.0 + np.log(2 * np.pi)))
+            h = float(np.sum(log_std[sl]) + 0.5 * (sl.stop - sl.start) * (1.0 + np.log(2 * np.pi)))
             cross = analytic[rv.name] if rv.name in analytic else -float(np.mean(prior_draws[:, mc_index[rv.name]]))
             by_variable[rv.name] = cross - h
     return DescriptionLength(

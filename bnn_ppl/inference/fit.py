@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
-import pymc as pm
+from pymc.initial_point import make_initial_point_fn
 
 from bnn_ppl.compile import BuiltModel
 from bnn_ppl.errors import DataError, FitError, ParameterError
 from bnn_ppl.inference.engines import ENGINES, FitRequest, resolve_engine
-from bnn_ppl.inference.init import DEFAULT_INIT_SIGMA, initial_means, inverse_softplus
+from bnn_ppl.inference.families import Family, flat_layout, resolve_family
+from bnn_ppl.inference.init import DEFAULT_INIT_SIGMA, initial_means
+from bnn_ppl.inference.posterior import VariationalPosterior
 from bnn_ppl.inference.result import FitResult
 
-__all__ = ["fit", "METHODS", "BACKENDS"]
+__all__ = ["fit", "BACKENDS"]
 
-METHODS = ("advi", "fullrank_advi")
 #: Default final step size as a fraction of the first (see ``fit``'s ``lr_floor``). Digits
 #: 64-32-10, 5 seeds: constant Adam 0.01 gave 0.953/0.962/0.967 (min/median/max accuracy) and
 #: -ELBO ~995; decaying to 1% gave 0.9655/0.9666/0.9766 and ~950. Moons: 117.3 vs 118.7.
@@ -25,38 +27,42 @@ DEFAULT_LR_FLOOR = 0.01
 BACKENDS = ("numba", "c", "jax")
 
 
-def _make_inference(built: BuiltModel, method: str, start: dict, seed: int | None, init_sigma: float):
-    cls = pm.ADVI if method == "advi" else pm.FullRankADVI
-    inference = cls(model=built.model, start=start, random_seed=seed)
-    group = inference.approx.groups[0]
-    rho = float(inverse_softplus(init_sigma))
-    params = group.params_dict
-    if method == "advi":
-        params["rho"].set_value(np.full(group.ddim, rho, dtype=params["rho"].dtype))
-    else:
-        d = group.ddim
-        tril = np.zeros((d, d))
-        tril[np.diag_indices(d)] = rho
-        params["L_tril"].set_value(tril[np.tril_indices(d)].astype(params["L_tril"].dtype))
-    return inference
+def _positive_int(value: Any, name: str, example: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ParameterError(f"The {name!r} parameter of fit must be a positive integer such as {example}. "
+                             f"Got {value!r} instead.")
+    return int(value)
+
+
+def _member_start(built: BuiltModel, family: Family, seed: int | None, init_sigma: float):
+    """One member's initial parameters and engine seed: the random path of a one-member fit with ``seed``."""
+    rng = np.random.default_rng(seed)
+    start = initial_means(built, rng)
+    family_rng = np.random.default_rng(_child_seed(rng))
+    point = make_initial_point_fn(model=built.model, overrides=start, jitter_rvs={}, return_transformed=True)(0)
+    layout = flat_layout(built.model)
+    mu = np.concatenate([np.asarray(point[name], dtype=float).ravel() for name in layout])
+    return family.initial_params(mu, init_sigma, family_rng), _child_seed(rng)
 
 
 def fit(
     built: BuiltModel,
     n: int = 30_000,
     *,
-    method: str = "advi",
+    method: str | Family = "auto",
     engine: str = "auto",
     backend: str | None = None,
     learning_rate: float = 0.01,
     lr_floor: float = DEFAULT_LR_FLOOR,
     init_sigma: float = DEFAULT_INIT_SIGMA,
+    mc_draws: int = 1,
+    ensemble: int = 1,
     random_seed: int | None = None,
     progressbar: bool = True,
     callbacks: Sequence[Callable] = (),
     callback_every: int | None = None,
 ) -> FitResult:
-    """Fit the network's posterior with ADVI (mean-field or full-rank) and Adam.
+    """Fit the network's posterior with ADVI (any variational family) and Adam.
 
     Parameters
     ----------
@@ -64,8 +70,12 @@ def fit(
         From :func:`bnn_ppl.build_model`.
     n : int
         Optimisation steps.
-    method : {"advi", "fullrank_advi"}
-        Mean-field or full-rank Gaussian approximation (full-rank needs few parameters).
+    method : {"auto", "advi", "fullrank_advi", "lowrank_advi"} or Family
+        The variational family (:data:`bnn_ppl.inference.families.FAMILIES`): mean-field,
+        full-rank (few parameters only) or low-rank plus diagonal, by name or as an instance
+        with settings (``bp.LowRank(rank=4)``). ``"auto"`` is full-rank up to
+        :data:`~bnn_ppl.inference.families.AUTO_FULLRANK_MAX` parameters (where it matched
+        NUTS on moons and mean-field pruned units), mean-field above.
     engine : str
         ``"auto"`` (the fastest available), ``"jax"``, ``"numba"`` or ``"pymc"`` (PyMC's own loop,
         the reference). See ``bnn_ppl.inference.engines.ENGINES``.
@@ -82,8 +92,14 @@ def fit(
         optimiser) always uses a constant step size.
     init_sigma : float
         Initial posterior standard deviation of every parameter.
+    mc_draws : int
+        Monte Carlo draws of the parameters per step, averaged (vectorised on the JAX engine).
+    ensemble : int
+        Independent fits run together in one compiled loop (JAX engine), each from its own
+        seed; the result predicts with their equal-weight mixture and exports the members on
+        ArviZ's ``chain`` dim. Member ``k`` is the fit ``fit(..., random_seed=result.member_seeds[k])``.
     random_seed : int, optional
-        Seeds the initial means and every Monte Carlo draw.
+        Seeds the initial means and every Monte Carlo draw (with ``ensemble``, the members' seeds).
     progressbar : bool
         Show a progress bar with the running loss.
     callbacks : sequence of callables
@@ -113,10 +129,9 @@ def fit(
     """
     if not isinstance(built, BuiltModel):
         raise ParameterError(f"fit needs a BuiltModel from build_model(spec, X, y). Got {type(built).__name__}.")
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ParameterError(f"The 'n' parameter of fit must be a positive integer. Got {n!r} instead.")
-    if method not in METHODS:
-        raise ParameterError(f"The 'method' parameter of fit must be one of {list(METHODS)}. Got {method!r} instead.")
+    n = _positive_int(n, "n", "30_000")
+    n_params = sum(slc.stop - slc.start for _, slc, _, _ in flat_layout(built.model).values())
+    family = resolve_family(method, n_params=n_params)
     if backend is not None and backend not in BACKENDS:
         raise ParameterError(f"The 'backend' parameter of fit must be one of {list(BACKENDS)} or None. Got {backend!r}.")
     if isinstance(lr_floor, bool) or not isinstance(lr_floor, (int, float)) or not 0 < lr_floor <= 1:
@@ -124,49 +139,67 @@ def fit(
     for name, value in (("learning_rate", learning_rate), ("init_sigma", init_sigma)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise ParameterError(f"The {name!r} parameter of fit must be a positive number. Got {value!r} instead.")
-    if callback_every is not None and (
-        isinstance(callback_every, bool) or not isinstance(callback_every, (int, np.integer)) or callback_every < 1
-    ):
-        raise ParameterError(f"The 'callback_every' parameter of fit must be a positive integer or None. Got {callback_every!r}.")
+    if callback_every is not None:
+        callback_every = _positive_int(callback_every, "callback_every", "1000 (or None)")
+    mc_draws = _positive_int(mc_draws, "mc_draws", "1")
+    members = _positive_int(ensemble, "ensemble", "8")
     _check_data_rows(built)
     engine_name = resolve_engine(engine)
+    if members > 1 and engine_name != "jax":
+        raise ParameterError(f"ensemble={members} runs the members in one vmapped JAX loop: use engine='jax' "
+                             f"(or 'auto' with jax installed). Got engine={engine!r}.")
+    if engine_name == "pymc" and family.pymc_group is None:
+        raise ParameterError(f"engine='pymc' runs PyMC's own loop, which has no {family.name!r} family; use "
+                             "engine='jax' or 'numba', or method='advi' / 'fullrank_advi'.")
+    family.check_size(n_params)
     t0 = time.perf_counter()
-    rng = np.random.default_rng(random_seed)
-    inference = _make_inference(built, method, initial_means(built, rng), _child_seed(rng), init_sigma)
+    if members == 1:
+        user_seeds: tuple[int | None, ...] = (random_seed,)
+    else:
+        user_seeds = tuple(int(s) for s in np.random.SeedSequence(random_seed).generate_state(members))
+    starts = [_member_start(built, family, seed, init_sigma) for seed in user_seeds]
+    values = starts[0][0] if members == 1 else {
+        name: np.stack([start[name] for start, _ in starts]) for name in family.param_names}
+    posterior = VariationalPosterior(family, built.model, values, members=members, random_seed=starts[0][1])
     request = FitRequest(
         built=built,
-        inference=inference,
-        method=method,
-        n=int(n),
+        posterior=posterior,
+        n=n,
         learning_rate=float(learning_rate),
         lr_floor=float(lr_floor),
         backend=backend,
-        random_seed=_child_seed(rng),
+        random_seed=starts[0][1],
         progressbar=progressbar,
         callbacks=tuple(callbacks),
-        callback_every=None if callback_every is None else int(callback_every),
+        callback_every=callback_every,
+        mc_draws=mc_draws,
+        member_seeds=tuple(seed for _, seed in starts) if members > 1 else (),
     )
     setup_s = time.perf_counter() - t0
     try:
         run = ENGINES.get(engine_name)().run(request)
     except FitError as err:
-        err.approx = inference.approx  # holds the last good parameters
+        err.posterior = posterior  # holds the last good parameters
+        err.approx = request.callback_target
         raise
-    if run.losses.size and not np.isfinite(run.losses[-1]):
+    losses = np.asarray(run.losses, dtype=float)
+    if losses.size and not np.all(np.isfinite(losses[..., -1])):
         raise FitError(
-            f"The loss became {run.losses[-1]} after {run.losses.size} steps; lower learning_rate "
+            f"The loss became {losses[..., -1]} after {losses.shape[-1]} steps; lower learning_rate "
             f"(now {learning_rate}), standardise X, or use a narrower prior."
         )
     return FitResult(
         built=built,
-        approx=inference.approx,
-        losses=run.losses,
-        method=method,
+        posterior=posterior,
+        losses=losses if losses.ndim == 1 else losses.mean(axis=0),
+        member_losses=None if losses.ndim == 1 else losses,
         engine=engine_name,
         backend=run.backend,
         learning_rate=float(learning_rate),
-        n_steps=int(run.losses.size),
+        n_steps=int(losses.shape[-1]),
         random_seed=random_seed,
+        member_seeds=user_seeds if members > 1 else (),
+        mc_draws=mc_draws,
         timings={
             "setup_s": setup_s,
             "compile_s": run.compile_s,
@@ -198,7 +231,7 @@ def _check_data_rows(built: BuiltModel) -> None:
 
 def _steady_rate(run) -> float:
     """Steps/s after the first (compiling) chunk; NaN when the fit ran a single chunk."""
-    steps = run.losses.size - run.chunk_steps
+    steps = run.losses.shape[-1] - run.chunk_steps
     seconds = run.fit_s - run.first_chunk_s
     return float(steps / seconds) if run.chunk_steps and steps > 0 and seconds > 0 else float("nan")
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bnn_ppl.compile import BuiltModel
+from bnn_ppl.inference.posterior import VariationalPosterior
 
 if TYPE_CHECKING:  # pragma: no cover
     from bnn_ppl.predictive import Predictor
@@ -23,11 +24,13 @@ class FitResult:
     ----------
     built : BuiltModel
         The compiled spec and its ``pm.Model``.
-    approx : pymc.variational.Approximation
-        The fitted PyMC approximation (MeanField or FullRank); every PyMC tool works on it.
+    posterior : VariationalPosterior
+        The fitted q: its family, flat layout and parameters (every member of an ensemble).
     losses : ndarray
-        Negative ELBO estimate at every step (nats).
-    method, engine, backend : str
+        Negative ELBO estimate at every step (nats); for an ensemble, the members' mean.
+    member_losses : ndarray or None
+        (members, steps) losses of an ensemble's members; None for one fit.
+    engine, backend : str
         How it was fitted.
     learning_rate : float
         Adam step size at the first step.
@@ -37,6 +40,10 @@ class FitResult:
         Steps actually run (fewer than asked when interrupted or converged early).
     random_seed : int or None
         Seed of every random choice of the fit.
+    member_seeds : tuple of int
+        An ensemble's member seeds (``fit(..., random_seed=member_seeds[k])`` is member ``k``); empty for one fit.
+    mc_draws : int
+        Monte Carlo draws per step.
     timings : dict
         ``setup_s`` (graph building), ``compile_s``, ``fit_s`` (optimisation), ``total_s``.
     interrupted : bool
@@ -47,9 +54,8 @@ class FitResult:
     """
 
     built: BuiltModel
-    approx: Any
+    posterior: VariationalPosterior
     losses: np.ndarray
-    method: str
     engine: str
     backend: str
     learning_rate: float
@@ -59,12 +65,38 @@ class FitResult:
     interrupted: bool = False
     lr_floor: float = 1.0
     stop_reason: str = "completed"
+    member_losses: np.ndarray | None = None
+    member_seeds: tuple[int, ...] = ()
+    mc_draws: int = 1
     _predictors: dict = field(default_factory=dict, repr=False)
 
     @property
     def spec(self):
         """The network spec (with ``input_dim`` resolved)."""
         return self.built.spec
+
+    @property
+    def family(self):
+        """The variational family (:class:`~bnn_ppl.inference.families.Family`)."""
+        return self.posterior.family
+
+    @property
+    def method(self) -> str:
+        """The family's name (``"advi"``, ``"fullrank_advi"``, ``"lowrank_advi"``)."""
+        return self.posterior.family.name
+
+    @property
+    def members(self) -> int:
+        """Ensemble members (1 for one fit)."""
+        return self.posterior.members
+
+    @property
+    def approx(self) -> Any:
+        """PyMC's approximation (``MeanField``/``FullRank``) holding the fit; every PyMC tool works on it.
+
+        Raises ``ParameterError`` for a family PyMC does not have and for ensembles.
+        """
+        return self.posterior.approx
 
     @property
     def final_loss(self) -> float:
@@ -85,8 +117,20 @@ class FitResult:
         return fit_html(self)
 
     def params(self) -> dict[str, np.ndarray]:
-        """Current variational parameters as numpy arrays (``mu``, ``rho`` or ``L_tril``)."""
-        return {name: np.asarray(p.get_value()) for name, p in _param_dict(self.approx).items()}
+        """Current variational parameters as numpy arrays (the family's ``param_names``)."""
+        return self.posterior.values()
+
+    def member(self, k: int) -> FitResult:
+        """Member ``k`` of an ensemble as a one-member fit (with ``approx`` for mean-field/full-rank)."""
+        posterior = self.posterior.member(k, self.built.model)
+        return FitResult(
+            built=self.built, posterior=posterior,
+            losses=self.losses if self.member_losses is None else self.member_losses[k],
+            engine=self.engine, backend=self.backend, learning_rate=self.learning_rate, n_steps=self.n_steps,
+            random_seed=self.member_seeds[k] if self.member_seeds else self.random_seed,
+            timings=dict(self.timings), interrupted=self.interrupted, lr_floor=self.lr_floor,
+            stop_reason=self.stop_reason, mc_draws=self.mc_draws,
+        )
 
     def predictor(self, backend: str | None = None, kind: str = "auto") -> Predictor:
         """The compiled posterior-predictive sampler, built once per (backend, kind) and cached.
@@ -99,6 +143,13 @@ class FitResult:
         if key not in self._predictors:
             self._predictors[key] = make_predictor(self, backend=backend, kind=kind)
         return self._predictors[key]
+
+    def evaluate(self, X: Any, y: Any, draws: int = 1000, *, random_seed: Any = 0):
+        """Held-out log predictive density, accuracy and ECE (classifiers) or RMSE and interval
+        coverage (regression): see :func:`bnn_ppl.predictive.quality.evaluate`."""
+        from bnn_ppl.predictive.quality import evaluate
+
+        return evaluate(self.predictor(), X, y, draws=draws, random_seed=random_seed)
 
     def save(self, path: Any, *, metadata: dict | None = None, include_data: bool = True) -> Any:
         """Write this fit to one file (zip of JSON + .npy, atomic): see :func:`bnn_ppl.io.save`."""
@@ -120,8 +171,3 @@ class FitResult:
         from bnn_ppl.arviz import to_datatree
 
         return to_datatree(self, draws=draws, X=X, y=y, random_seed=random_seed)
-
-
-def _param_dict(approx: Any) -> dict[str, Any]:
-    group = approx.groups[0]
-    return dict(group.params_dict)

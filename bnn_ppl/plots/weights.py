@@ -7,7 +7,10 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from bnn_ppl.arviz import LAYERS_ATTR, layer_params
+import numpy as np
+import xarray as xr
+
+from bnn_ppl.arviz import LAYERS_ATTR, layer_params, posterior_group
 from bnn_ppl.errors import DataError
 
 __all__ = ["WEIGHT_PLOTS", "plot_weights", "weight_var_names"]
@@ -36,8 +39,9 @@ def weight_var_names(posterior: Any, layer_params: dict[str, list[str]], layers:
 
 def _posterior(source: Any, draws: int, random_seed: int | None) -> tuple[Any, dict[str, list[str]]]:
     """A DataTree with a posterior group, and the network's layers with their parameter variables."""
-    if hasattr(source, "approx") and hasattr(source, "built"):
-        dt = source.approx.sample(draws, random_seed=random_seed)
+    if hasattr(source, "posterior") and hasattr(source, "built"):
+        dt = xr.DataTree()
+        dt["posterior"] = posterior_group(source, draws, np.random.default_rng(random_seed))
         return dt, layer_params(source.built.layers)
     if hasattr(source, "children") and "posterior" in source.children:
         stored = source["posterior"].attrs.get(LAYERS_ATTR)

@@ -75,20 +75,9 @@ class SampleNodeSampler:
         return [np.asarray(a) for a in self._fn(X, draws)]
 
 
-def draw_flat_params(approx: Any, draws: int, rng: np.random.Generator) -> np.ndarray:
-    """(draws, D) samples of the flat unconstrained parameter vector from the approximation."""
-    group = approx.groups[0]
-    params = group.params_dict
-    mu = np.asarray(params["mu"].get_value(), dtype=float)
-    eps = rng.standard_normal((draws, mu.size))
-    if "rho" in params:
-        sigma = np.logaddexp(0.0, np.asarray(params["rho"].get_value(), dtype=float))
-        return mu + eps * sigma
-    d = mu.size
-    L = np.zeros((d, d))
-    L[np.tril_indices(d)] = np.asarray(params["L_tril"].get_value(), dtype=float)
-    L[np.diag_indices(d)] = np.logaddexp(0.0, np.diag(L))
-    return mu + eps @ L.T
+def draw_flat_params(posterior: Any, draws: int, rng: np.random.Generator) -> np.ndarray:
+    """(draws, D) samples of the flat unconstrained parameter vector (an ensemble's equal-weight mixture)."""
+    return posterior.draw(draws, rng)
 
 
 def _predict(xp: Any, layers: list, likelihood: Any, params: dict, X: Any, reference: Any) -> Any:
@@ -125,15 +114,14 @@ class BatchedSampler:
 
     def __init__(self, result: Any, backend: str | None = None) -> None:
         self.backend = backend
-        self._approx = result.approx
+        self._posterior = result.posterior
         built = result.built
         self._layers = built.layers
         self._likelihood = built.spec.likelihood
         model = built.model
-        group = result.approx.groups[0]
         theta = pt.vector("theta", dtype=float_dtype())
         replacements = {}
-        for value_name, (_, slc, shape, dtype) in group.ordering.items():
+        for value_name, (_, slc, shape, dtype) in result.posterior.layout.items():
             value_var = next(v for v in model.value_vars if v.name == value_name)
             replacements[value_var] = theta[slc].reshape(shape).astype(dtype)
         thetas = pt.matrix("thetas", dtype=float_dtype())
@@ -157,7 +145,7 @@ class BatchedSampler:
 
     def draw_params(self, draws: int, rng: np.random.Generator) -> np.ndarray:
         """(draws, D) posterior draws of the flat parameter vector."""
-        return draw_flat_params(self._approx, draws, rng).astype(float_dtype())
+        return draw_flat_params(self._posterior, draws, rng).astype(float_dtype())
 
     def evaluate(self, thetas: np.ndarray, X: np.ndarray) -> list[np.ndarray]:
         """Parameter draws (draws, rows[, classes]) for the given flat-parameter draws."""

@@ -43,13 +43,14 @@ def step_size_factor(t: Any, n_total: Any, floor: Any, xp: Any = np) -> Any:
 class FitRequest:
     """Everything an engine needs for one fit.
 
-    ``inference`` is the PyMC ``ADVI``/``FullRankADVI`` object whose approximation holds the
-    initial parameters; engines update ``inference.approx`` in place.
+    ``posterior`` (a :class:`~bnn_ppl.inference.posterior.VariationalPosterior`) holds the
+    family and the initial parameters; engines write the fitted ones back into it. With
+    ``posterior.members > 1`` the members are independent fits run together, member ``k``
+    seeded by ``member_seeds[k]``. Each step averages ``mc_draws`` Monte Carlo draws.
     """
 
     built: BuiltModel
-    inference: Any
-    method: str
+    posterior: Any
     n: int
     learning_rate: float
     lr_floor: float
@@ -58,6 +59,20 @@ class FitRequest:
     progressbar: bool
     callbacks: Sequence[Callable]
     callback_every: int | None = None
+    mc_draws: int = 1
+    member_seeds: tuple[int, ...] = ()
+
+    @property
+    def family(self) -> Any:
+        return self.posterior.family
+
+    @property
+    def callback_target(self) -> Any:
+        """What callbacks receive as ``approx``: PyMC's approximation when there is one, else the posterior."""
+        return self.posterior.approx if self.posterior._approx is not None else self.posterior
+
+    def seed(self) -> int:
+        return 0 if self.random_seed is None else int(self.random_seed)
 
     def chunk(self, natural: int) -> int:
         """Steps per compiled call: the engine's own length, shortened so callbacks run every

@@ -81,7 +81,7 @@ def run_chunks(
 
     ``run_chunk`` runs ``n_active`` steps (``chunk_size`` except for a shorter last chunk; an
     engine may run a full chunk with the extra steps masked out) and returns the new state and
-    at least the ``n_active`` losses. After each chunk the parameters are written into the PyMC
+    at least the ``n_active`` losses (per member for an ensemble: shape (members, chunk)). After each chunk the parameters are written into the PyMC
     approximation (``write_back``), the loss is checked for NaN, the progress bar updated and the
     callbacks called as ``callback(approx, losses, i)``. Ctrl-C (deferred to the end of the
     running chunk) or a callback's StopIteration stops the fit keeping the last good parameters;
@@ -97,7 +97,7 @@ def run_chunks(
     from bnn_ppl.inference.progress import Progress
 
     start = time.perf_counter()
-    approx = request.inference.approx
+    approx = request.callback_target
     losses: list[np.ndarray] = []
     done = 0
     stop_reason = "completed"
@@ -114,18 +114,21 @@ def run_chunks(
                     write_back(state)
                     raise divergence_error(None, request.learning_rate, f"between steps {done} and "
                                            f"{done + active}: {type(err).__name__}") from None
-                chunk_losses = np.asarray(chunk_losses, dtype=float)[:active]
+                chunk_losses = np.asarray(chunk_losses, dtype=float)[..., :active]  # (active,) or (members, active)
                 if done == 0:
                     first_chunk_s = time.perf_counter() - t0
                 if not np.all(np.isfinite(chunk_losses)):
                     write_back(state)
-                    raise divergence_error(done + int(np.argmax(~np.isfinite(chunk_losses))), request.learning_rate)
+                    bad = ~np.isfinite(chunk_losses).reshape(-1, active).all(axis=0)
+                    raise divergence_error(done + int(np.argmax(bad)), request.learning_rate)
                 state = new_state
                 losses.append(chunk_losses)
                 done += active
                 write_back(state)
-                all_losses = np.concatenate(losses)
-                progress.update(done, float(np.mean(chunk_losses[-min(100, active):])))
+                all_losses = np.concatenate(losses, axis=-1)
+                if all_losses.ndim > 1:  # an ensemble: callbacks see the members' mean
+                    all_losses = all_losses.mean(axis=0)
+                progress.update(done, float(np.mean(chunk_losses[..., -min(100, active):])))
                 for callback in request.callbacks:
                     callback(approx, all_losses, done)
                 if interrupt.requested:
@@ -139,9 +142,10 @@ def run_chunks(
             write_back(state)
         finally:
             progress.close()
-    out = np.concatenate(losses) if losses else np.zeros(0)
+    out = np.concatenate(losses, axis=-1) if losses else np.zeros(0)
     fit_s = time.perf_counter() - start
-    steady_chunk_s = (fit_s - first_chunk_s) / (out.size - chunk_size) * chunk_size if out.size > chunk_size else 0.0
+    steps = out.shape[-1]
+    steady_chunk_s = (fit_s - first_chunk_s) / (steps - chunk_size) * chunk_size if steps > chunk_size else 0.0
     return EngineRun(
         losses=out,
         compile_s=setup_s + max(0.0, first_chunk_s - steady_chunk_s),

@@ -1,8 +1,8 @@
 """The JAX engine: chunks of ADVI steps in one ``lax.scan``, jit-compiled once per fit shape.
 
 The model log-density comes from PyMC's own graph (``flat_logp``), translated to JAX by
-``pymc.sampling.jax.get_jaxified_graph``; the ELBO estimator (one Monte Carlo draw, the same
-as ``pm.fit``), Adam and minibatch sampling (uniform indices with replacement, like
+``pymc.sampling.jax.get_jaxified_graph``; the ELBO estimator (``mc_draws`` reparameterised draws
+from the family plus its analytic entropy), Adam and minibatch sampling (uniform indices with replacement, like
 ``pm.Minibatch``) run inside the scan. Data are jit arguments, never constants. Runs on a GPU
 when JAX sees one.
 """
@@ -10,7 +10,6 @@ when JAX sees one.
 from __future__ import annotations
 
 import time
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -28,27 +27,25 @@ MAX_CHUNK_DRAWS = 8_000_000
 _HALF_LOG_2PI = 0.5 * np.log(2 * np.pi)
 
 
-def _build_step(logp_fn, method: str, n_obs: int, batch_size: int | None, lr: float):
+def _build_step(logp_fn, family, n_obs: int, batch_size: int | None, lr: float, mc_draws: int, members: int):
     import jax
     import jax.numpy as jnp
 
+    from bnn_ppl.array_ops import jax_ops
+
+    xp = jax_ops()
+    names = family.param_names
     b1, b2, eps_adam = 0.9, 0.999, 1e-8
 
     def neg_elbo(params, eps, xb, yb):
-        mu = params[0]
-        if method == "advi":
-            sigma = jax.nn.softplus(params[1])
-            theta = mu + sigma * eps
-            log_det = jnp.sum(jnp.log(sigma))
+        # -ELBO = -E_q[log p(theta, D)] - H[q]: the family's analytic entropy, Monte Carlo for the rest
+        q = dict(zip(names, params, strict=True))
+        theta = family.sample(xp, q, eps)  # (mc_draws, D)
+        if mc_draws == 1:
+            logp = logp_fn(theta[0], xb, yb)[0]
         else:
-            d = mu.shape[0]
-            L = jnp.zeros((d, d), mu.dtype).at[jnp.tril_indices(d)].set(params[1])
-            diag = jax.nn.softplus(jnp.diagonal(L))
-            L = L.at[jnp.diag_indices(d)].set(diag)
-            theta = mu + L @ eps
-            log_det = jnp.sum(jnp.log(diag))
-        logq = -0.5 * jnp.sum(eps**2) - eps.shape[0] * _HALF_LOG_2PI - log_det
-        return logq - logp_fn(theta, xb, yb)[0]
+            logp = jnp.mean(jax.vmap(lambda th: logp_fn(th, xb, yb)[0])(theta))
+        return -logp - family.entropy(xp, q)
 
     value_and_grad = jax.value_and_grad(neg_elbo)
 
@@ -56,7 +53,7 @@ def _build_step(logp_fn, method: str, n_obs: int, batch_size: int | None, lr: fl
         params, m, v, t = carry
         eps, idx = inputs
         if eps.ndim == 0:  # a key: draw this step's noise here (large networks)
-            eps = jax.random.normal(eps, params[0].shape, params[0].dtype)
+            eps = jax.random.normal(eps, (mc_draws, noise_size), params[0].dtype)
         xb, yb = (X, y) if batch_size is None else (X[idx], y[idx])
         loss, grads = value_and_grad(params, eps, xb, yb)
         t1 = t + 1
@@ -68,20 +65,33 @@ def _build_step(logp_fn, method: str, n_obs: int, batch_size: int | None, lr: fl
         new = tuple(p - step_lr * (mi / c1) / (jnp.sqrt(vi / c2) + eps_adam) for p, mi, vi in zip(params, m1, v1))
         return (new, m1, v1, t1), loss
 
-    @partial(jax.jit, static_argnames=("length",))
-    def run(carry, key, X, y, schedule, length):
+    noise_size = 0
+
+    def run_member(carry, key, X, y, schedule, length):
         k_eps, k_idx = jax.random.split(key)
-        mu = carry[0][0]
-        if mu.shape[0] * length <= MAX_CHUNK_DRAWS:
+        dtype = carry[0][0].dtype
+        if length * mc_draws * noise_size * members <= MAX_CHUNK_DRAWS:
             # Small networks: the noise of the whole chunk in one call; drawing it step by step
             # inside the scan cost ~125 us/step on CPU (5x the moons net's logp and gradient).
-            eps = jax.random.normal(k_eps, (length, mu.shape[0]), mu.dtype)
+            eps = jax.random.normal(k_eps, (length, mc_draws, noise_size), dtype)
         else:
             eps = jax.random.split(k_eps, length)
         idx = jax.random.randint(k_idx, (length, batch_size or 1), 0, n_obs)
         return jax.lax.scan(lambda c, a: step(c, a, X, y, schedule), carry, (eps, idx))
 
-    return run
+    def build(d: int):
+        nonlocal noise_size
+        noise_size = family.noise_size(d)
+        if members == 1:
+            return jax.jit(run_member, static_argnums=(5,))
+
+        def batched(carry, key, X, y, schedule, length):
+            # independent fits: one compiled loop over all members (their keys differ, data shared)
+            return jax.vmap(lambda c, k: run_member(c, k, X, y, schedule, length))(carry, key)
+
+        return jax.jit(batched, static_argnums=(5,))
+
+    return build
 
 
 #: Jitted chunk functions of recent fits, by model structure: refitting the same network on
@@ -91,7 +101,7 @@ _CACHE_SIZE = 16
 
 
 def _structure_key(request: FitRequest, flat: Any) -> tuple:
-    """Everything the compiled step depends on: the spec, data shapes/dtypes, method, optimiser."""
+    """Everything the compiled step depends on: the spec, data shapes/dtypes, family, optimiser."""
     built = request.built
     return (
         built.spec,  # frozen dataclasses: hashable and compared by value
@@ -101,8 +111,10 @@ def _structure_key(request: FitRequest, flat: Any) -> tuple:
         flat.size,
         built.n_obs,
         built.batch_size,
-        request.method,
+        request.family,
         request.learning_rate,
+        request.mc_draws,
+        request.posterior.members,
     )
 
 
@@ -113,7 +125,7 @@ def chunk_length(n: int, n_params: int) -> int:
 
 
 class JaxEngine:
-    """ADVI (mean-field or full-rank) with Adam, ``CHUNK_SIZE`` steps per jit-compiled call."""
+    """ADVI (any family) with Adam, ``CHUNK_SIZE`` steps per jit-compiled call; ensembles vmapped."""
 
     def run(self, request: FitRequest) -> EngineRun:
         import jax
@@ -121,37 +133,44 @@ class JaxEngine:
         from pymc.sampling.jax import get_jaxified_graph
 
         t0 = time.perf_counter()
-        approx = request.inference.approx
-        group = approx.groups[0]
-        flat = flat_logp(request.built, group.ordering)
+        posterior = request.posterior
+        flat = flat_logp(request.built, posterior.layout)
         built = request.built
         cache_key = _structure_key(request, flat)
         run = _COMPILED.get(cache_key)
         if run is None:
             logp_fn = get_jaxified_graph(inputs=[flat.theta, flat.x, flat.y], outputs=[flat.logp])
-            run = _build_step(logp_fn, request.method, built.n_obs, built.batch_size, request.learning_rate)
+            run = _build_step(logp_fn, request.family, built.n_obs, built.batch_size, request.learning_rate,
+                              request.mc_draws, posterior.members)(flat.size)
             _COMPILED[cache_key] = run
             while len(_COMPILED) > _CACHE_SIZE:
                 _COMPILED.pop(next(iter(_COMPILED)))
-        names = ("mu", "rho") if request.method == "advi" else ("mu", "L_tril")
-        shared = [group.params_dict[name] for name in names]
-        params = tuple(jnp.asarray(p.get_value()) for p in shared)
+        names = request.family.param_names
+        values = posterior.values()
+        params = tuple(jnp.asarray(values[name]) for name in names)
         zeros = tuple(jnp.zeros_like(p) for p in params)
-        key = jax.random.key(0 if request.random_seed is None else request.random_seed)
-        state = (params, zeros, zeros, jnp.asarray(0, dtype=params[0].dtype))
+        members = posterior.members
+        t_zero = jnp.zeros((members,) if members > 1 else (), dtype=params[0].dtype)
+        state = (params, zeros, zeros, t_zero)
         X, y = jnp.asarray(flat.X), jnp.asarray(flat.y_data)
         schedule = jnp.asarray([request.n, request.lr_floor], dtype=params[0].dtype)
-        chunk = request.chunk(chunk_length(request.n, flat.size))
-        keys = iter(jax.random.split(key, -(-request.n // chunk)))
+        draws_per_step = request.mc_draws * request.family.noise_size(flat.size) * members
+        chunk = request.chunk(chunk_length(request.n, draws_per_step))
+        n_chunks = -(-request.n // chunk)
+        seeds = request.member_seeds or (request.seed(),)
+        # member k's chunk keys are those of a one-member fit seeded with member_seeds[k]
+        member_keys = [jax.random.split(jax.random.key(seed), n_chunks) for seed in seeds]
+        chunk_keys = iter(range(n_chunks))
 
         def run_chunk(carry, n_active):
             # the last chunk may be shorter: one more compilation at most, no masked steps
-            new, losses = run(carry, next(keys), X, y, schedule, length=n_active)
+            i = next(chunk_keys)
+            key = member_keys[0][i] if members == 1 else jnp.stack([k[i] for k in member_keys])
+            new, losses = run(carry, key, X, y, schedule, n_active)
             return new, np.asarray(losses)
 
         def write_back(carry):
-            for var, value in zip(shared, carry[0]):
-                var.set_value(np.asarray(value, dtype=var.dtype))
+            posterior.set_values({name: np.asarray(value) for name, value in zip(names, carry[0], strict=True)})
 
         return run_chunks(request, run_chunk, state, chunk, write_back,
                           backend=f"jax-{jax.default_backend()}", setup_s=time.perf_counter() - t0)

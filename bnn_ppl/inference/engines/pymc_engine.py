@@ -38,7 +38,9 @@ class PymcEngine:
         built = request.built
         scale = built.n_obs / built.batch_size if built.batch_size else 1.0
         progress = Progress(request.n, enabled=request.progressbar)
-        params = list(request.inference.approx.groups[0].params_dict.values())
+        approx = request.posterior.approx  # mean-field / full-rank, one member (fit checks)
+        inference = pm.KLqp(approx)
+        params = list(approx.groups[0].params_dict.values())
         every = 1 if sum(p.get_value().size for p in params) <= _SNAPSHOT_EVERY_STEP else _PROGRESS_EVERY
         state = {"reason": "completed", "good": [p.get_value().copy() for p in params]}
 
@@ -70,8 +72,9 @@ class PymcEngine:
         start = time.perf_counter()
         try:
             with deferred_interrupt() as interrupt:
-                request.inference.fit(
+                inference.fit(
                     request.n,
+                    obj_n_mc=request.mc_draws,
                     obj_optimizer=pm.adam(learning_rate=request.learning_rate),
                     backend=backend,
                     progressbar=False,
@@ -80,12 +83,12 @@ class PymcEngine:
         except (FloatingPointError, ParameterValueError) as err:
             for p, value in zip(params, state["good"], strict=True):
                 p.set_value(value)
-            raise divergence_error(len(request.inference.hist), request.learning_rate, type(err).__name__) from None
+            raise divergence_error(len(inference.hist), request.learning_rate, type(err).__name__) from None
         finally:
             logger.setLevel(level)
             progress.close()
         elapsed = time.perf_counter() - start
-        losses = np.asarray(request.inference.hist, dtype=float) * scale
+        losses = np.asarray(inference.hist, dtype=float) * scale
         if state["reason"] == "completed" and losses.size < request.n:
             state["reason"] = "interrupted"  # a KeyboardInterrupt PyMC caught itself
         return EngineRun(losses=losses, compile_s=float("nan"), fit_s=elapsed, backend=backend,

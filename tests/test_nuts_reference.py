@@ -1,0 +1,44 @@
+"""The default variational fit against NUTS (the gold standard) on a tiny net: test log predictive density."""
+
+from __future__ import annotations
+
+import numpy as np
+import pymc as pm
+import pytest
+from sklearn.datasets import make_moons
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+
+import bnn_ppl as bp
+from bnn_ppl.predictive.quality import evaluate
+
+
+@pytest.fixture(scope="module")
+def tiny_moons():
+    """Issue 11's moons case at half size: 100 training rows, 2-4-1 tanh, Normal(1) priors."""
+    X, y = make_moons(n_samples=200, noise=0.2, random_state=0)
+    X_tr, X_te, y_tr, y_te = train_test_split(StandardScaler().fit_transform(X), y, test_size=0.5, random_state=0)
+    spec = bp.Network([bp.Dense(4), bp.Dense(1, "identity")], bp.Bernoulli(), prior=bp.Normal(1.0))
+    return bp.build_model(spec, X_tr, y_tr, random_seed=0), X_te, y_te
+
+
+@pytest.fixture(scope="module")
+def nuts_lpd(tiny_moons):
+    """NUTS on the same pm.Model (2 chains x 500 draws, seeded), scored by the same forward pass."""
+    built, X_te, y_te = tiny_moons
+    idata = pm.sample(draws=500, tune=500, chains=2, cores=1, model=built.model, random_seed=0,
+                      progressbar=False, compute_convergence_checks=False)
+    post = idata["posterior"]
+    # Normal priors: no transforms, so the flat layout is the values in model.free_RVs order
+    thetas = np.concatenate([np.asarray(post[rv.name]).reshape(1000, -1) for rv in built.model.free_RVs], axis=1)
+    shell = bp.fit(built, n=1, method="lowrank_advi", progressbar=False)
+    predictor = shell.predictor()
+    predictor.sampler.draw_params = lambda draws, rng: thetas[rng.integers(0, thetas.shape[0], draws)]
+    return evaluate(predictor, X_te, y_te, draws=4000).lpd
+
+
+def test_default_fit_is_within_tolerance_of_nuts(tiny_moons, nuts_lpd):
+    built, X_te, y_te = tiny_moons
+    result = bp.fit(built, n=8000, random_seed=0, progressbar=False)
+    lpd = result.evaluate(X_te, y_te, draws=4000).lpd
+    assert abs(lpd - nuts_lpd) < 0.03, (result.method, lpd, nuts_lpd)
