@@ -24,7 +24,7 @@ def binary_fit():
     X, y = _binary_data()
     spec = Network([Dense(3), Dense(1, "identity")], Bernoulli(), prior=Normal(1.0))
     built = bp.build_model(spec, X, y, feature_names=["u", "v"])
-    return bp.fit(built, n=1500, random_seed=0, progressbar=False)
+    return bp.fit(built, n=1500, method="advi", random_seed=0, progressbar=False)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def binary_tree(binary_fit):
 def categorical_fit(tiny_classification):
     X, y = tiny_classification
     spec = Network([Dense(4), Dense(3, "identity")], Categorical(3))
-    return bp.fit(bp.build_model(spec, X, y, class_names=["lo", "mid", "hi"]), n=1500, random_seed=1, progressbar=False)
+    return bp.fit(bp.build_model(spec, X, y, class_names=["lo", "mid", "hi"]), n=1500, method="advi", random_seed=1, progressbar=False)
 
 
 def _drawn_artists(pc) -> int:
@@ -118,7 +118,7 @@ def test_regression_outcomes_have_the_total_predictive_variance():
     X = rng.uniform(-2, 2, size=(40, 1))
     y = 0.8 * X[:, 0] + 0.3 * rng.normal(size=40)
     spec = Network([Dense(3), Dense(1, "identity")], NormalLikelihood(1.0), prior=Normal(1.0))
-    result = bp.fit(bp.build_model(spec, X, y), n=2000, random_seed=4, progressbar=False)
+    result = bp.fit(bp.build_model(spec, X, y), n=2000, method="advi", random_seed=4, progressbar=False)
     dt = result.to_datatree(draws=2000, random_seed=5)
     assert "sigma" in dt.posterior.data_vars
     sim = dt.posterior_predictive["y_obs"].values[0]

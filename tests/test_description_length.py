@@ -22,12 +22,12 @@ def data(moons):
 
 @pytest.fixture(scope="module")
 def normal_fit(data):
-    return bp.fit(bp.build_model(SPEC, *data), n=3000, random_seed=0, progressbar=False)
+    return bp.fit(bp.build_model(SPEC, *data), n=3000, method="advi", random_seed=0, progressbar=False)
 
 
 @pytest.fixture(scope="module")
 def minibatch_fit(data):
-    return bp.fit(bp.build_model(SPEC, *data, batch_size=50), n=1000, random_seed=1, progressbar=False)
+    return bp.fit(bp.build_model(SPEC, *data, batch_size=50), n=1000, method="advi", random_seed=1, progressbar=False)
 
 
 def _q(result):
@@ -80,7 +80,7 @@ def test_le_of_minibatch_model_uses_the_whole_training_set(minibatch_fit, data):
 
 def test_monte_carlo_lc_for_hierarchical_prior_matches_scipy(data):
     spec = bp.Network([bp.Dense(3), bp.Dense(1, "identity")], bp.Bernoulli(), prior=bp.Hierarchical(parametrization="centered", fan_in=True))
-    result = bp.fit(bp.build_model(spec, *data), n=500, random_seed=0, progressbar=False)
+    result = bp.fit(bp.build_model(spec, *data), n=500, method="advi", random_seed=0, progressbar=False)
     dl = result.description_length(draws=3000, random_seed=4)
     assert dl.lc_se > 0 and set(dl.analytic) == {"dense_0_b", "dense_1_b"}
     mu, sd = _q(result)

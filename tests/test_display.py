@@ -60,7 +60,7 @@ def small_fit():
     X = rng.normal(size=(40, 2))
     y = (X[:, 0] > 0).astype(int)
     net = bp.Network([bp.Dense(2), bp.Dense(1, "identity")], bp.Bernoulli(), name="tiny")
-    return bp.fit(bp.build_model(net, X, y, batch_size=10), n=300, random_seed=0, progressbar=False)
+    return bp.fit(bp.build_model(net, X, y, batch_size=10), n=300, method="advi", random_seed=0, progressbar=False)
 
 
 def test_fit_result_repr_and_html(small_fit):

@@ -33,7 +33,7 @@ def _logistic_spec():
 
 def _logistic_fit(X, y, engine, seed, n=3000, batch_size=None):
     built = bp.build_model(_logistic_spec(), X, y, batch_size=batch_size)
-    result = bp.fit(built, n, engine=engine, random_seed=seed, progressbar=False)
+    result = bp.fit(built, n, engine=engine, method="advi", random_seed=seed, progressbar=False)
     params = result.params()
     return result, params["mu"], np.logaddexp(0, params["rho"])
 
@@ -85,7 +85,7 @@ def test_keyboard_interrupt_keeps_the_last_good_parameters(logistic_data, engine
             seen["mu"] = approx.groups[0].params_dict["mu"].get_value().copy()
             raise KeyboardInterrupt
 
-    result = bp.fit(built, 10_000, engine=engine, random_seed=0, progressbar=False, callbacks=[interrupt])
+    result = bp.fit(built, 10_000, engine=engine, method="advi", random_seed=0, progressbar=False, callbacks=[interrupt])
     assert result.interrupted and result.n_steps == 2000
     np.testing.assert_array_equal(result.params()["mu"], seen["mu"])
 
@@ -110,7 +110,7 @@ def test_float32_end_to_end(tmp_path):
         from bnn_ppl.datasets import load_dataset
         d = load_dataset("moons")
         built = bp.build_model(bp.load_spec("models/moons.toml"), d.X_train, d.y_train, batch_size=100)
-        result = bp.fit(built, 4000, random_seed=0, progressbar=False)
+        result = bp.fit(built, 4000, method="advi", random_seed=0, progressbar=False)
         proba = result.predictor().predict_proba(d.X_test, draws=200, random_seed=0)
         print(json.dumps({"mu": str(result.params()["mu"].dtype), "X": str(built.X_data.get_value().dtype),
                           "draws": str(result.predictor().sample(d.X_test, 5).dtype),

@@ -106,8 +106,8 @@ def test_divergence_raises_fit_error():
 # ---------------------------------------------------------------- initialisation
 def test_initial_point_breaks_symmetry_with_the_requested_sigma():
     """After one step with a negligible learning rate the parameters are the initial ones."""
-    a = bp.fit(_built(), n=1, learning_rate=1e-12, init_sigma=0.25, random_seed=3, progressbar=False).params()
-    b = bp.fit(_built(), n=1, learning_rate=1e-12, init_sigma=0.25, random_seed=4, progressbar=False).params()
+    a = bp.fit(_built(), n=1, learning_rate=1e-12, init_sigma=0.25, method="advi", random_seed=3, progressbar=False).params()
+    b = bp.fit(_built(), n=1, learning_rate=1e-12, init_sigma=0.25, method="advi", random_seed=4, progressbar=False).params()
     np.testing.assert_allclose(np.logaddexp(0, a["rho"]), 0.25, rtol=1e-6)
     assert np.all(a["mu"] != 0) and not np.allclose(a["mu"], b["mu"])
     assert 0.2 < np.std(a["mu"]) < 1.5  # random N(0, ~1/sqrt(fan_in)) means, not zeros
@@ -127,17 +127,17 @@ def test_fullrank_advi_on_a_tiny_net():
 
 
 def test_same_seed_same_fit_different_seed_different_fit(small_fit):
-    again = bp.fit(_built(), n=2000, random_seed=0, progressbar=False)
+    again = bp.fit(_built(), n=2000, method="advi", random_seed=0, progressbar=False)
     np.testing.assert_array_equal(again.losses, small_fit.losses)
     np.testing.assert_array_equal(again.params()["mu"], small_fit.params()["mu"])
-    other = bp.fit(_built(), n=50, random_seed=1, progressbar=False)
+    other = bp.fit(_built(), n=50, method="advi", random_seed=1, progressbar=False)
     assert not np.allclose(other.losses, small_fit.losses[:50])
 
 
 def test_minibatch_fit_uses_total_size_scaling():
     """A minibatch loss estimates the full-data loss (N/B scaling), not the batch loss."""
-    full = bp.fit(_built(), n=1500, random_seed=2, progressbar=False)
-    mini = bp.fit(_built(batch_size=15), n=1500, random_seed=2, progressbar=False)
+    full = bp.fit(_built(), n=1500, method="advi", random_seed=2, progressbar=False)
+    mini = bp.fit(_built(batch_size=15), n=1500, method="advi", random_seed=2, progressbar=False)
     assert mini.built.batch_size == 15
     assert mini.final_loss == pytest.approx(full.final_loss, rel=0.35)
 

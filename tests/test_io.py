@@ -25,7 +25,7 @@ from bnn_ppl.errors import ModelFileError
 def clf_fit(moons, moons_spec):
     X_train, _, y_train, _ = moons
     built = bp.build_model(moons_spec, X_train[:200], y_train[:200], feature_names=["a", "b"])
-    return bp.fit(built, n=300, random_seed=3, progressbar=False)
+    return bp.fit(built, n=300, method="advi", random_seed=3, progressbar=False)
 
 
 @pytest.fixture(scope="module")
@@ -382,12 +382,12 @@ def test_save_refuses_user_added_variables_and_swapped_in_rows(tmp_path):
     built = bp.build_model(spec, X, y)
     with built.model:
         pm.Normal("my_extra", 0.0, 1.0)
-    result = bp.fit(built, n=50, random_seed=0, progressbar=False)
+    result = bp.fit(built, n=50, method="advi", random_seed=0, progressbar=False)
     with pytest.raises(bp.ModelFileError, match=r"\['my_extra'\].*added to built.model"):
         result.save(tmp_path / "extra.bnn")
     assert not list(tmp_path.iterdir())  # nothing half-written
     built = bp.build_model(spec, X, y)
-    result = bp.fit(built, n=50, random_seed=0, progressbar=False)
+    result = bp.fit(built, n=50, method="advi", random_seed=0, progressbar=False)
     with built.model:
         pm.set_data({"X": X[:7], "y": y[:7]})
     with pytest.raises(bp.ModelFileError, match=r"hold \[7\] rows but it was fitted on 30"):

@@ -29,21 +29,21 @@ def _binary_spec():
 @pytest.fixture(scope="module")
 def binary_fit():
     X, y = _binary_data()
-    return bp.fit(bp.build_model(_binary_spec(), X, y), n=STEPS, random_seed=0, progressbar=False, lr_floor=1.0)
+    return bp.fit(bp.build_model(_binary_spec(), X, y), n=STEPS, method="advi", random_seed=0, progressbar=False, lr_floor=1.0)
 
 
 @pytest.fixture(scope="module")
 def minibatch_fit():
     X, _ = _binary_data()
     y = (X[:, 0] + X[:, 1] > 0).astype(int)
-    return bp.fit(bp.build_model(_binary_spec(), X, y, batch_size=16), n=STEPS, random_seed=1, progressbar=False, lr_floor=1.0)
+    return bp.fit(bp.build_model(_binary_spec(), X, y, batch_size=16), n=STEPS, method="advi", random_seed=1, progressbar=False, lr_floor=1.0)
 
 
 @pytest.fixture(scope="module")
 def categorical_fit(tiny_classification):
     X, y = tiny_classification
     spec = Network([Dense(5), Dense(3, "identity")], Categorical(3))
-    return bp.fit(bp.build_model(spec, X, y), n=STEPS, random_seed=2, progressbar=False, lr_floor=1.0)
+    return bp.fit(bp.build_model(spec, X, y), n=STEPS, method="advi", random_seed=2, progressbar=False, lr_floor=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def regression_fit():
     X = rng.uniform(-2, 2, size=(50, 1))
     y = 0.8 * X[:, 0] + 0.3 * rng.normal(size=50)
     spec = Network([Dense(3), Dense(1, "identity")], NormalLikelihood(1.0), prior=Normal(1.0))
-    return bp.fit(bp.build_model(spec, X, y), n=3000, random_seed=3, progressbar=False)
+    return bp.fit(bp.build_model(spec, X, y), n=3000, method="advi", random_seed=3, progressbar=False)
 
 
 @pytest.fixture

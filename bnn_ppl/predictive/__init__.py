@@ -2,6 +2,8 @@
 
 from bnn_ppl.predictive.predictor import PREDICTOR_KINDS, Predictor, make_predictor
 from bnn_ppl.predictive.samplers import BatchedSampler, SampleNodeSampler, draw_flat_params
+from bnn_ppl.predictive.quality import Quality, evaluate
+from bnn_ppl.predictive.trace import trace_predictor
 from bnn_ppl.predictive.summaries import (
     ClassificationUncertainty,
     RegressionUncertainty,
@@ -11,6 +13,9 @@ from bnn_ppl.predictive.summaries import (
 
 __all__ = [
     "PREDICTOR_KINDS",
+    "Quality",
+    "evaluate",
+    "trace_predictor",
     "BatchedSampler",
     "ClassificationUncertainty",
     "Predictor",

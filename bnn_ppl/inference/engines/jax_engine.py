@@ -62,7 +62,8 @@ def _build_step(logp_fn, family, n_obs: int, batch_size: int | None, lr: float, 
         c1 = 1 - b1**t1
         c2 = 1 - b2**t1
         step_lr = lr * step_size_factor(t, schedule[0], schedule[1], jnp)
-        new = tuple(p - step_lr * (mi / c1) / (jnp.sqrt(vi / c2) + eps_adam) for p, mi, vi in zip(params, m1, v1))
+        new = tuple(p - step_lr * scale * (mi / c1) / (jnp.sqrt(vi / c2) + eps_adam)
+                    for p, mi, vi, scale in zip(params, m1, v1, scales))
         return (new, m1, v1, t1), loss
 
     noise_size = 0
@@ -79,9 +80,13 @@ def _build_step(logp_fn, family, n_obs: int, batch_size: int | None, lr: float, 
         idx = jax.random.randint(k_idx, (length, batch_size or 1), 0, n_obs)
         return jax.lax.scan(lambda c, a: step(c, a, X, y, schedule), carry, (eps, idx))
 
+    scales: tuple = ()
+
     def build(d: int):
-        nonlocal noise_size
+        nonlocal noise_size, scales
         noise_size = family.noise_size(d)
+        given = family.step_scales(d)
+        scales = tuple(jnp.asarray(given[name]) if name in given else 1.0 for name in names)
         if members == 1:
             return jax.jit(run_member, static_argnums=(5,))
 

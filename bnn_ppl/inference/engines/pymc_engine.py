@@ -9,6 +9,7 @@ import numpy as np
 import pymc as pm
 from pymc.logprob.utils import ParameterValueError
 from pymc.variational import inference as pm_inference
+from pymc.variational.inference import KLqp
 
 from bnn_ppl.inference.engines.base import ENGINES, EngineRun, FitRequest
 from bnn_ppl.inference.engines.driver import deferred_interrupt, divergence_error
@@ -39,7 +40,7 @@ class PymcEngine:
         scale = built.n_obs / built.batch_size if built.batch_size else 1.0
         progress = Progress(request.n, enabled=request.progressbar)
         approx = request.posterior.approx  # mean-field / full-rank, one member (fit checks)
-        inference = pm.KLqp(approx)
+        inference = KLqp(approx)
         params = list(approx.groups[0].params_dict.values())
         every = 1 if sum(p.get_value().size for p in params) <= _SNAPSHOT_EVERY_STEP else _PROGRESS_EVERY
         state = {"reason": "completed", "good": [p.get_value().copy() for p in params]}

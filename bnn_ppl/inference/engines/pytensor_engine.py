@@ -42,6 +42,7 @@ def _compile_chunk(flat: FlatLogp, family, batch_size: int | None, lr: float, mc
     eps_seq = pt.tensor3("eps", dtype=dtype)  # (steps, mc_draws, noise)
     idx_seq = pt.tensor("idx", shape=(None, batch_size or 1), dtype="int64")
     b1, b2, eps_adam = 0.9, 0.999, 1e-8
+    scales = {name: pt.constant(np.asarray(v, dtype=dtype)) for name, v in family.step_scales(flat.size).items()}
 
     def step(active, eps, idx, *carry):
         params, m_in, v_in, t = carry[:k], carry[k:2 * k], carry[2 * k:3 * k], carry[3 * k]
@@ -55,10 +56,11 @@ def _compile_chunk(flat: FlatLogp, family, batch_size: int | None, lr: float, mc
         t1 = t + 1
         step_lr = lr * step_size_factor(t, n_total, lr_floor, pt)
         out_p, out_m, out_v = [], [], []
-        for p, m, v, g in zip(params, m_in, v_in, grads, strict=True):
+        for name, p, m, v, g in zip(names, params, m_in, v_in, grads, strict=True):
             m_new = b1 * m + (1 - b1) * g
             v_new = b2 * v + (1 - b2) * g * g
-            p_new = p - step_lr * (m_new / (1 - b1**t1)) / (pt.sqrt(v_new / (1 - b2**t1)) + eps_adam)
+            scale = scales.get(name, 1.0)
+            p_new = p - step_lr * scale * (m_new / (1 - b1**t1)) / (pt.sqrt(v_new / (1 - b2**t1)) + eps_adam)
             out_p.append(pt.switch(active, p_new, p))
             out_m.append(pt.switch(active, m_new, m))
             out_v.append(pt.switch(active, v_new, v))

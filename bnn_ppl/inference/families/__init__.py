@@ -3,9 +3,9 @@
 A new family is one small file defining a :class:`Family` subclass plus an import here.
 """
 
-from bnn_ppl.inference.families._base import FAMILIES, Family, flat_layout, resolve_family
+from bnn_ppl.inference.families._base import AUTO_FULLRANK_MAX, FAMILIES, Family, flat_layout, resolve_family
 from bnn_ppl.inference.families.fullrank import FullRank
 from bnn_ppl.inference.families.lowrank import LowRank
 from bnn_ppl.inference.families.meanfield import MeanField
 
-__all__ = ["FAMILIES", "Family", "FullRank", "LowRank", "MeanField", "flat_layout", "resolve_family"]
+__all__ = ["AUTO_FULLRANK_MAX", "FAMILIES", "Family", "FullRank", "LowRank", "MeanField", "flat_layout", "resolve_family"]

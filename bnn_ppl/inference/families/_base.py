@@ -9,6 +9,7 @@ description length, io and display:
   reparameterised draw ``theta = mu + T(eps)`` (``eps`` may carry leading axes);
 - ``entropy(xp, params)``: the analytic entropy of q (every family here is Gaussian);
 - ``marginal_std(params)``: the standard deviation of each coordinate (numpy);
+- ``step_scales(d)``: per-element step-size multipliers for Adam (default 1);
 - ``pymc_group``: the PyMC approximation class holding the same parameters under the same
   names (``"MeanField"``, ``"FullRank"``), or None when PyMC has no such family.
 
@@ -62,6 +63,10 @@ class Family:
 
     def noise_size(self, d: int) -> int:
         return d
+
+    def step_scales(self, d: int) -> dict[str, np.ndarray]:
+        """Per-element multipliers of the optimiser's step size (parameters left out: 1)."""
+        return {}
 
     def sample(self, xp: Any, params: dict[str, Any], eps: Any) -> Any:
         raise NotImplementedError
