@@ -205,8 +205,10 @@ def run_notebook(seeds: int, steps: int, out: Path) -> list[dict]:
     X, y = moons(noise=0.2, random_state=0, n_samples=1000)
     X_tr, X_te, y_tr, y_te = train_test_split(scale(X), y, test_size=0.5, random_state=0)
     rows = []
-    for seed in range(seeds):
-        built = bp.build_model(bp.load_spec("models/moons.toml"), X_tr, y_tr, random_seed=seed)
+    nets = {"moons.toml (biases)": bp.load_spec("models/moons.toml"),
+            "the notebook's net (no biases)": bp.load_spec("models/moons_notebook.toml")}
+    for seed, (label, spec) in ((s, item) for s in range(seeds) for item in nets.items()):
+        built = bp.build_model(spec, X_tr, y_tr, random_seed=seed)
         t0 = time.perf_counter()
         with built.model:
             approx = pm.fit(30_000, method="advi", random_seed=seed, progressbar=False)
@@ -216,10 +218,48 @@ def run_notebook(seeds: int, steps: int, out: Path) -> list[dict]:
             trace = approx.sample(draws=500, random_seed=seed)
             ppc = pm.sample_posterior_predictive(trace, random_seed=seed, progressbar=False)
         pred = np.asarray(ppc["posterior_predictive"][OBSERVED_NAME]).mean(axis=(0, 1)) > 0.5
-        rows.append({"study": "notebook", "setting": "pm.fit(30_000) on built.model", "seed": seed,
+        rows.append({"study": "notebook", "setting": f"pm.fit(30_000) on built.model, {label}", "seed": seed,
                      "accuracy": float(np.mean(pred == y_te)), "lpd": None, "ece": None, "fit_s": fit_s})
         _append(out, rows[-1])
     return rows
+
+
+def run_cost(seeds: int, steps: int, out: Path) -> list[dict]:
+    """Steady steps/s of each family on the 784-256-10 workload (60k x 784, batch 256), interleaved,
+    and of several Monte Carlo draws per step on moons 2-5-5-1 (with the -ELBO they reach)."""
+    from bench.workloads import prototype_data
+
+    X, y = prototype_data(60_000, seed=0)
+    spec = bp.Network([bp.Dense(256, "tanh"), bp.Dense(10, "identity")], bp.Categorical(10), name="synthetic784")
+    built = bp.build_model(spec, X, y, batch_size=256)
+    wide = {"mean-field": {"method": "advi"}, "low-rank r=2": {"method": bp.LowRank(rank=2)},
+            "low-rank r=8": {"method": bp.LowRank(rank=8)}, "mean-field x4 ensemble": {"method": "advi", "ensemble": 4}}
+    rows = []
+    for repeat in range(2):  # A B C A B C: load drifts hit every setting alike
+        for label, kwargs in wide.items():
+            result = bp.fit(built, n=400, random_seed=repeat, progressbar=False, **kwargs)
+            rows.append({"study": "cost", "workload": "784-256-10", "setting": label, "seed": repeat,
+                         "steps_per_s": result.timings["steady_steps_per_s"], "fit_s": result.timings["total_s"]})
+            _append(out, rows[-1])
+    moons_built = bp.build_model(bp.load_spec("models/moons.toml"), *_notebook_moons()[:2])
+    for repeat in range(2):
+        for draws in (1, 4):
+            result = bp.fit(moons_built, n=steps, method="advi", mc_draws=draws, random_seed=repeat, progressbar=False)
+            tail = result.losses[-2000:]
+            rows.append({"study": "cost", "workload": "moons 2-5-5-1", "setting": f"mean-field, {draws} draws/step",
+                         "seed": repeat, "steps_per_s": result.timings["steady_steps_per_s"],
+                         "fit_s": result.timings["total_s"], "final_loss": result.final_loss,
+                         "loss_step_sd": float(np.std(np.diff(tail)) / np.sqrt(2))})
+            _append(out, rows[-1])
+    return rows
+
+
+def _notebook_moons():
+    from sklearn.preprocessing import scale
+
+    X, y = make_moons(noise=0.2, random_state=0, n_samples=1000)
+    X_tr, X_te, y_tr, y_te = train_test_split(scale(X), y, test_size=0.5, random_state=0)
+    return X_tr, y_tr, X_te, y_te
 
 
 def _median(rows: list[dict], key: str) -> float:
@@ -229,9 +269,17 @@ def _median(rows: list[dict], key: str) -> float:
 
 def table(rows: list[dict]) -> str:
     lines = []
-    for study in ("moons", "gap", "digits", "notebook"):
+    for study in ("moons", "gap", "digits", "notebook", "cost"):
         chosen = [r for r in rows if r["study"] == study]
         if not chosen:
+            continue
+        if study == "cost":
+            lines += ["\ncost: median over repeats", "| workload | setting | steady steps/s | fit s | final -ELBO | loss step sd |",
+                      "|---|---|---|---|---|---|"]
+            for key in dict.fromkeys((x["workload"], x["setting"]) for x in chosen):
+                r = [x for x in chosen if (x["workload"], x["setting"]) == key]
+                lines.append(f"| {key[0]} | {key[1]} | {_median(r, 'steps_per_s'):,.0f} | {_median(r, 'fit_s'):.1f} | "
+                             f"{_median(r, 'final_loss'):.1f} | {_median(r, 'loss_step_sd'):.2f} |")
             continue
         settings = list(dict.fromkeys(r["setting"] for r in chosen))
         if study == "gap":
@@ -262,7 +310,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=30_000)
     parser.add_argument("--out", type=Path, default=Path("runs/families.jsonl"))
     args = parser.parse_args(argv)
-    runners = {"moons": run_moons, "gap": run_gap, "digits": run_digits, "notebook": run_notebook}
+    runners = {"moons": run_moons, "gap": run_gap, "digits": run_digits, "notebook": run_notebook, "cost": run_cost}
     rows = []
     for study in args.studies.split(","):
         rows += runners[study](args.seeds, args.steps, args.out)

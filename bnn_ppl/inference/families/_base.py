@@ -140,6 +140,10 @@ def flat_layout(model: Any) -> OrderedDict:
     The layout PyMC's approximations use (``approx.groups[0].ordering``), so a flat vector
     means the same thing to every family and to PyMC.
     """
+    key = tuple(rv.name for rv in model.free_RVs)
+    cached = getattr(model, "_bnn_ppl_layout", None)
+    if cached is not None and cached[0] == key:  # model.initial_point compiles a function each call
+        return cached[1]
     point = model.initial_point(0)
     layout: OrderedDict = OrderedDict()
     start = 0
@@ -148,4 +152,5 @@ def flat_layout(model: Any) -> OrderedDict:
         value = point[name]
         layout[name] = (name, slice(start, start + value.size), value.shape, value.dtype)
         start += value.size
+    model._bnn_ppl_layout = (key, layout)
     return layout
