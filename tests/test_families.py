@@ -257,3 +257,18 @@ def test_several_draws_per_step_lower_the_gradient_noise(built):
     # the loss is a Monte Carlo estimate: averaging 4 draws shrinks its step-to-step spread
     assert np.std(np.diff(four.losses[-500:])) < 0.7 * np.std(np.diff(one.losses[-500:]))
     assert "4 draws per step" in repr(four)
+
+
+def test_full_rank_engine_form_is_the_same_distribution():
+    family = bp.FullRank()
+    params = _params(family, d=6)
+    stacked = {k: np.stack([v, v + 1.0]) for k, v in params.items()}  # a members axis survives the round trip
+    np.testing.assert_array_equal(family.from_engine(family.to_engine(stacked))["L_tril"], stacked["L_tril"])
+    dense = family.to_engine(params)
+    assert set(dense) == set(family.engine_names) == {"mu", "L"}
+    eps = np.random.default_rng(4).standard_normal((5, 6))
+    np.testing.assert_allclose(family.sample(numpy_ops(), dense, eps), family.sample(numpy_ops(), params, eps))
+    assert family.entropy(numpy_ops(), dense) == pytest.approx(family.entropy(numpy_ops(), params))
+    # the masked upper triangle never enters: changing it changes nothing
+    dense["L"] = dense["L"] + np.triu(np.full((6, 6), 7.0), 1)
+    np.testing.assert_allclose(family.sample(numpy_ops(), dense, eps), family.sample(numpy_ops(), params, eps))

@@ -34,7 +34,7 @@ def _build_step(logp_fn, family, n_obs: int, batch_size: int | None, lr: float, 
     from bnn_ppl.array_ops import jax_ops
 
     xp = jax_ops()
-    names = family.param_names
+    names = family.engine_names
     b1, b2, eps_adam = 0.9, 0.999, 1e-8
 
     def neg_elbo(params, eps, xb, yb):
@@ -150,8 +150,8 @@ class JaxEngine:
             _COMPILED[cache_key] = run
             while len(_COMPILED) > _CACHE_SIZE:
                 _COMPILED.pop(next(iter(_COMPILED)))
-        names = request.family.param_names
-        values = posterior.values()
+        names = request.family.engine_names
+        values = request.family.to_engine(posterior.values())
         params = tuple(jnp.asarray(values[name]) for name in names)
         zeros = tuple(jnp.zeros_like(p) for p in params)
         members = posterior.members
@@ -175,7 +175,8 @@ class JaxEngine:
             return new, np.asarray(losses)
 
         def write_back(carry):
-            posterior.set_values({name: np.asarray(value) for name, value in zip(names, carry[0], strict=True)})
+            posterior.set_values(request.family.from_engine(
+                {name: np.asarray(value) for name, value in zip(names, carry[0], strict=True)}))
 
         return run_chunks(request, run_chunk, state, chunk, write_back,
                           backend=f"jax-{jax.default_backend()}", setup_s=time.perf_counter() - t0)

@@ -22,15 +22,14 @@ from bnn_ppl.inference.engines.objective import FlatLogp, flat_logp
 
 __all__ = ["PytensorEngine"]
 
-def _compile_chunk(flat: FlatLogp, family, batch_size: int | None, lr: float, mc_draws: int, mode):
+def _compile_chunk(flat: FlatLogp, family, shapes: dict, batch_size: int | None, lr: float, mc_draws: int, mode):
     from bnn_ppl.array_ops import pytensor_ops
 
     xp = pytensor_ops()
     dtype = flat.X.dtype
     X = pt.tensor("X", shape=flat.X.shape, dtype=dtype)
     y = pt.tensor("y", shape=flat.y_data.shape, dtype=flat.y_data.dtype)
-    names = family.param_names
-    shapes = family.param_shapes(flat.size)
+    names = family.engine_names
     k = len(names)
     init = [pt.tensor(f"p_{name}", shape=shapes[name], dtype=dtype) for name in names]
     m0 = [pt.tensor(f"m_{name}", shape=shapes[name], dtype=dtype) for name in names]
@@ -90,10 +89,11 @@ class PytensorEngine:
         flat = flat_logp(built, posterior.layout)
         mode = resolve_backend_compile_kwargs(backend, None)["mode"]
         family = request.family
-        fn = _compile_chunk(flat, family, built.batch_size, request.learning_rate, request.mc_draws, mode)
-        names = family.param_names
+        names = family.engine_names
+        values = family.to_engine(posterior.values())
+        shapes = {name: np.shape(values[name]) for name in names}
+        fn = _compile_chunk(flat, family, shapes, built.batch_size, request.learning_rate, request.mc_draws, mode)
         k = len(names)
-        values = posterior.values()
         params = [np.asarray(values[name], dtype=flat.X.dtype) for name in names]
         state = (params, [np.zeros_like(p) for p in params], [np.zeros_like(p) for p in params], 0.0)
         noise = family.noise_size(flat.size)
@@ -112,7 +112,7 @@ class PytensorEngine:
             return new, out[3 * k + 1]
 
         def write_back(carry):
-            posterior.set_values(dict(zip(names, carry[0], strict=True)))
+            posterior.set_values(family.from_engine(dict(zip(names, carry[0], strict=True))))
 
         return run_chunks(request, run_chunk, state, chunk, write_back,
                           backend=backend, setup_s=time.perf_counter() - t0)

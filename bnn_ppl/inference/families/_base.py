@@ -10,6 +10,8 @@ description length, io and display:
 - ``entropy(xp, params)``: the analytic entropy of q (every family here is Gaussian);
 - ``marginal_std(params)``: the standard deviation of each coordinate (numpy);
 - ``step_scales(d)``: per-element step-size multipliers for Adam (default 1);
+- ``to_engine`` / ``from_engine``: the form the compiled loops optimise, when it differs from
+  the stored one (full-rank: a dense masked matrix instead of PyMC's packed triangle);
 - ``pymc_group``: the PyMC approximation class holding the same parameters under the same
   names (``"MeanField"``, ``"FullRank"``), or None when PyMC has no such family.
 
@@ -65,8 +67,24 @@ class Family:
         return d
 
     def step_scales(self, d: int) -> dict[str, np.ndarray]:
-        """Per-element multipliers of the optimiser's step size (parameters left out: 1)."""
+        """Per-element multipliers of the optimiser's step size, by engine parameter name (left out: 1)."""
         return {}
+
+    @property
+    def engine_names(self) -> tuple[str, ...]:
+        """Names of the parameters as the engines carry them (``to_engine``'s keys)."""
+        return self.param_names
+
+    def to_engine(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The stored parameters in the form the compiled loops optimise (default: the same).
+
+        ``sample`` and ``entropy`` accept both forms; leading (member) axes are kept.
+        """
+        return dict(values)
+
+    def from_engine(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Inverse of :meth:`to_engine`."""
+        return dict(values)
 
     def sample(self, xp: Any, params: dict[str, Any], eps: Any) -> Any:
         raise NotImplementedError
