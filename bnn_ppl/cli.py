@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed of the fit and the predictions (default 0)")
     p.add_argument("--engine", default="auto", choices=ENGINE_CHOICES,
                    help="ADVI engine: auto, jax, numba or pymc (default auto)")
+    p.add_argument("--method", default="auto", choices=METHOD_CHOICES,
+                   help="variational family: auto (full-rank up to 200 parameters, else mean-field), advi "
+                        "(mean-field), fullrank_advi or lowrank_advi (default auto)")
+    p.add_argument("--ensemble", type=_positive_int, default=1,
+                   help="independent fits run together and mixed with equal weights (JAX engine; default 1)")
     p.add_argument("--draws", type=_positive_int, default=500, help="posterior draws for predictions (default 500)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
 
@@ -88,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: ``--engine`` choices (the engine registry's names; a test keeps them in step without importing PyMC here).
 ENGINE_CHOICES = ("auto", "jax", "numba", "pymc")
+METHOD_CHOICES = ("auto", "advi", "fullrank_advi", "lowrank_advi")
 #: Exit code of a fit stopped by Ctrl-C (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 130
 
@@ -197,13 +203,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
                         class_names=data.class_names)
     print(f"Fitting {spec.name} ({built.spec.n_params()} parameters) on {data.name}: "
           f"{len(data.y_train)} training rows, {args.steps} steps.", flush=True)
-    result = fit(built, n=args.steps, engine=args.engine, random_seed=args.seed, progressbar=sys.stderr.isatty())
+    result = fit(built, n=args.steps, method=args.method, engine=args.engine, ensemble=args.ensemble,
+                 random_seed=args.seed, progressbar=sys.stderr.isatty())
     predictor = result.predictor()
     if result.interrupted:
         print(f"Interrupted after {result.n_steps} of {args.steps} steps (Ctrl-C): the metrics and model below "
               "are those of the partial fit.", flush=True)
     metrics = {"spec": str(args.spec), "data": data.name, "steps": result.n_steps, "steps_requested": args.steps,
                "interrupted": bool(result.interrupted), "stop_reason": result.stop_reason, "engine": result.engine,
+               "method": result.family.label(), "ensemble": result.members,
                "backend": result.backend, "seed": args.seed, "draws": args.draws,
                "final_loss": result.final_loss, "timings": result.timings,
                **_metrics(data, predictor, args.draws, args.seed)}

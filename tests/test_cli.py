@@ -22,7 +22,7 @@ def run(*args: str, cwd: Path = ROOT, timeout: int = 300) -> subprocess.Complete
 @pytest.fixture(scope="module")
 def moons_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "moons"
-    proc = run("fit", "models/moons.toml", "--out", out, "--steps", "1500", "--draws", "100")
+    proc = run("fit", "models/moons.toml", "--out", out, "--steps", "1500", "--draws", "100", "--ensemble", "2")
     return proc, out
 
 
@@ -36,6 +36,7 @@ def test_fit_embedded_moons_writes_everything(moons_run):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["data"] == "moons" and metrics["steps"] == 1500
+    assert metrics["method"] == "fullrank_advi" and metrics["ensemble"] == 2  # auto: 51 parameters
     assert metrics["test"]["rows"] == 500
     assert 0.85 < metrics["test"]["accuracy"] <= 1.0
     assert f"{metrics['test']['accuracy']:.3f}" in proc.stdout
