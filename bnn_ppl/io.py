@@ -418,9 +418,12 @@ def from_bytes(data: bytes, *, where: str = "<bytes>") -> tuple[Any, dict]:
     info = check_fit_info(where, _json_object(where, members, "fit.json"))
     meta = _json_object(where, members, "metadata.json")
     losses = _array(where, members, "losses.npy").astype(float)
-    if losses.ndim != (1 if info["members"] == 1 else 2):
+    if losses.ndim != (1 if info["members"] == 1 else 2) or (losses.ndim == 2 and losses.shape[0] != info["members"]):
         raise ModelFileError(f"{where}: losses.npy has shape {losses.shape}; expected one row per ensemble member "
                              f"({info['members']}).")
+    if len(info["member_seeds"]) not in (0, info["members"]):
+        raise ModelFileError(f"{where}: fit.json lists {len(info['member_seeds'])} member_seeds for "
+                             f"{info['members']} members; the file was edited. Save the model again.")
     built = _rebuild_model(where, members, spec, info)
     posterior = _rebuild_posterior(where, members, built, info)
     from bnn_ppl.inference import FitResult

@@ -36,7 +36,7 @@ def _built(batch_size=None):
 def test_divergence_raises_fit_error_and_keeps_finite_parameters(engine):
     built = _built()
     with pytest.raises(FitError, match="diverged.*learning_rate \\(now 1000000.0\\)") as info:
-        bp.fit(built, n=3000, engine=engine, learning_rate=1e6, random_seed=0, progressbar=False)
+        bp.fit(built, n=3000, engine=engine, learning_rate=1e6, method="advi", random_seed=0, progressbar=False)
     assert "ParameterValueError: 0 <= p <= 1" not in str(info.value)
     assert "The current approximation of RV" not in str(info.value)  # PyMC's one line per parameter
     params = info.value.approx.groups[0].params_dict
@@ -52,7 +52,7 @@ def test_callbacks_run_every_n_steps_and_a_convergence_stop_is_not_an_interrupt(
         if i >= 300:
             raise StopIteration
 
-    r = bp.fit(_built(), n=5000, engine=engine, random_seed=0, progressbar=False, callbacks=[stop_at_300],
+    r = bp.fit(_built(), n=5000, engine=engine, method="advi", random_seed=0, progressbar=False, callbacks=[stop_at_300],
                callback_every=100)
     assert r.stop_reason == "callback" and not r.interrupted
     if engine == "pymc":
@@ -60,7 +60,7 @@ def test_callbacks_run_every_n_steps_and_a_convergence_stop_is_not_an_interrupt(
     else:
         assert seen == [100, 200, 300] and r.n_steps == 300
     converge = pm.variational.callbacks.CheckParametersConvergence(every=100, tolerance=0.5, diff="relative")
-    r = bp.fit(_built(), n=20_000, engine=engine, random_seed=0, progressbar=False, callbacks=[converge],
+    r = bp.fit(_built(), n=20_000, engine=engine, method="advi", random_seed=0, progressbar=False, callbacks=[converge],
                callback_every=100)
     assert r.stop_reason == "callback" and r.n_steps < 20_000
 
@@ -103,7 +103,7 @@ _SIGINT_SCRIPT = textwrap.dedent(
                 announced.append(i)
                 print("READY", flush=True)  # the parent sends SIGINT now, while the next chunk runs
 
-        r = bp.fit(built, n=10**7, engine=engine, random_seed=0, progressbar=False, callbacks=[ready],
+        r = bp.fit(built, n=10**7, engine=engine, method="advi", random_seed=0, progressbar=False, callbacks=[ready],
                    callback_every=None if engine == "pymc" else 200)
         mu = r.params()["mu"]
         print(json.dumps({"engine": engine, "interrupted": r.interrupted, "reason": r.stop_reason,

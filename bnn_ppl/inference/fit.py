@@ -10,6 +10,7 @@ import numpy as np
 from pymc.initial_point import make_initial_point_fn
 
 from bnn_ppl.compile import BuiltModel
+from bnn_ppl.compile.model import MAX_PARAMETERS
 from bnn_ppl.errors import DataError, FitError, ParameterError
 from bnn_ppl.inference.engines import ENGINES, FitRequest, resolve_engine
 from bnn_ppl.inference.families import Family, flat_layout, resolve_family
@@ -152,6 +153,12 @@ def fit(
         raise ParameterError(f"engine='pymc' runs PyMC's own loop, which has no {family.name!r} family; use "
                              "engine='jax' or 'numba', or method='advi' / 'fullrank_advi'.")
     family.check_size(n_params)
+    if members * mc_draws * n_params > MAX_PARAMETERS:
+        raise ParameterError(
+            f"ensemble={members} x mc_draws={mc_draws} x {n_params:,} parameters would hold "
+            f"{members * mc_draws * n_params:,} numbers per step (limit {MAX_PARAMETERS:,}, "
+            "bnn_ppl.compile.model.MAX_PARAMETERS); use fewer members or draws per step."
+        )
     t0 = time.perf_counter()
     if members == 1:
         user_seeds: tuple[int | None, ...] = (random_seed,)
