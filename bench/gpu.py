@@ -26,7 +26,7 @@ def run(name: str, steps: int, seed: int = 0) -> dict:
     (w,) = make_workloads([name])
     built = bp.build_model(w.spec, w.X_train, w.y_train, batch_size=w.batch_size)
     t0 = time.perf_counter()
-    result = bp.fit(built, steps, engine="jax", random_seed=seed, progressbar=False)
+    result = bp.fit(built, steps, method="advi", engine="jax", random_seed=seed, progressbar=False)
     total = time.perf_counter() - t0
     proba = result.predictor(backend="jax").predict_proba(w.X_test, draws=w.eval_draws, random_seed=seed)
     return {

@@ -61,7 +61,10 @@ def posterior_group(result: Any, draws: int, rng: np.random.Generator) -> xr.Dat
     chains = posterior.members
     data = {}
     for name, value in zip(names, values, strict=True):
-        value = np.asarray(value).reshape(chains, draws, *np.shape(value)[1:])
+        value = np.asarray(value)
+        if value.ndim == 0 or value.shape[0] != thetas.shape[0]:  # a constant (a known noise sigma)
+            value = np.broadcast_to(value, (thetas.shape[0], *value.shape))
+        value = value.reshape(chains, draws, *value.shape[1:])
         dims = ["chain", "draw", *model.named_vars_to_dims.get(name, ())]
         dims += [f"{name}_dim_{i}" for i in range(len(dims), value.ndim)]
         coords = {dim: list(model.coords[dim]) for dim in dims[2:] if dim in model.coords}

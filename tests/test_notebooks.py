@@ -45,7 +45,7 @@ def _text(nb) -> str:
         ),
         ("04_hierarchical.ipynb", 3, ["hierarchical, 2-16-16-1", "dense_0_w_scale"]),
         ("05_convolutional.ipynb", 4, ["convnet: 2,730 parameters", "acc / MI", "conv_0_kh"]),
-        ("06_families_vs_nuts.ipynb", 1, ["test LPD", "ensemble posterior dims", "low-rank: This fit has no PyMC"]),
+        ("06_families_vs_nuts.ipynb", 2, ["std(0) / std(+-1.5)", "test LPD", "ensemble posterior dims", "low-rank: This fit has no PyMC"]),
     ],
 )
 def test_notebook_runs(name, min_images, expected, monkeypatch):

@@ -55,3 +55,21 @@ def test_trace_draws_round_trip_through_the_transforms():
     draws = trace_predictor(result.built, group).sample(X[:5], draws=400, random_seed=1).mean(0)
     direct = result.predictor().sample(X[:5], draws=4000, random_seed=1).mean(0)
     np.testing.assert_allclose(draws, direct, atol=0.15)
+
+
+def test_known_noise_regression_has_in_between_uncertainty(tmp_path):
+    """Issue 11's gap case: 40 points on [-2, -1] U [1, 2]; more predictive spread between the clusters."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.uniform(-2, -1, 20), rng.uniform(1, 2, 20)])
+    y = np.sin(3 * x) + rng.normal(0, 0.1, x.size)
+    spec = bp.Network([bp.Dense(50), bp.Dense(1, "identity")], bp.NormalLikelihood(sigma=0.1), prior=bp.Normal(1.0))
+    path = tmp_path / "gap.toml"
+    bp.dump_spec(spec, path)
+    assert bp.load_spec(path) == spec and "sigma = 0.1" in path.read_text()
+    result = bp.fit(bp.build_model(spec, x[:, None], y), n=10_000, random_seed=0, progressbar=False)
+    predictor = result.predictor()
+    np.testing.assert_array_equal(predictor.sample_noise(draws=3), [0.1, 0.1, 0.1])  # fixed, not fitted
+    std = predictor.uncertainty(np.array([[-1.5], [0.0], [1.5]]), draws=2000, random_seed=0).std
+    assert std[1] >= 3 * max(std[0], std[2]), std
+    with pytest.raises(bp.SpecError, match="'sigma'"):
+        bp.NormalLikelihood(sigma=-1.0)

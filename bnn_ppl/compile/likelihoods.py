@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 from pytensor.tensor.special import log_softmax
@@ -61,7 +62,10 @@ def _categorical(lik, output, observed, total_size, dims):
 
 
 def _normal(lik, output, observed, total_size, dims):
-    sigma = pm.HalfNormal(NOISE_NAME, sigma=lik.sigma_prior)
+    if lik.sigma is not None:  # known noise: a constant, recorded under the same name
+        sigma = pm.Deterministic(NOISE_NAME, pt.as_tensor_variable(np.asarray(lik.sigma, dtype=output.dtype)))
+    else:
+        sigma = pm.HalfNormal(NOISE_NAME, sigma=lik.sigma_prior)
     return pm.Normal(OBSERVED_NAME, mu=output[:, 0], sigma=sigma, observed=observed, total_size=total_size, dims=dims)
 
 

@@ -31,6 +31,8 @@ def _kinded_to_dict(obj: Prior | Likelihood) -> dict[str, Any]:
     out: dict[str, Any] = {"kind": obj.kind}
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
+        if value is None:  # unset optional fields (TOML has no null)
+            continue
         out[f.name] = _kinded_to_dict(value) if isinstance(value, Prior) else value
     return out
 
