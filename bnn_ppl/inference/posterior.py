@@ -87,6 +87,11 @@ class VariationalPosterior:
         return self._approx
 
     @property
+    def has_approx(self) -> bool:
+        """Whether PyMC's approximation holds these parameters (mean-field/full-rank, one member)."""
+        return self._approx is not None
+
+    @property
     def params(self) -> list[Any]:
         """The shared variables holding the parameters (as ``approx.params``; PyMC's callbacks read it)."""
         return list(self._shared.values())
@@ -115,14 +120,6 @@ class VariationalPosterior:
             raise ParameterError(f"The member index must lie in [0, {self.members}). Got {k!r}.")
         return VariationalPosterior(self.family, model, self.member_values(k))
 
-    def mean(self) -> np.ndarray:
-        """(members, D) means of the members in the flat layout."""
-        return np.asarray(self.values()["mu"], dtype=float).reshape(self.members, self.size)
-
-    def marginal_std(self) -> np.ndarray:
-        """(members, D) marginal standard deviations."""
-        return np.stack([self.family.marginal_std(self.member_values(k)) for k in range(self.members)])
-
     def draw(self, draws: int, rng: np.random.Generator, *, per_member: bool = False) -> np.ndarray:
         """(draws, D) draws of the flat parameter vector (float64), member-major.
 
@@ -139,6 +136,3 @@ class VariationalPosterior:
             params = {name: np.asarray(v, dtype=float) for name, v in self.member_values(k).items()}
             out.append(self.family.sample(xp, params, rng.standard_normal((int(count), noise))))
         return np.concatenate(out) if out else np.zeros((0, self.size))
-
-    def check_finite(self) -> bool:
-        return all(np.all(np.isfinite(v)) for v in self.values().values())

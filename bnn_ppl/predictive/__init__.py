@@ -1,7 +1,7 @@
 """Compiled posterior predictive and uncertainty summaries."""
 
 from bnn_ppl.predictive.predictor import PREDICTOR_KINDS, Predictor, make_predictor
-from bnn_ppl.predictive.samplers import BatchedSampler, SampleNodeSampler, draw_flat_params
+from bnn_ppl.predictive.samplers import BatchedSampler, SampleNodeSampler
 from bnn_ppl.predictive.quality import Quality, evaluate
 from bnn_ppl.predictive.trace import trace_predictor
 from bnn_ppl.predictive.summaries import (
@@ -21,7 +21,6 @@ __all__ = [
     "Predictor",
     "RegressionUncertainty",
     "SampleNodeSampler",
-    "draw_flat_params",
     "make_predictor",
     "summarise_classification",
     "summarise_regression",

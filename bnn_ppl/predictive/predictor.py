@@ -65,7 +65,7 @@ def make_predictor(result: Any, backend: str | None = None, kind: str = "auto") 
             "kind='sample_node' cannot use backend='jax': JAX needs a fixed number of draws and the "
             "draws are a graph input. Use kind='batched' (the default) with backend='jax'."
         )
-    if kind == "sample_node" and result.posterior._approx is None:
+    if kind == "sample_node" and not result.posterior.has_approx:
         raise ParameterError(
             "kind='sample_node' runs PyMC's approx.sample_node and needs a PyMC approximation; this fit has none "
             f"({result.family.label()}, {result.members} member(s)). Use kind='batched' (the default)."

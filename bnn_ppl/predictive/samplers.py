@@ -25,7 +25,7 @@ from bnn_ppl.compile.likelihoods import NOISE_NAME
 from bnn_ppl.array_ops import numpy_ops
 from bnn_ppl.spec.layers import ForwardContext, network_forward
 
-__all__ = ["SampleNodeSampler", "BatchedSampler", "draw_flat_params"]
+__all__ = ["SampleNodeSampler", "BatchedSampler"]
 
 
 def _mode(backend: str | None) -> Any:
@@ -73,11 +73,6 @@ class SampleNodeSampler:
         """Parameter draws for every row of ``X`` (the same posterior draws for the same seed)."""
         reseed_rngs(self._rngs, seed)
         return [np.asarray(a) for a in self._fn(X, draws)]
-
-
-def draw_flat_params(posterior: Any, draws: int, rng: np.random.Generator) -> np.ndarray:
-    """(draws, D) samples of the flat unconstrained parameter vector (an ensemble's equal-weight mixture)."""
-    return posterior.draw(draws, rng)
 
 
 def _predict(xp: Any, layers: list, likelihood: Any, params: dict, X: Any, reference: Any) -> Any:
@@ -145,7 +140,7 @@ class BatchedSampler:
 
     def draw_params(self, draws: int, rng: np.random.Generator) -> np.ndarray:
         """(draws, D) posterior draws of the flat parameter vector."""
-        return draw_flat_params(self._posterior, draws, rng).astype(float_dtype())
+        return self._posterior.draw(draws, rng).astype(float_dtype())
 
     def evaluate(self, thetas: np.ndarray, X: np.ndarray) -> list[np.ndarray]:
         """Parameter draws (draws, rows[, classes]) for the given flat-parameter draws."""

@@ -69,7 +69,7 @@ class FitRequest:
     @property
     def callback_target(self) -> Any:
         """What callbacks receive as ``approx``: PyMC's approximation when there is one, else the posterior."""
-        return self.posterior.approx if self.posterior._approx is not None else self.posterior
+        return self.posterior.approx if self.posterior.has_approx else self.posterior
 
     def seed(self) -> int:
         return 0 if self.random_seed is None else int(self.random_seed)
