@@ -120,8 +120,9 @@ def fit(
     Raises
     ------
     FitError
-        The loss or a parameter stopped being finite (every engine); its ``approx`` attribute
-        holds the approximation with the last good parameters.
+        The loss or a parameter stopped being finite (every engine); its ``posterior`` attribute
+        holds the last good parameters (``approx``: PyMC's approximation when the family has one,
+        else the posterior).
 
     Examples
     --------
