@@ -305,3 +305,14 @@ def test_edited_ensemble_files_are_refused(ensemble_fit, tmp_path):
         from_bytes(edit(member_seeds=[1]))
     with pytest.raises(bp.ModelFileError, match="family settings"):
         from_bytes(edit(family_options={"rank": 3}))
+
+
+def test_evaluate_scores_the_predictors_own_draws(lowrank_fit, data):
+    X, y = data[2][:100], data[3][:100]
+    q = lowrank_fit.evaluate(X, y, draws=300, random_seed=7)
+    p1 = lowrank_fit.predictor().sample(X, draws=300, random_seed=7).mean(0)
+    picked = np.where(y == 1, p1, 1 - p1)
+    assert q.lpd == pytest.approx(np.mean(np.log(picked))) and q.nll == -q.lpd
+    assert q.accuracy == np.mean((p1 > 0.5) == y)
+    assert q.rows == 100 and q.draws == 300 and q.rmse is None and q.coverage == {}
+    assert 0.0 <= q.ece <= 1.0 and q.to_dict()["nll"] == q.nll

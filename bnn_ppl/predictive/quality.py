@@ -84,9 +84,8 @@ def evaluate(predictor: Any, X: Any, y: Any, draws: int = 1000, random_seed: Any
     spec = predictor.spec
     Xf = predictor._features(X)
     yt = as_targets(y, spec.likelihood, Xf.shape[0])
-    rng = np.random.default_rng(random_seed)
-    seed = int(rng.integers(2**31 - 1))
-    param = predictor.sample(Xf, draws=draws, random_seed=seed)
+    # the same posterior draws as predictor.uncertainty / predict with this seed (same accuracy)
+    param = predictor.sample(Xf, draws=draws, random_seed=random_seed)
     if spec.likelihood.is_classifier:
         probs = as_class_probs(param)  # (draws, rows, classes)
         mean = probs.mean(axis=0)
@@ -98,11 +97,11 @@ def evaluate(predictor: Any, X: Any, y: Any, draws: int = 1000, random_seed: Any
             accuracy=float(np.mean(mean.argmax(axis=1) == labels)),
             ece=float(expected_calibration_error(labels, mean if mean.shape[1] > 2 else mean[:, 1])),
         )
-    sigma = predictor.sample_noise(draws=draws, random_seed=seed).reshape(-1, 1)
+    sigma = predictor.sample_noise(draws=draws, random_seed=random_seed).reshape(-1, 1)
     yv = np.asarray(yt, dtype=float)
     log_dens = -0.5 * ((yv - param) / sigma) ** 2 - np.log(sigma) - _HALF_LOG_2PI  # (draws, rows)
     lpd = logsumexp(log_dens, axis=0) - np.log(param.shape[0])
-    replicated = param + sigma * rng.standard_normal(param.shape)
+    replicated = param + sigma * np.random.default_rng(random_seed).standard_normal(param.shape)
     coverage = {}
     for level in levels:
         lo, hi = np.quantile(replicated, [(1 - level) / 2, (1 + level) / 2], axis=0)
