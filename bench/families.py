@@ -144,13 +144,19 @@ def run_moons(seeds: int, steps: int, out: Path) -> list[dict]:
     q = evaluate(nuts_predictor(shell, thetas), X_te, y_te, draws=thetas.shape[0])
     rows.append({"study": "moons", "setting": "NUTS", "seed": 0, **q.to_dict(), "fit_s": wall, "divergences": div})
     _append(out, rows[-1])
+    return rows + _scored_fits("moons", built, SETTINGS, X_te, y_te, seeds, steps, out)
+
+
+def _scored_fits(study: str, built, settings: dict, X_te, y_te, seeds: int, steps: int, out: Path) -> list[dict]:
+    """Every setting for every seed, interleaved (load drifts hit every setting alike), scored on the test rows."""
+    rows = []
     for seed in range(seeds):
-        for label, kwargs in SETTINGS.items():  # interleaved: load drifts hit every setting alike
+        for label, kwargs in settings.items():
             t0 = time.perf_counter()
             result = bp.fit(built, n=steps, random_seed=seed, progressbar=False, **kwargs)
             fit_s = time.perf_counter() - t0
             q = result.evaluate(X_te, y_te, draws=EVAL_DRAWS)
-            rows.append({"study": "moons", "setting": label, "seed": seed, **q.to_dict(), "fit_s": fit_s,
+            rows.append({"study": study, "setting": label, "seed": seed, **q.to_dict(), "fit_s": fit_s,
                          "final_loss": result.final_loss})
             _append(out, rows[-1])
     return rows
@@ -188,17 +194,8 @@ def run_digits(seeds: int, steps: int, out: Path) -> list[dict]:
     X, y = load_digits(return_X_y=True)
     X_tr, X_te, y_tr, y_te = train_test_split(X / 16.0, y, test_size=0.5, random_state=0, stratify=y)
     built = bp.build_model(bp.load_spec("models/digits.toml"), X_tr, y_tr, batch_size=128)
-    rows = []
-    for seed in range(seeds):
-        for label in DIGITS_SETTINGS:
-            t0 = time.perf_counter()
-            result = bp.fit(built, n=steps, random_seed=seed, progressbar=False, **SETTINGS[label])
-            fit_s = time.perf_counter() - t0
-            q = result.evaluate(X_te, y_te, draws=EVAL_DRAWS)
-            rows.append({"study": "digits", "setting": label, "seed": seed, **q.to_dict(), "fit_s": fit_s,
-                         "final_loss": result.final_loss})
-            _append(out, rows[-1])
-    return rows
+    return _scored_fits("digits", built, {label: SETTINGS[label] for label in DIGITS_SETTINGS}, X_te, y_te,
+                        seeds, steps, out)
 
 
 def run_notebook(seeds: int, steps: int, out: Path) -> list[dict]:

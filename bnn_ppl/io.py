@@ -23,7 +23,6 @@ import hashlib
 import io
 import json
 import os
-import reprlib
 import zipfile
 import zlib
 from importlib import metadata as _metadata
@@ -34,6 +33,9 @@ import numpy as np
 
 from bnn_ppl.errors import BnnPplError, ModelFileError
 from bnn_ppl.spec import spec_from_dict, spec_to_dict
+from bnn_ppl.io_members import array as _array
+from bnn_ppl.io_members import json_object as _json_object
+from bnn_ppl.io_members import check_manifest
 from bnn_ppl.io_schema import check_fit_info
 from bnn_ppl.spec.io import write_atomic
 
@@ -274,77 +276,6 @@ def _read_members(data: bytes, where: str) -> dict[str, bytes]:
         ) from None
 
 
-def _member(where: str, members: dict[str, bytes], name: str) -> bytes:
-    if name not in members:
-        raise ModelFileError(f"{where}: the member {name} is missing; the file is incomplete. Save the model again.")
-    return members[name]
-
-
-def _parse_json(where: str, name: str, data: bytes) -> Any:
-    try:
-        return json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ModelFileError(f"{where}: {name} is not valid JSON ({err}); the file is corrupted.") from None
-
-
-def _json_object(where: str, members: dict[str, bytes], name: str) -> dict:
-    """The member ``name``, which must hold a JSON object."""
-    value = _parse_json(where, name, _member(where, members, name))
-    if not isinstance(value, dict):
-        raise ModelFileError(
-            f"{where}: {name} must hold a JSON object. Got a {type(value).__name__} ({reprlib.repr(value)}) "
-            "instead; the file was edited or is corrupted. Save the model again."
-        )
-    return value
-
-
-def _check_manifest(where: str, members: dict[str, bytes]) -> None:
-    manifest = _parse_json(where, _MANIFEST, members[_MANIFEST])
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ModelFileError(f"{where} is not a bnn_ppl model file (its manifest lacks format={FORMAT!r}).")
-    version = manifest.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ModelFileError(f"{where}: format_version must be a positive integer. Got {version!r}.")
-    if version > FORMAT_VERSION:
-        versions = manifest.get("versions")
-        saved_by = versions.get("bnn_ppl", "unknown") if isinstance(versions, dict) else "unknown"
-        raise ModelFileError(
-            f"{where} has format_version {version}, newer than the {FORMAT_VERSION} this bnn_ppl reads "
-            f"(it was saved by bnn_ppl {saved_by}); upgrade bnn_ppl to load it."
-        )
-    expected = manifest.get("members")
-    if not isinstance(expected, dict) or not all(isinstance(d, str) for d in expected.values()):
-        raise ModelFileError(f"{where}: the manifest has no member checksums; the file is corrupted.")
-    present = set(members) - {_MANIFEST}
-    if set(expected) != present:
-        raise ModelFileError(
-            f"{where} has been tampered with: members {sorted(present ^ set(expected))} do not match its manifest."
-        )
-    for name, digest in expected.items():
-        if hashlib.sha256(members[name]).hexdigest() != digest:
-            raise ModelFileError(
-                f"{where} has been tampered with or corrupted: the SHA-256 checksum of {name} does not match "
-                "its manifest."
-            )
-
-
-def _array(where: str, members: dict[str, bytes], name: str, *, finite: bool = False) -> np.ndarray:
-    """The ``.npy`` member ``name`` (numbers only; with ``finite``, no NaN or infinity either)."""
-    try:
-        arr = np.load(io.BytesIO(_member(where, members, name)), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        raise ModelFileError(f"{where}: {name} is not a valid .npy array ({err}).") from None
-    if arr.dtype.kind not in "biuf":
-        raise ModelFileError(f"{where}: {name} must hold numbers. Got dtype {arr.dtype}.")
-    if finite and not np.all(np.isfinite(arr)):
-        bad = int(np.count_nonzero(~np.isfinite(arr)))
-        raise ModelFileError(
-            f"{where}: {name} holds {bad} NaN or infinite value(s) of {arr.size}; a model with them cannot "
-            "predict. The file was edited or the fit diverged: refit and save again."
-        )
-    return arr
-
-
 # ---------------------------------------------------------------------- reading: the model
 def _read_spec(where: str, members: dict[str, bytes]) -> Any:
     data = _json_object(where, members, "spec.json")
@@ -413,7 +344,7 @@ def from_bytes(data: bytes, *, where: str = "<bytes>") -> tuple[Any, dict]:
     :class:`~bnn_ppl.errors.ModelFileError` naming the member and field.
     """
     members = _read_members(data, where)
-    _check_manifest(where, members)
+    check_manifest(where, members, _MANIFEST, FORMAT, FORMAT_VERSION)
     spec = _read_spec(where, members)
     info = check_fit_info(where, _json_object(where, members, "fit.json"))
     meta = _json_object(where, members, "metadata.json")

@@ -131,8 +131,9 @@ class VariationalPosterior:
         xp = numpy_ops()
         counts = np.full(self.members, draws) if per_member else split_draws(draws, self.members)
         noise = self.family.noise_size(self.size)
+        values = {name: np.asarray(v, dtype=float) for name, v in self.values().items()}  # one copy
         out = []
         for k, count in enumerate(counts):
-            params = {name: np.asarray(v, dtype=float) for name, v in self.member_values(k).items()}
+            params = values if self.members == 1 else {name: v[k] for name, v in values.items()}
             out.append(self.family.sample(xp, params, rng.standard_normal((int(count), noise))))
         return np.concatenate(out) if out else np.zeros((0, self.size))
