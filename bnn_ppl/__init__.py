@@ -35,8 +35,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "BuiltModel": "bnn_ppl.compile",
     "build_model": "bnn_ppl.compile",
-    "FitResult": "bnn_ppl.inference",
-    "fit": "bnn_ppl.inference",
+    "FitResult": "bnn_ppl.result",
+    "fit": "bnn_ppl.result",
     "MeanField": "bnn_ppl.inference",
     "FullRank": "bnn_ppl.inference",
     "LowRank": "bnn_ppl.inference",
@@ -48,7 +48,8 @@ _LAZY = {
 
 if TYPE_CHECKING:  # pragma: no cover
     from bnn_ppl.compile import BuiltModel, build_model
-    from bnn_ppl.inference import FitResult, FullRank, LowRank, MeanField, fit
+    from bnn_ppl.inference import FullRank, LowRank, MeanField
+    from bnn_ppl.result import FitResult, fit
     from bnn_ppl.io import load
     from bnn_ppl.sklearn import BNNClassifier, BNNRegressor
     from bnn_ppl.predictive import Predictor

@@ -121,8 +121,11 @@ def to_datatree(result: Any, draws: int = 1000, X: Any = None, y: Any = None, *,
     Examples
     --------
     >>> import arviz as az
-    >>> dt = result.to_datatree(draws=1000)  # doctest: +SKIP
-    >>> az.summary(dt, var_names=["dense_0_w"])  # doctest: +SKIP
+    >>> dt = result.to_datatree(draws=100, random_seed=0)
+    >>> dict(dt.posterior["dense_0_w"].sizes)
+    {'chain': 1, 'draw': 100, 'dense_0_in': 2, 'dense_0_out': 5}
+    >>> az.summary(dt, var_names=["dense_0_w"]).shape[0]
+    10
     """
     draws = check_draws(draws, "to_datatree")
     rng = np.random.default_rng(random_seed)
@@ -132,7 +135,7 @@ def to_datatree(result: Any, draws: int = 1000, X: Any = None, y: Any = None, *,
     dt["posterior"] = posterior_group(result, draws, np.random.default_rng(int(rng.integers(2**31 - 1))))
     dt["posterior"].attrs[LAYERS_ATTR] = json.dumps(layer_params(built.layers))
     train_X = np.asarray(built.X_data.get_value())
-    train_y = np.asarray(built.y_data.get_value())
+    train_y = built.targets()
     held_out = X is not None and y is not None
     if X is None:
         Xp, yp = train_X, train_y

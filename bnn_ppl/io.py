@@ -147,7 +147,7 @@ def to_bytes(result: Any, *, metadata: dict | None = None, include_data: bool = 
         members["data/reference_X.npy"] = _npy(built.reference_X)
     if include_data:
         members["data/X.npy"] = _npy(np.asarray(built.X_data.get_value()))
-        members["data/y.npy"] = _npy(np.asarray(built.y_data.get_value()))
+        members["data/y.npy"] = _npy(built.targets())
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -190,8 +190,11 @@ def save(result: Any, path: str | os.PathLike, *, metadata: dict | None = None, 
 
     Examples
     --------
-    >>> result.save("moons.bnn")  # doctest: +SKIP
-    >>> bnn_ppl.load("moons.bnn").predictor().predict(X_test)  # doctest: +SKIP
+    >>> import bnn_ppl
+    >>> path = result.save("moons.bnn")
+    >>> same = bnn_ppl.load(path).predictor().predict(X_test, random_seed=0)
+    >>> bool((same == result.predictor().predict(X_test, random_seed=0)).all())
+    True
     """
     return write_atomic(Path(path), to_bytes(result, metadata=metadata, include_data=include_data))
 
@@ -296,10 +299,9 @@ def _rebuild_model(where: str, members: dict[str, bytes], spec: Any, info: dict[
         X, y = np.zeros((rows, *spec.input_shape)), np.zeros(rows, dtype=np.int64)
     try:
         built = build_model(spec, X, y, info["batch_size"], feature_names=info["feature_names"],
-                            class_names=info["class_names"])
+                            class_names=info["class_names"], n_obs=info["n_obs"])
     except BnnPplError as err:
         raise ModelFileError(f"{where}: the saved spec and data no longer build a model: {err}") from None
-    built.n_obs = info["n_obs"]
     if built.reference_X is not None:
         reference = _array(where, members, "data/reference_X.npy", finite=True)
         if reference.shape[1:] != built.reference_X.shape[1:]:
@@ -357,7 +359,7 @@ def from_bytes(data: bytes, *, where: str = "<bytes>") -> tuple[Any, dict]:
                              f"{info['members']} members; the file was edited. Save the model again.")
     built = _rebuild_model(where, members, spec, info)
     posterior = _rebuild_posterior(where, members, built, info)
-    from bnn_ppl.inference import FitResult
+    from bnn_ppl.result import FitResult
 
     result = FitResult(
         built=built,

@@ -11,6 +11,7 @@ import textwrap
 
 import numpy as np
 import pymc as pm
+import pytensor
 import pytest
 
 import bnn_ppl as bp
@@ -82,6 +83,23 @@ def test_fitting_after_set_data_with_other_rows_is_refused():
     with built.model:
         pm.set_data({"X": X, "y": y})
     assert bp.fit(built, n=10, progressbar=False, random_seed=0).n_steps == 10
+
+
+def test_set_data_takes_float_labels_as_the_seed_notebook_passes_them():
+    """Issue 12 item 11: ``pm.set_data({"y": Y_test})`` with float 0./1. labels (the notebook's floatX)."""
+    built = _built()
+    X, y = _data(seed=4)
+    with built.model:
+        pm.set_data({"X": X, "y": y.astype("float64")})  # PyTensor's "cannot store float64" before
+        assert built.model["y"].get_value().dtype == np.dtype(pytensor.config.floatX)
+        pm.set_data({"y": y})  # integer labels still go in
+    np.testing.assert_array_equal(built.targets(), y)
+    assert built.targets().dtype == np.int64
+    assert bp.fit(built, n=10, progressbar=False, random_seed=0).n_steps == 10
+    with built.model:
+        pm.set_data({"y": np.full(200, 0.5)})
+    with pytest.raises(DataError, match=r"The 'y' container \(set by pm.set_data\) must hold integer class labels"):
+        bp.fit(built, n=10, progressbar=False)
 
 
 _SIGINT_SCRIPT = textwrap.dedent(

@@ -135,6 +135,14 @@ def test_fullrank_minibatch_round_trip_without_data(reg_fit, tmp_path):
     assert "data/X.npy" not in _members(path)
     loaded = bp.load(path)
     assert loaded.method == "fullrank_advi" and loaded.built.batch_size == 10 and loaded.built.n_obs == 40
+    # The stand-in rows are built with n_obs from the file: the likelihood keeps total_size = 40
+    # (issue 12 item 21: n_obs used to be patched onto the built model after a build on 10 rows).
+    model = loaded.built.model
+    point = model.initial_point()
+    obs_logp = float(model.compile_logp(vars=[model["y_obs"]])(point))
+    stand_in = bp.build_model(loaded.spec, loaded.built.X_data.get_value(), loaded.built.y_data.get_value())
+    full_batch_logp = float(stand_in.model.compile_logp(vars=[stand_in.model["y_obs"]])(point))
+    np.testing.assert_allclose(obs_logp, 40 / 10 * full_batch_logp, rtol=1e-6)
     X = np.linspace(-2, 2, 14).reshape(7, 2)
     a, b = reg_fit.predictor(), loaded.predictor()
     np.testing.assert_array_equal(a.sample(X, draws=20, random_seed=2), b.sample(X, draws=20, random_seed=2))

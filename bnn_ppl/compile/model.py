@@ -8,10 +8,9 @@ from typing import Any
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
-from pymc.pytensorf import intX as to_intX
 
 from bnn_ppl.array_ops import pytensor_ops
-from bnn_ppl.compile.data import as_features, as_targets
+from bnn_ppl.compile.data import as_features, as_targets, float_dtype
 from bnn_ppl.compile.likelihoods import build_likelihood, output_parameter
 from bnn_ppl.compile.priors import build_weights
 from bnn_ppl.errors import DataError, SpecError
@@ -98,6 +97,19 @@ class BuiltModel:
         """Dims of one input example (``X`` has ``("obs", *input_dims)``)."""
         return input_dims(self.layers)
 
+    def targets(self) -> np.ndarray:
+        """The targets the ``y`` container holds now: int64 class labels, or floats for regression.
+
+        Class labels are stored in floatX, as the seed notebook's ``pm.Data`` does, so that
+        ``pm.set_data({"y": ...})`` takes integer and integral float labels alike; the
+        likelihood casts them to integers. Values ``pm.set_data`` put there that are not
+        labels of this likelihood are refused here, with the fix.
+        """
+        y = np.asarray(self.y_data.get_value())
+        if not self.spec.likelihood.is_classifier:
+            return y
+        return as_targets(y, self.spec.likelihood, y.shape[0], name="The 'y' container (set by pm.set_data)")
+
     def container_rows(self) -> list[int]:
         """Rows the ``X`` and ``y`` containers hold now (``pm.set_data`` may have swapped them)."""
         return sorted({np.asarray(self.X_data.get_value()).shape[0], np.asarray(self.y_data.get_value()).shape[0]})
@@ -108,14 +120,16 @@ class BuiltModel:
 
 
 def _label_storage(labels: np.ndarray) -> np.ndarray:
-    """Store labels in PyMC's intX, refusing values intX cannot hold (pm.Data would wrap them)."""
-    dtype = to_intX(np.zeros(0, dtype=np.int64)).dtype
-    info = np.iinfo(dtype)
-    if labels.size and (labels.max() > info.max or labels.min() < info.min):
-        raise DataError(
-            f"Labels up to {labels.max()} do not fit PyMC's integer type {dtype} under this floatX; "
-            "re-encode them as 0..K-1."
-        )
+    """Store class labels in floatX (as the seed notebook does), refusing labels it cannot hold exactly.
+
+    A float container takes both ``pm.set_data({"y": int_labels})`` and integral float labels
+    (an intX container refuses floats with PyTensor's "cannot store a value of dtype float64");
+    the likelihood casts the observed values to its integer type.
+    """
+    dtype = np.dtype(float_dtype())
+    exact = 2 ** (np.finfo(dtype).nmant + 1)
+    if labels.size and (labels.max() > exact or labels.min() < 0):
+        raise DataError(f"Labels up to {labels.max()} do not fit floatX {dtype} exactly; re-encode them as 0..K-1.")
     return labels.astype(dtype)
 
 
@@ -129,6 +143,7 @@ def build_model(
     class_names: list[str] | None = None,
     random_seed: int | None = 0,
     max_parameters: int = MAX_PARAMETERS,
+    n_obs: int | None = None,
 ) -> BuiltModel:
     """Compile ``spec`` and data into a ``pm.Model``.
 
@@ -151,6 +166,11 @@ def build_model(
     max_parameters : int
         Refuse networks with more parameters (checked before anything is allocated; a fit
         holds about eight copies of them).
+    n_obs : int, optional
+        Rows of the whole training set when ``X`` holds fewer of them (a model file saved
+        without its data is rebuilt on stand-in rows for prediction): the minibatch
+        likelihood's ``total_size`` and ``built.n_obs``. Default: the rows of ``X``. ``fit``
+        refuses a model whose containers hold other than ``n_obs`` rows.
 
     Returns
     -------
@@ -174,8 +194,8 @@ def build_model(
     except SpecError as err:
         raise DataError(f"X has examples of shape {X_arr.shape[1:]}, which the network cannot take: {err}") from None
     _check_size(layers, max_parameters, X_arr.dtype.itemsize)
-    n = X_arr.shape[0]
-    y_arr = as_targets(y, spec.likelihood, n)
+    y_arr = as_targets(y, spec.likelihood, X_arr.shape[0])
+    n = X_arr.shape[0] if n_obs is None else _check_n_obs(n_obs, X_arr.shape[0])
     if spec.likelihood.is_classifier:
         y_arr = _label_storage(y_arr)
     if batch_size is not None:
@@ -183,6 +203,9 @@ def build_model(
             raise DataError(f"The 'batch_size' parameter must be a positive integer or None. Got {batch_size!r}.")
         if batch_size > n:
             raise DataError(f"batch_size={batch_size} is larger than the {n} training rows; lower it or use None.")
+        if batch_size > X_arr.shape[0]:
+            raise DataError(f"batch_size={batch_size} is larger than the {X_arr.shape[0]} rows X holds; pass at "
+                            "least batch_size stand-in rows.")
         batch_size = int(batch_size)
     x_dims = input_dims(layers)
     coords: dict[str, Any] = {dim: list(range(size)) for dim, size in zip(x_dims, X_arr.shape[1:], strict=True)}
@@ -245,6 +268,13 @@ def build_model(
         build_likelihood(spec.likelihood, built.output, y_in, total, dims)
     built.built_rv_names = tuple(rv.name for rv in model.free_RVs)
     return built
+
+
+def _check_n_obs(n_obs: Any, rows: int) -> int:
+    if isinstance(n_obs, bool) or not isinstance(n_obs, (int, np.integer)) or n_obs < rows:
+        raise DataError(f"The 'n_obs' parameter of build_model must be an integer >= the {rows} rows of X. "
+                        f"Got {n_obs!r} instead.")
+    return int(n_obs)
 
 
 def _check_size(layers: list[ResolvedLayer], max_parameters: int, itemsize: int) -> None:

@@ -1,4 +1,4 @@
-"""``fit``: ADVI on a built model, returning a :class:`FitResult`."""
+"""``fit_record``: variational inference on a built model, returning a :class:`FitRecord`."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from bnn_ppl.inference.engines import ENGINES, FitRequest, resolve_engine
 from bnn_ppl.inference.families import Family, flat_layout, resolve_family
 from bnn_ppl.inference.init import DEFAULT_INIT_SIGMA, initial_means
 from bnn_ppl.inference.posterior import VariationalPosterior
-from bnn_ppl.inference.result import FitResult
+from bnn_ppl.inference.result import FitRecord
 
-__all__ = ["fit", "BACKENDS"]
+__all__ = ["fit_record", "BACKENDS"]
 
 #: Default final step size as a fraction of the first (see ``fit``'s ``lr_floor``). Digits
 #: 64-32-10, 5 seeds: constant Adam 0.01 gave 0.953/0.962/0.967 (min/median/max accuracy) and
@@ -46,7 +46,7 @@ def _member_start(built: BuiltModel, family: Family, seed: int | None, init_sigm
     return family.initial_params(mu, init_sigma, family_rng), _child_seed(rng)
 
 
-def fit(
+def fit_record(
     built: BuiltModel,
     n: int = 30_000,
     *,
@@ -62,72 +62,11 @@ def fit(
     progressbar: bool = True,
     callbacks: Sequence[Callable] = (),
     callback_every: int | None = None,
-) -> FitResult:
-    """Fit the network's posterior with ADVI (any variational family) and Adam.
+) -> FitRecord:
+    """Run the optimisation and return its plain :class:`FitRecord`.
 
-    Parameters
-    ----------
-    built : BuiltModel
-        From :func:`bnn_ppl.build_model`.
-    n : int
-        Optimisation steps.
-    method : {"auto", "advi", "fullrank_advi", "lowrank_advi"} or Family
-        The variational family (:data:`bnn_ppl.inference.families.FAMILIES`): mean-field,
-        full-rank (few parameters only) or low-rank plus diagonal, by name or as an instance
-        with settings (``bp.LowRank(rank=4)``). ``"auto"`` is full-rank up to
-        :data:`~bnn_ppl.inference.families.AUTO_FULLRANK_MAX` parameters (where it matched
-        NUTS on moons and mean-field pruned units), mean-field above.
-    engine : str
-        ``"auto"`` (the fastest available), ``"jax"``, ``"numba"`` or ``"pymc"`` (PyMC's own loop,
-        the reference). See ``bnn_ppl.inference.engines.ENGINES``.
-    backend : {"numba", "c", "jax"}, optional
-        PyTensor compile mode of the ``"pymc"`` engine's step and of the ``"numba"`` engine's
-        scan (``"c"`` runs it with PyTensor's C backend). The ``"jax"`` engine ignores it and
-        runs on the device JAX picks (a GPU when one is visible).
-    learning_rate : float
-        Adam step size at the start.
-    lr_floor : float
-        The step size stays at ``learning_rate`` for the first half of the ``n`` steps, then
-        follows a cosine down to ``lr_floor * learning_rate`` at the last step (1.0: constant;
-        see :data:`bnn_ppl.inference.engines.base.HOLD_FRACTION`). The ``"pymc"`` engine (PyMC's own
-        optimiser) always uses a constant step size.
-    init_sigma : float
-        Initial posterior standard deviation of every parameter.
-    mc_draws : int
-        Monte Carlo draws of the parameters per step, averaged (vectorised on the JAX engine).
-    ensemble : int
-        Independent fits run together in one compiled loop (JAX engine), each from its own
-        seed; the result predicts with their equal-weight mixture and exports the members on
-        ArviZ's ``chain`` dim. Member ``k`` is the fit ``fit(..., random_seed=result.member_seeds[k])``.
-    random_seed : int, optional
-        Seeds the initial means and every Monte Carlo draw (with ``ensemble``, the members' seeds).
-    progressbar : bool
-        Show a progress bar with the running loss.
-    callbacks : sequence of callables
-        ``callback(approx, losses, i)``, as in ``pm.fit`` (PyMC's
-        ``CheckParametersConvergence`` works); raise ``StopIteration`` to stop (the result's
-        ``stop_reason`` is then ``"callback"``; Ctrl-C gives ``"interrupted"``).
-    callback_every : int, optional
-        Steps between two callback calls. The compiled engines call callbacks between chunks of
-        steps (1,000 for small networks); a smaller value shortens the chunks, at the cost of
-        one return to Python per chunk (about 0.1-1 ms each, plus one more JIT compilation per
-        new chunk length on the JAX engine). PyMC's engine calls them after every step.
-
-    Returns
-    -------
-    FitResult
-
-    Raises
-    ------
-    FitError
-        The loss or a parameter stopped being finite (every engine); its ``posterior`` attribute
-        holds the last good parameters (``approx``: PyMC's approximation when the family has one,
-        else the posterior).
-
-    Examples
-    --------
-    >>> result = fit(build_model(spec, X, y), n=30_000, random_seed=0)  # doctest: +SKIP
-    >>> result.predictor().predict(X_test)  # doctest: +SKIP
+    :func:`bnn_ppl.fit` (the public function, documented there) takes the same arguments and
+    returns the record as a :class:`bnn_ppl.FitResult`.
     """
     if not isinstance(built, BuiltModel):
         raise ParameterError(f"fit needs a BuiltModel from build_model(spec, X, y). Got {type(built).__name__}.")
@@ -196,7 +135,7 @@ def fit(
             f"The loss became {losses[..., -1]} after {losses.shape[-1]} steps; lower learning_rate "
             f"(now {learning_rate}), standardise X, or use a narrower prior."
         )
-    return FitResult(
+    return FitRecord(
         built=built,
         posterior=posterior,
         losses=losses if losses.ndim == 1 else losses.mean(axis=0),
@@ -235,6 +174,7 @@ def _check_data_rows(built: BuiltModel) -> None:
             "rows (pm.set_data swapped them, e.g. for prediction). Set the training rows back with "
             "pm.set_data, or build a new model on the new data with bp.build_model(spec, X, y)."
         )
+    built.targets()  # refuses non-label values pm.set_data put into the y container
 
 
 def _steady_rate(run) -> float:

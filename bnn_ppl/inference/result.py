@@ -1,24 +1,27 @@
-"""``FitResult``: the record ``fit`` returns."""
+"""``FitRecord``: what the optimisation produced, as plain data.
+
+The record imports nothing above the inference layer (NumPyro's ``SVIRunResult`` is the
+model). :class:`bnn_ppl.FitResult`, what :func:`bnn_ppl.fit` returns, adds the calls that
+turn a record into a predictor, a model file or a DataTree, one layer up.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
 from bnn_ppl.compile import BuiltModel
+from bnn_ppl.display import fit_html, fit_text
 from bnn_ppl.inference.posterior import VariationalPosterior
 
-if TYPE_CHECKING:  # pragma: no cover
-    from bnn_ppl.predictive import Predictor
-
-__all__ = ["FitResult"]
+__all__ = ["FitRecord"]
 
 
-@dataclass
-class FitResult:
-    """What :func:`bnn_ppl.fit` returns.
+@dataclass(repr=False)
+class FitRecord:
+    """What the fitting loop produced (:func:`bnn_ppl.inference.fit.fit_record`).
 
     Attributes
     ----------
@@ -68,7 +71,6 @@ class FitResult:
     member_losses: np.ndarray | None = None
     member_seeds: tuple[int, ...] = ()
     mc_draws: int = 1
-    _predictors: dict = field(default_factory=dict, repr=False)
 
     @property
     def spec(self):
@@ -107,67 +109,23 @@ class FitResult:
         return float(np.mean(self.losses[-tail:]))
 
     def __repr__(self) -> str:
-        from bnn_ppl.display import fit_text
-
         return fit_text(self)
 
     def _repr_html_(self) -> str:
-        from bnn_ppl.display import fit_html
-
         return fit_html(self)
 
     def params(self) -> dict[str, np.ndarray]:
         """Current variational parameters as numpy arrays (the family's ``param_names``)."""
         return self.posterior.values()
 
-    def member(self, k: int) -> FitResult:
+    def member(self, k: int) -> FitRecord:
         """Member ``k`` of an ensemble as a one-member fit (with ``approx`` for mean-field/full-rank)."""
-        posterior = self.posterior.member(k, self.built.model)
-        return FitResult(
-            built=self.built, posterior=posterior,
+        return replace(
+            self,
+            posterior=self.posterior.member(k, self.built.model),
             losses=self.losses if self.member_losses is None else self.member_losses[k],
-            engine=self.engine, backend=self.backend, learning_rate=self.learning_rate, n_steps=self.n_steps,
             random_seed=self.member_seeds[k] if self.member_seeds else self.random_seed,
-            timings=dict(self.timings), interrupted=self.interrupted, lr_floor=self.lr_floor,
-            stop_reason=self.stop_reason, mc_draws=self.mc_draws,
+            timings=dict(self.timings),
+            member_losses=None,
+            member_seeds=(),
         )
-
-    def predictor(self, backend: str | None = None, kind: str = "auto") -> Predictor:
-        """The compiled posterior-predictive sampler, built once per (backend, kind) and cached.
-
-        See :class:`bnn_ppl.predictive.Predictor`.
-        """
-        from bnn_ppl.predictive import make_predictor
-
-        key = (backend, kind)
-        if key not in self._predictors:
-            self._predictors[key] = make_predictor(self, backend=backend, kind=kind)
-        return self._predictors[key]
-
-    def evaluate(self, X: Any, y: Any, draws: int = 1000, *, random_seed: Any = 0):
-        """Held-out log predictive density, accuracy and ECE (classifiers) or RMSE and interval
-        coverage (regression): see :func:`bnn_ppl.predictive.quality.evaluate`."""
-        from bnn_ppl.predictive.quality import evaluate
-
-        return evaluate(self.predictor(), X, y, draws=draws, random_seed=random_seed)
-
-    def save(self, path: Any, *, metadata: dict | None = None, include_data: bool = True) -> Any:
-        """Write this fit to one file (zip of JSON + .npy, atomic): see :func:`bnn_ppl.io.save`."""
-        from bnn_ppl.io import save
-
-        return save(self, path, metadata=metadata, include_data=include_data)
-
-    def description_length(self, draws: int = 1000, *, random_seed: int | None = None):
-        """``LC = KL(q || prior)``, ``LE = E_q[-log p(D | theta)]`` and their sum, in nats and bits.
-
-        See :func:`bnn_ppl.inference.description_length.description_length`.
-        """
-        from bnn_ppl.inference.description_length import description_length
-
-        return description_length(self, draws=draws, random_seed=random_seed)
-
-    def to_datatree(self, draws: int = 1000, X: Any = None, y: Any = None, *, random_seed: int | None = None):
-        """An ArviZ ``xarray.DataTree``: see :func:`bnn_ppl.arviz.to_datatree`."""
-        from bnn_ppl.arviz import to_datatree
-
-        return to_datatree(self, draws=draws, X=X, y=y, random_seed=random_seed)

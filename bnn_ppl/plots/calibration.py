@@ -33,7 +33,9 @@ def plot_reliability(y_true: Any, proba: Any, ax: Axes | None = None, n_bins: in
 
     Examples
     --------
-    >>> ax = plot_reliability(y_test, result.predictor().predict_proba(X_test))  # doctest: +SKIP
+    >>> ax = plot_reliability(y_test, result.predictor().predict_proba(X_test, random_seed=0))
+    >>> 1 <= len(ax.patches) <= 10
+    True
     """
     table = reliability_table(y_true, proba, n_bins)
     ax = get_ax(ax, figsize=(4.5, 4.5))

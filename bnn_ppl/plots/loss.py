@@ -46,7 +46,9 @@ def plot_loss(
 
     Examples
     --------
-    >>> ax = plot_loss(result)  # doctest: +SKIP
+    >>> ax = plot_loss(result)
+    >>> len(ax.lines[0].get_ydata()) == result.n_steps
+    True
     """
     losses = np.asarray(getattr(result, "losses", result), dtype=float).reshape(-1)
     if losses.size == 0:

@@ -135,7 +135,9 @@ def plot_decision_surface(
 
     Examples
     --------
-    >>> ax = plot_decision_surface(result, X_test, y_test, random_seed=0)  # doctest: +SKIP
+    >>> ax = plot_decision_surface(result, X_test, y_test, draws=50, random_seed=0)
+    >>> ax.get_xlabel(), len(ax.collections) >= 1
+    ('$x_1$', True)
     """
     predictor = _as_predictor(source)
     X_arr = np.asarray(X, dtype=float)
@@ -204,7 +206,9 @@ def plot_uncertainty_surface(
 
     Examples
     --------
-    >>> ax = plot_uncertainty_surface(result, X_test, y_test, measure="mutual_information")  # doctest: +SKIP
+    >>> ax = plot_uncertainty_surface(result, X_test, y_test, measure="mutual_information", draws=50)
+    >>> len(ax.collections) >= 1
+    True
     """
     chosen = UNCERTAINTY_MEASURES.get(measure, field="measure")
     predictor = _as_predictor(source)

@@ -96,7 +96,9 @@ def plot_weights(
 
     Examples
     --------
-    >>> pc = plot_weights(result, kind="forest", layers=["dense_2"], random_seed=0)  # doctest: +SKIP
+    >>> pc = plot_weights(result, kind="forest", layers=["dense_1"], draws=100, random_seed=0)
+    >>> type(pc).__name__
+    'PlotCollection'
     """
     if kind not in WEIGHT_PLOTS:
         raise DataError(f"The 'kind' parameter of plot_weights must be one of {list(WEIGHT_PLOTS)}. Got {kind!r} instead.")

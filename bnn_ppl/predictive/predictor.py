@@ -92,10 +92,11 @@ class Predictor:
 
     Examples
     --------
-    >>> pred = result.predictor()  # doctest: +SKIP
-    >>> pred.sample(X_test, draws=500).shape  # doctest: +SKIP
+    >>> pred = result.predictor()
+    >>> pred.sample(X_test, draws=500, random_seed=0).shape
     (500, 500)
-    >>> pred.uncertainty(X_test).mutual_information  # doctest: +SKIP
+    >>> pred.uncertainty(X_test, random_seed=0).mutual_information.shape
+    (500,)
     """
 
     def __init__(self, sampler: Any, spec: Any, memory_budget_mb: float = 256.0) -> None:

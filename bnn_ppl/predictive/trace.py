@@ -62,8 +62,12 @@ def trace_predictor(built: Any, trace: Any, backend: str | None = None) -> Any:
 
     Examples
     --------
-    >>> idata = pm.sample(model=built.model, random_seed=0)  # doctest: +SKIP
-    >>> evaluate(trace_predictor(built, idata), X_test, y_test).lpd  # doctest: +SKIP
+    >>> import pymc as pm
+    >>> from bnn_ppl.predictive import evaluate
+    >>> idata = pm.sample(draws=100, tune=100, chains=1, model=built.model, random_seed=0, progressbar=False,
+    ...                   compute_convergence_checks=False)
+    >>> evaluate(trace_predictor(built, idata), X_test, y_test).accuracy > 0.9
+    True
     """
     from bnn_ppl.predictive.predictor import Predictor
     from bnn_ppl.predictive.samplers import BatchedSampler

@@ -167,7 +167,10 @@ def load_spec(path: str | os.PathLike, format: str | None = None) -> Network:
 
     Examples
     --------
-    >>> spec = load_spec("models/moons.toml")  # doctest: +SKIP
+    >>> from bnn_ppl import Bernoulli, Dense, Network, dump_spec
+    >>> dump_spec(Network([Dense(5), Dense(1, "identity")], Bernoulli(), input_dim=2), "tiny.toml")
+    >>> load_spec("tiny.toml").n_params()
+    21
     """
     path = Path(path)
     fmt = _format(path, format)

@@ -6,6 +6,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+from bnn_ppl.display import network_html, network_text
 from bnn_ppl.errors import SpecError
 from bnn_ppl.spec import _validate as v
 from bnn_ppl.spec.layers import Layer, ResolvedLayer, ResolvedParam
@@ -206,13 +207,9 @@ class Network:
         return any(layer.batch_statistics for layer in self.layers)
 
     def __repr__(self) -> str:
-        from bnn_ppl.display import network_text
-
         return network_text(self)
 
     def _repr_html_(self) -> str:
-        from bnn_ppl.display import network_html
-
         return network_html(self)
 
     def _input_shape(self, input_shape: tuple[int, ...] | int | None) -> tuple[int, ...]:
