@@ -37,6 +37,8 @@ _LAZY = {
     "build_model": "bnn_ppl.compile",
     "FitResult": "bnn_ppl.result",
     "fit": "bnn_ppl.result",
+    "fit_many": "bnn_ppl.many",
+    "ManyFits": "bnn_ppl.many",
     "MeanField": "bnn_ppl.inference",
     "FullRank": "bnn_ppl.inference",
     "LowRank": "bnn_ppl.inference",
@@ -49,6 +51,7 @@ _LAZY = {
 if TYPE_CHECKING:  # pragma: no cover
     from bnn_ppl.compile import BuiltModel, build_model
     from bnn_ppl.inference import FullRank, LowRank, MeanField
+    from bnn_ppl.many import ManyFits, fit_many
     from bnn_ppl.result import FitResult, fit
     from bnn_ppl.io import load
     from bnn_ppl.sklearn import BNNClassifier, BNNRegressor
@@ -81,6 +84,7 @@ __all__ = [
     "Horseshoe",
     "Laplace",
     "LowRank",
+    "ManyFits",
     "MeanField",
     "ModelFileError",
     "Network",
@@ -95,6 +99,7 @@ __all__ = [
     "build_model",
     "dump_spec",
     "fit",
+    "fit_many",
     "load",
     "load_spec",
 ]

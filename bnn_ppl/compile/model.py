@@ -17,10 +17,12 @@ from bnn_ppl.errors import DataError, SpecError
 from bnn_ppl.spec import ForwardContext, Network, ResolvedLayer
 from bnn_ppl.spec.layers import network_forward
 
-__all__ = ["BuiltModel", "build_model", "input_dims", "REFERENCE_ROWS"]
+__all__ = ["BuiltModel", "build_model", "input_dims", "REFERENCE_ROWS", "PRIOR_SCALE_NAME"]
 
 #: Training rows whose statistics layers such as BatchNorm use at prediction (see ForwardContext).
 REFERENCE_ROWS = 256
+#: Name of the ``pm.Data`` scalar of ``build_model(prior_scale=...)``.
+PRIOR_SCALE_NAME = "prior_scale"
 #: Default upper bound on a network's parameters (``build_model(max_parameters=...)`` raises it).
 MAX_PARAMETERS = 50_000_000
 #: Copies of the parameter vector a mean-field fit holds (mu, rho, their Adam moments and gradients).
@@ -66,6 +68,8 @@ class BuiltModel:
         with ``random_seed``; the predictor normalises every posterior draw with their statistics.
     built_rv_names : tuple of str
         The free random variables the spec created (``save`` refuses models a user extended).
+    prior_scale_data : TensorSharedVariable or None
+        The ``pm.Data`` ``"prior_scale"`` of a model built with ``prior_scale=`` (None otherwise).
     """
 
     spec: Network
@@ -83,6 +87,7 @@ class BuiltModel:
     class_names: list | None = None
     reference_X: np.ndarray | None = None
     built_rv_names: tuple[str, ...] = ()
+    prior_scale_data: Any = None
 
     def forward(self, x: pt.TensorVariable, ctx: ForwardContext = ForwardContext()) -> pt.TensorVariable:
         """The last layer's output (logits or mean) for a symbolic input ``x`` of shape (rows, *input_shape)."""
@@ -144,6 +149,7 @@ def build_model(
     random_seed: int | None = 0,
     max_parameters: int = MAX_PARAMETERS,
     n_obs: int | None = None,
+    prior_scale: float | None = None,
 ) -> BuiltModel:
     """Compile ``spec`` and data into a ``pm.Model``.
 
@@ -171,6 +177,11 @@ def build_model(
         without its data is rebuilt on stand-in rows for prediction): the minibatch
         likelihood's ``total_size`` and ``built.n_obs``. Default: the rows of ``X``. ``fit``
         refuses a model whose containers hold other than ``n_obs`` rows.
+    prior_scale : float, optional
+        Add a ``pm.Data`` scalar ``"prior_scale"`` (starting at this value) that multiplies the
+        width of every weight prior: after ``pm.set_data({"prior_scale": c})`` the model is that
+        of ``spec.with_prior_scale(c)`` (initial values aside), without a new graph.
+        :func:`bnn_ppl.fit_many` fits several widths in one compiled loop this way.
 
     Returns
     -------
@@ -187,12 +198,8 @@ def build_model(
     if not isinstance(spec, Network):
         raise SpecError(f"build_model needs a Network spec. Got {type(spec).__name__}; see bnn_ppl.load_spec.")
     X_arr = as_features(X, spec.input_shape)
-    try:
-        if spec.input_shape is None:
-            spec = spec.with_input_shape(X_arr.shape[1:]) if X_arr.ndim > 2 else spec.with_input_dim(X_arr.shape[1])
-        layers = spec.resolve()
-    except SpecError as err:
-        raise DataError(f"X has examples of shape {X_arr.shape[1:]}, which the network cannot take: {err}") from None
+    spec = spec_for_data(spec, X_arr)
+    layers = spec.resolve()
     _check_size(layers, max_parameters, X_arr.dtype.itemsize)
     y_arr = as_targets(y, spec.likelihood, X_arr.shape[0])
     n = X_arr.shape[0] if n_obs is None else _check_n_obs(n_obs, X_arr.shape[0])
@@ -230,10 +237,12 @@ def build_model(
     with pm.Model(coords=coords) as model:
         X_data = pm.Data("X", X_arr, dims=("obs", *x_dims))
         y_data = pm.Data("y", y_arr, dims=("obs",))
+        scale_data = None if prior_scale is None else pm.Data(PRIOR_SCALE_NAME, _check_prior_scale(prior_scale))
         for layer in layers:
             params[layer.name] = {}
             for p in layer.params:
-                nodes = build_weights(p.prior, p.var_name, p.dims, p.fan_in, in_axis=p.in_axis)
+                scale = scale_data if p.role == "weight" and scale_data is not None else 1.0
+                nodes = build_weights(p.prior, p.var_name, p.dims, p.fan_in, in_axis=p.in_axis, scale=scale)
                 params[layer.name][p.key] = nodes.value
                 if p.role == "bias":
                     continue  # biases and shifts start at 0, their PyMC initial point
@@ -258,6 +267,7 @@ def build_model(
             feature_names=list(coords[x_dims[0]]) if len(x_dims) == 1 else None,
             class_names=list(class_names) if class_names is not None else None,
             reference_X=_reference_rows(X_arr, random_seed) if spec.uses_batch_statistics else None,
+            prior_scale_data=scale_data,
         )
         if batch_size is None:
             x_in, y_in, total, dims = X_data, y_data, None, "obs"
@@ -268,6 +278,23 @@ def build_model(
         build_likelihood(spec.likelihood, built.output, y_in, total, dims)
     built.built_rv_names = tuple(rv.name for rv in model.free_RVs)
     return built
+
+
+def spec_for_data(spec: Network, X: np.ndarray) -> Network:
+    """``spec`` with its input shape set from ``X`` (rows first) when unset, checked against the layers."""
+    try:
+        if spec.input_shape is None:
+            spec = spec.with_input_shape(X.shape[1:]) if X.ndim > 2 else spec.with_input_dim(X.shape[1])
+        spec.resolve()
+    except SpecError as err:
+        raise DataError(f"X has examples of shape {X.shape[1:]}, which the network cannot take: {err}") from None
+    return spec
+
+
+def _check_prior_scale(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0 < value < np.inf:
+        raise DataError(f"The 'prior_scale' parameter of build_model must be a positive number. Got {value!r} instead.")
+    return float(value)
 
 
 def _check_n_obs(n_obs: Any, rows: int) -> int:

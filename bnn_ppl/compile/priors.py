@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pymc as pm
@@ -55,7 +56,9 @@ class WeightNodes:
 
 
 Builder = Callable[..., WeightNodes]
-#: Prior class -> builder(prior, name, dims, fan_in, in_axis) -> WeightNodes.
+#: Prior class -> builder(prior, name, dims, fan_in, in_axis, scale) -> WeightNodes. ``scale``
+#: (a float or a scalar tensor) multiplies the prior's width as :meth:`Prior.scaled` does
+#: (each field of ``prior.spread`` times ``scale ** power``); initial values ignore it.
 PRIOR_BUILDERS: dict[type[P.Prior], Builder] = {}
 
 
@@ -67,7 +70,9 @@ def _builder(cls: type[P.Prior]) -> Callable[[Builder], Builder]:
     return decorator
 
 
-def build_weights(prior: P.Prior, name: str, dims: tuple[str, ...], fan_in: int, in_axis: int = 0) -> WeightNodes:
+def build_weights(
+    prior: P.Prior, name: str, dims: tuple[str, ...], fan_in: int, in_axis: int = 0, scale: Any = 1.0
+) -> WeightNodes:
     """Create the PyMC nodes of one weight (or bias) tensor under ``prior`` in the model context.
 
     Parameters
@@ -83,12 +88,14 @@ def build_weights(prior: P.Prior, name: str, dims: tuple[str, ...], fan_in: int,
     in_axis : int
         The axis of the tensor that indexes the layer's inputs (the horseshoe's local scales
         live on it: axis 0 of a dense weight, axis 1 of a convolution kernel).
+    scale : float or TensorVariable
+        Multiplies the prior's width (``build_model(prior_scale=...)`` passes its ``pm.Data``).
     """
     try:
         builder = PRIOR_BUILDERS[type(prior)]
     except KeyError:
         raise NotImplementedError(f"No PyMC builder for prior {type(prior).__name__}") from None
-    return builder(prior, name, dims, fan_in, in_axis=in_axis)
+    return builder(prior, name, dims, fan_in, in_axis=in_axis, scale=scale)
 
 
 #: Initial weight spread in units of ``1/sqrt(fan_in)`` (capped at 1): see ``_init_scale``.
@@ -105,15 +112,15 @@ def _init_scale(fan_in: int, prior_std: float = np.inf) -> float:
 
 
 @_builder(P.Normal)
-def _normal(prior: P.Normal, name: str, dims: tuple[str, ...], fan_in: int, in_axis: int = 0) -> WeightNodes:
-    w = pm.Normal(name, mu=prior.mu, sigma=prior.sigma, dims=dims)
+def _normal(prior: P.Normal, name: str, dims: tuple[str, ...], fan_in: int, in_axis: int = 0, scale: Any = 1.0) -> WeightNodes:
+    w = pm.Normal(name, mu=prior.mu, sigma=prior.sigma * scale, dims=dims)
     return WeightNodes(w, {name: min(prior.sigma, 1.0)}, {name: prior.mu} if prior.mu else {})
 
 
 @_builder(P.FanInNormal)
-def _fan_in_normal(prior: P.FanInNormal, name: str, dims: tuple[str, ...], fan_in: int, in_axis: int = 0) -> WeightNodes:
+def _fan_in_normal(prior: P.FanInNormal, name: str, dims: tuple[str, ...], fan_in: int, in_axis: int = 0, scale: Any = 1.0) -> WeightNodes:
     sigma = prior.scale / np.sqrt(fan_in)
-    w = pm.Normal(name, mu=0.0, sigma=sigma, dims=dims)
+    w = pm.Normal(name, mu=0.0, sigma=sigma * scale, dims=dims)
     return WeightNodes(w, {name: float(sigma)})
 
 
@@ -125,11 +132,11 @@ _HYPER = {
 
 
 @_builder(P.Hierarchical)
-def _hierarchical(prior: P.Hierarchical, name: str, dims: tuple[str, ...], fan_in: int, in_axis: int = 0) -> WeightNodes:
+def _hierarchical(prior: P.Hierarchical, name: str, dims: tuple[str, ...], fan_in: int, in_axis: int = 0, scale: Any = 1.0) -> WeightNodes:
     factor = 1.0 / np.sqrt(fan_in) if prior.fan_in else 1.0
     init = _init_scale(fan_in)
     # Start tau where the prior's std equals the initial spread of the weights.
-    tau = _HYPER[prior.hyperprior](f"{name}_scale", prior.scale, init / factor)
+    tau = _HYPER[prior.hyperprior](f"{name}_scale", prior.scale * scale, init / factor)
     if prior.parametrization == "centered":
         w = pm.Normal(name, 0.0, tau * factor, dims=dims)
         return WeightNodes(w, {name: init})
@@ -139,23 +146,23 @@ def _hierarchical(prior: P.Hierarchical, name: str, dims: tuple[str, ...], fan_i
 
 
 @_builder(P.Conjugate)
-def _conjugate(prior: P.Conjugate, name: str, dims: tuple[str, ...], fan_in: int, in_axis: int = 0) -> WeightNodes:
-    w = conjugate_weights(name, prior.mu0, prior.kappa0, prior.alpha0, prior.beta0, dims)
+def _conjugate(prior: P.Conjugate, name: str, dims: tuple[str, ...], fan_in: int, in_axis: int = 0, scale: Any = 1.0) -> WeightNodes:
+    w = conjugate_weights(name, prior.mu0, prior.kappa0, prior.alpha0, prior.beta0 * scale**2, dims)
     return WeightNodes(w, {name: _init_scale(fan_in)})
 
 
 @_builder(P.ConjugateKnownMean)
 def _conjugate_known_mean(
-    prior: P.ConjugateKnownMean, name: str, dims: tuple[str, ...], fan_in: int, in_axis: int = 0
+    prior: P.ConjugateKnownMean, name: str, dims: tuple[str, ...], fan_in: int, in_axis: int = 0, scale: Any = 1.0
 ) -> WeightNodes:
-    w = conjugate_known_mean_weights(name, prior.mean, prior.alpha0, prior.beta0, dims)
+    w = conjugate_known_mean_weights(name, prior.mean, prior.alpha0, prior.beta0 * scale**2, dims)
     return WeightNodes(w, {name: _init_scale(fan_in)})
 
 
 @_builder(P.ScaleMixture)
-def _scale_mixture(prior: P.ScaleMixture, name: str, dims: tuple[str, ...], fan_in: int, in_axis: int = 0) -> WeightNodes:
+def _scale_mixture(prior: P.ScaleMixture, name: str, dims: tuple[str, ...], fan_in: int, in_axis: int = 0, scale: Any = 1.0) -> WeightNodes:
     w = pm.NormalMixture(
-        name, w=[prior.pi, 1.0 - prior.pi], mu=[0.0, 0.0], sigma=[prior.sigma1, prior.sigma2], dims=dims
+        name, w=[prior.pi, 1.0 - prior.pi], mu=[0.0, 0.0], sigma=pt.stack([prior.sigma1 * scale, prior.sigma2 * scale]), dims=dims
     )
     # Start at the broad component's spread, like Normal(sigma): the mixture's overall std
     # (0.71 for the defaults) sent 3 of 5 moons seeds to the near-linear basin, 1.0 none.
@@ -163,27 +170,27 @@ def _scale_mixture(prior: P.ScaleMixture, name: str, dims: tuple[str, ...], fan_
 
 
 @_builder(P.Laplace)
-def _laplace(prior: P.Laplace, name: str, dims: tuple[str, ...], fan_in: int, in_axis: int = 0) -> WeightNodes:
-    w = pm.Laplace(name, mu=0.0, b=prior.b, dims=dims)
+def _laplace(prior: P.Laplace, name: str, dims: tuple[str, ...], fan_in: int, in_axis: int = 0, scale: Any = 1.0) -> WeightNodes:
+    w = pm.Laplace(name, mu=0.0, b=prior.b * scale, dims=dims)
     return WeightNodes(w, {name: min(prior.b * np.sqrt(2.0), 1.0)})
 
 
 @_builder(P.StudentT)
-def _student_t(prior: P.StudentT, name: str, dims: tuple[str, ...], fan_in: int, in_axis: int = 0) -> WeightNodes:
-    w = pm.StudentT(name, nu=prior.nu, mu=0.0, sigma=prior.sigma, dims=dims)
+def _student_t(prior: P.StudentT, name: str, dims: tuple[str, ...], fan_in: int, in_axis: int = 0, scale: Any = 1.0) -> WeightNodes:
+    w = pm.StudentT(name, nu=prior.nu, mu=0.0, sigma=prior.sigma * scale, dims=dims)
     return WeightNodes(w, {name: min(prior.sigma, 1.0)})
 
 
 @_builder(P.Horseshoe)
-def _horseshoe(prior: P.Horseshoe, name: str, dims: tuple[str, ...], fan_in: int, in_axis: int = 0) -> WeightNodes:
+def _horseshoe(prior: P.Horseshoe, name: str, dims: tuple[str, ...], fan_in: int, in_axis: int = 0, scale: Any = 1.0) -> WeightNodes:
     # As for Hierarchical: start tau where the weights' prior std (slab aside, local scales at
     # 1) equals their initial spread; tau at its PyMC default (1) started the moons weights at
     # 0.67/0.42 and sent 3 of 5 seeds to the near-linear basin.
     factor = 1.0 / np.sqrt(fan_in)
-    tau = pm.HalfCauchy(f"{name}_scale", beta=prior.global_scale, initval=_init_scale(fan_in) / factor)
+    tau = pm.HalfCauchy(f"{name}_scale", beta=prior.global_scale * scale, initval=_init_scale(fan_in) / factor)
     local = pm.HalfCauchy(f"{name}_local", beta=1.0, dims=(dims[in_axis],))
     c2 = pm.InverseGamma(
-        f"{name}_slab", alpha=prior.slab_df / 2.0, beta=prior.slab_df * prior.slab_scale**2 / 2.0
+        f"{name}_slab", alpha=prior.slab_df / 2.0, beta=prior.slab_df * (prior.slab_scale * scale) ** 2 / 2.0
     )
     local_tilde = pt.sqrt(c2 * local**2 / (c2 + tau**2 * local**2))
     # one local scale per input (row of a dense weight, input channel of a kernel)

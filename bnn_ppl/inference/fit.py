@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from bnn_ppl.inference.init import DEFAULT_INIT_SIGMA, initial_means
 from bnn_ppl.inference.posterior import VariationalPosterior
 from bnn_ppl.inference.result import FitRecord
 
-__all__ = ["fit_record", "BACKENDS"]
+__all__ = ["fit_record", "run_members", "Member", "BACKENDS"]
 
 #: Default final step size as a fraction of the first (see ``fit``'s ``lr_floor``). Digits
 #: 64-32-10, 5 seeds: constant Adam 0.01 gave 0.953/0.962/0.967 (min/median/max accuracy) and
@@ -99,12 +100,64 @@ def fit_record(
             f"{members * mc_draws * n_params:,} numbers per step (limit {MAX_PARAMETERS:,}, "
             "bnn_ppl.compile.model.MAX_PARAMETERS); use fewer members or draws per step."
         )
-    t0 = time.perf_counter()
     if members == 1:
-        user_seeds: tuple[int | None, ...] = (random_seed,)
+        seeds: tuple[int | None, ...] = (random_seed,)
     else:
-        user_seeds = tuple(int(s) for s in np.random.SeedSequence(random_seed).generate_state(members))
-    starts = [_member_start(built, family, seed, init_sigma) for seed in user_seeds]
+        seeds = tuple(int(s) for s in np.random.SeedSequence(random_seed).generate_state(members))
+    plan = [Member(seed=seed, init_sigma=float(init_sigma)) for seed in seeds]
+    return run_members(built, family, engine_name, n, plan, learning_rate=float(learning_rate),
+                       lr_floor=float(lr_floor), backend=backend, mc_draws=mc_draws, progressbar=progressbar,
+                       callbacks=tuple(callbacks), callback_every=callback_every, ensemble_seeds=members > 1,
+                       random_seed=random_seed)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member of a joint run: its seed and what may differ from the others.
+
+    ``built`` (default: the run's model) gives the member's initial values and is the model of
+    its own record (``fit_many`` passes the model of the member's prior width and fold);
+    ``learning_rate``/``lr_floor``/``prior_scale`` default to the run's; ``rows`` are the
+    training rows (indices into the run's data; None: all).
+    """
+
+    seed: int | None
+    init_sigma: float = DEFAULT_INIT_SIGMA
+    built: BuiltModel | None = None
+    learning_rate: float | None = None
+    lr_floor: float | None = None
+    prior_scale: float | None = None
+    rows: np.ndarray | None = None
+
+
+def run_members(
+    built: BuiltModel,
+    family: Family,
+    engine_name: str,
+    n: int,
+    plan: Sequence[Member],
+    *,
+    learning_rate: float,
+    lr_floor: float,
+    backend: str | None = None,
+    mc_draws: int = 1,
+    progressbar: bool = True,
+    callbacks: tuple = (),
+    callback_every: int | None = None,
+    ensemble_seeds: bool = False,
+    tolerate_divergence: bool = False,
+    random_seed: int | None = None,
+) -> FitRecord:
+    """Fit the members of ``plan`` together (one member: an ordinary fit) and return the joint record.
+
+    Arguments are validated by the callers (:func:`fit_record`, :func:`bnn_ppl.fit_many`).
+    Member ``k`` starts where a one-member fit seeded with ``plan[k].seed`` on ``plan[k].built``
+    starts, so its result is that fit's. ``random_seed`` is the record's (the ensemble's seed);
+    with ``ensemble_seeds`` the members' seeds are recorded as ``member_seeds``.
+    """
+    t0 = time.perf_counter()
+    members = len(plan)
+    starts = [_member_start(m.built or built, family, m.seed, m.init_sigma) for m in plan]
     values = starts[0][0] if members == 1 else {
         name: np.stack([start[name] for start, _ in starts]) for name in family.param_names}
     posterior = VariationalPosterior(family, built.model, values, members=members, random_seed=starts[0][1])
@@ -112,15 +165,17 @@ def fit_record(
         built=built,
         posterior=posterior,
         n=n,
-        learning_rate=float(learning_rate),
-        lr_floor=float(lr_floor),
+        learning_rate=learning_rate,
+        lr_floor=lr_floor,
         backend=backend,
         random_seed=starts[0][1],
         progressbar=progressbar,
-        callbacks=tuple(callbacks),
+        callbacks=callbacks,
         callback_every=callback_every,
         mc_draws=mc_draws,
         member_seeds=tuple(seed for _, seed in starts) if members > 1 else (),
+        member_hyper=_member_hyper(plan, built, learning_rate=learning_rate, lr_floor=lr_floor),
+        tolerate_divergence=tolerate_divergence,
     )
     setup_s = time.perf_counter() - t0
     try:
@@ -130,7 +185,7 @@ def fit_record(
         err.approx = request.callback_target
         raise
     losses = np.asarray(run.losses, dtype=float)
-    if losses.size and not np.all(np.isfinite(losses[..., -1])):
+    if not tolerate_divergence and losses.size and not np.all(np.isfinite(losses[..., -1])):
         raise FitError(
             f"The loss became {losses[..., -1]} after {losses.shape[-1]} steps; lower learning_rate "
             f"(now {learning_rate}), standardise X, or use a narrower prior."
@@ -145,7 +200,7 @@ def fit_record(
         learning_rate=float(learning_rate),
         n_steps=int(losses.shape[-1]),
         random_seed=random_seed,
-        member_seeds=user_seeds if members > 1 else (),
+        member_seeds=tuple(m.seed for m in plan) if ensemble_seeds else (),
         mc_draws=mc_draws,
         timings={
             "setup_s": setup_s,
@@ -158,6 +213,31 @@ def fit_record(
         lr_floor=1.0 if engine_name == "pymc" else float(lr_floor),
         stop_reason=run.stop_reason,
     )
+
+
+def _member_hyper(plan: Sequence[Member], built: BuiltModel, **defaults: float) -> dict[str, np.ndarray] | None:
+    """The engine's per-member inputs for what the members set (None: nothing differs)."""
+    if built.prior_scale_data is not None:
+        defaults["prior_scale"] = float(built.prior_scale_data.get_value())
+    elif any(m.prior_scale is not None for m in plan):
+        raise ParameterError("Members with their own prior_scale need a model built with build_model(..., prior_scale=1.0).")
+    hyper: dict[str, np.ndarray] = {}
+    for name, default in defaults.items():
+        given = [getattr(m, name) for m in plan]
+        if any(g is not None for g in given):
+            hyper[name] = np.asarray([default if g is None else g for g in given], dtype=float)
+    if any(m.rows is not None for m in plan):
+        rows = np.zeros((len(plan), built.n_obs), dtype=np.int64)
+        n_rows = np.zeros(len(plan), dtype=np.int64)
+        for k, m in enumerate(plan):
+            member_rows = np.arange(built.n_obs) if m.rows is None else np.asarray(m.rows)
+            rows[k, :member_rows.size], n_rows[k] = member_rows, member_rows.size
+        hyper["rows"], hyper["n_rows"] = rows, n_rows
+    if not hyper:
+        return None
+    if len(plan) == 1:
+        hyper = {name: value[0] for name, value in hyper.items()}
+    return hyper
 
 
 def _check_data_rows(built: BuiltModel) -> None:

@@ -11,6 +11,8 @@ noise scale for regression):
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,7 @@ from pymc.pytensorf import find_rng_nodes, reseed_rngs, resolve_backend_compile_
 from pytensor.graph.replace import graph_replace, vectorize_graph
 
 from bnn_ppl.compile.data import float_dtype
+from bnn_ppl.errors import ParameterError
 from bnn_ppl.compile.likelihoods import NOISE_NAME
 from bnn_ppl.array_ops import numpy_ops
 from bnn_ppl.spec.layers import ForwardContext, network_forward
@@ -95,6 +98,15 @@ def _jax_predict(layers: list, likelihood: Any) -> Any:
     return jax.jit(lambda params, X, reference: _predict(xp, layers, likelihood, params, X, reference))
 
 
+def _structure(layers: Any) -> list:
+    """What the compiled functions depend on: the layers (their priors' widths aside), shapes, prior kinds."""
+    def without_priors(layer: Any) -> Any:
+        return dataclasses.replace(layer, **{f.name: None for f in dataclasses.fields(layer) if f.name.endswith("prior")})
+
+    return [(lr.name, without_priors(lr.layer), lr.in_shape, lr.out_shape, [(p.var_name, type(p.prior)) for p in lr.params])
+            for lr in layers]
+
+
 class BatchedSampler:
     """A batched forward pass over draws of the flat parameter vector, compiled once.
 
@@ -137,6 +149,18 @@ class BatchedSampler:
     def functions(self) -> tuple:
         """The compiled PyTensor function(s) this sampler calls (built once)."""
         return (self._weights_fn,)
+
+    def for_result(self, result: Any) -> BatchedSampler:
+        """This sampler for another fit of the same network (same layers and parameter layout):
+        shares the compiled functions, reads ``result``'s posterior and reference rows."""
+        if _structure(result.built.layers) != _structure(self._layers) or result.posterior.layout != self._posterior.layout:
+            raise ParameterError("for_result needs a fit of the same network (layers, prior kinds, parameter layout).")
+        other = copy.copy(self)
+        other._posterior = result.posterior
+        reference = result.built.reference_X
+        other._reference = None if reference is None else reference.astype(float_dtype())
+        other.n_compiles = 0
+        return other
 
     def draw_params(self, draws: int, rng: np.random.Generator) -> np.ndarray:
         """(draws, D) posterior draws of the flat parameter vector."""

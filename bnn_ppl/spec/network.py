@@ -196,6 +196,26 @@ class Network:
         """A copy with ``input_dim`` set (flat inputs)."""
         return replace(self, input_dim=v.positive_int("Network", "input_dim", input_dim), input_shape=None)
 
+    def with_prior_scale(self, factor: float) -> Network:
+        """This network with every weight prior's width multiplied by ``factor`` (:meth:`Prior.scaled`).
+
+        Biases, shifts and normalisation scales keep their priors. ``fit_many(grid={"prior_scale":
+        [...]})`` fits several factors in one compiled loop; each of its results is the fit of
+        ``spec.with_prior_scale(factor)``.
+
+        Examples
+        --------
+        >>> from bnn_ppl import Bernoulli, Dense, Normal
+        >>> net = Network([Dense(4, prior=Normal(0.5)), Dense(1, "identity")], Bernoulli(), prior=Normal(1.0))
+        >>> wide = net.with_prior_scale(2.0)
+        >>> wide.layers[0].prior, wide.prior, wide.bias_prior
+        (Normal(sigma=1.0, mu=0.0), Normal(sigma=2.0, mu=0.0), Normal(sigma=1.0, mu=0.0))
+        """
+        # weight blocks take a layer's own ``prior`` field, else the network's (ParamBlock.prior_field)
+        layers = tuple(replace(layer, prior=layer.prior.scaled(factor)) if getattr(layer, "prior", None) is not None
+                       else layer for layer in self.layers)
+        return replace(self, layers=layers, prior=self.prior.scaled(factor))
+
     def with_input_shape(self, input_shape: tuple[int, ...]) -> Network:
         """A copy with the shape of one example set."""
         shape = v.int_tuple("Network", "input_shape", tuple(input_shape))

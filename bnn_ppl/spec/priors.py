@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from bnn_ppl.registry import Registry
@@ -33,11 +33,27 @@ class Prior:
     """Base class of every weight prior; subclasses are frozen dataclasses of floats/strings."""
 
     kind: ClassVar[str] = ""
+    #: The fields that set the prior's width, each with the power of the scale factor it
+    #: takes when the weights' scale is multiplied by ``c`` (a variance takes ``c**2``).
+    spread: ClassVar[dict[str, int]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if cls.kind:
             PRIORS.add(cls.kind, cls)
+
+    def scaled(self, factor: float) -> Prior:
+        """This prior with its width multiplied by ``factor`` (locations unchanged).
+
+        ``fit_many``'s ``prior_scale`` grid fits these priors in one compiled loop.
+
+        Examples
+        --------
+        >>> Normal(sigma=0.5, mu=1.0).scaled(4.0)
+        Normal(sigma=2.0, mu=1.0)
+        """
+        factor = v.positive_float(type(self).__name__, "scale factor", factor)
+        return replace(self, **{name: getattr(self, name) * factor**power for name, power in self.spread.items()})
 
 
 @dataclass(frozen=True)
@@ -51,6 +67,7 @@ class Normal(Prior):
     """
 
     kind: ClassVar[str] = "normal"
+    spread: ClassVar[dict[str, int]] = {"sigma": 1}
     sigma: float = 1.0
     mu: float = 0.0
 
@@ -73,6 +90,7 @@ class FanInNormal(Prior):
     """
 
     kind: ClassVar[str] = "fan_in_normal"
+    spread: ClassVar[dict[str, int]] = {"scale": 1}
     scale: float = 1.0
 
     def __post_init__(self) -> None:
@@ -115,6 +133,7 @@ class Hierarchical(Prior):
     """
 
     kind: ClassVar[str] = "hierarchical"
+    spread: ClassVar[dict[str, int]] = {"scale": 1}
     scale: float = 1.0
     hyperprior: str = "half_normal"
     fan_in: bool = False
@@ -153,6 +172,7 @@ class Conjugate(Prior):
     """
 
     kind: ClassVar[str] = "conjugate"
+    spread: ClassVar[dict[str, int]] = {"beta0": 2}
     mu0: float = 0.0
     kappa0: float = 1.0
     alpha0: float = 2.0
@@ -179,6 +199,7 @@ class ConjugateKnownMean(Prior):
     """
 
     kind: ClassVar[str] = "conjugate_known_mean"
+    spread: ClassVar[dict[str, int]] = {"beta0": 2}
     mean: float = 0.0
     alpha0: float = 2.0
     beta0: float = 1.0
@@ -202,6 +223,7 @@ class ScaleMixture(Prior):
     """
 
     kind: ClassVar[str] = "scale_mixture"
+    spread: ClassVar[dict[str, int]] = {"sigma1": 1, "sigma2": 1}
     sigma1: float = 1.0
     sigma2: float = 0.1
     pi: float = 0.5
@@ -223,6 +245,7 @@ class Laplace(Prior):
     """
 
     kind: ClassVar[str] = "laplace"
+    spread: ClassVar[dict[str, int]] = {"b": 1}
     b: float = 1.0
 
     def __post_init__(self) -> None:
@@ -240,6 +263,7 @@ class StudentT(Prior):
     """
 
     kind: ClassVar[str] = "student_t"
+    spread: ClassVar[dict[str, int]] = {"sigma": 1}
     nu: float = 3.0
     sigma: float = 1.0
 
@@ -274,6 +298,7 @@ class Horseshoe(Prior):
     """
 
     kind: ClassVar[str] = "horseshoe"
+    spread: ClassVar[dict[str, int]] = {"global_scale": 1, "slab_scale": 1}
     global_scale: float = 1.0
     slab_scale: float = 2.0
     slab_df: float = 4.0

@@ -47,6 +47,13 @@ class FitRequest:
     family and the initial parameters; engines write the fitted ones back into it. With
     ``posterior.members > 1`` the members are independent fits run together, member ``k``
     seeded by ``member_seeds[k]``. Each step averages ``mc_draws`` Monte Carlo draws.
+
+    ``member_hyper`` (JAX engine) gives members their own ``learning_rate``, ``lr_floor``,
+    ``prior_scale`` (models built with ``prior_scale=``) and training ``rows``/``n_rows``
+    (cross-validation folds), each an array with a leading members axis; unset entries take
+    the request's values. With ``tolerate_divergence`` a diverging member stops (NaN losses
+    from then on, last good parameters kept) while the others go on; the fit fails only when
+    every member diverged.
     """
 
     built: BuiltModel
@@ -61,6 +68,8 @@ class FitRequest:
     callback_every: int | None = None
     mc_draws: int = 1
     member_seeds: tuple[int, ...] = ()
+    member_hyper: dict[str, Any] | None = None
+    tolerate_divergence: bool = False
 
     @property
     def family(self) -> Any:

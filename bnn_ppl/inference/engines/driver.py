@@ -117,7 +117,13 @@ def run_chunks(
                 chunk_losses = np.asarray(chunk_losses, dtype=float)[..., :active]  # (active,) or (members, active)
                 if done == 0:
                     first_chunk_s = time.perf_counter() - t0
-                if not np.all(np.isfinite(chunk_losses)):
+                if request.tolerate_divergence:
+                    # diverged members report NaN and keep their last good parameters; stop when all did
+                    finite = np.isfinite(chunk_losses).reshape(-1, active)
+                    failing = not finite[:, -1].any()
+                else:
+                    failing = not np.all(np.isfinite(chunk_losses))
+                if failing:
                     write_back(state)
                     bad = ~np.isfinite(chunk_losses).reshape(-1, active).all(axis=0)
                     raise divergence_error(done + int(np.argmax(bad)), request.learning_rate)
@@ -127,8 +133,8 @@ def run_chunks(
                 write_back(state)
                 all_losses = np.concatenate(losses, axis=-1)
                 if all_losses.ndim > 1:  # an ensemble: callbacks see the members' mean
-                    all_losses = all_losses.mean(axis=0)
-                progress.update(done, float(np.mean(chunk_losses[..., -min(100, active):])))
+                    all_losses = np.nanmean(all_losses, axis=0) if request.tolerate_divergence else all_losses.mean(axis=0)
+                progress.update(done, float(np.nanmean(chunk_losses[..., -min(100, active):])))
                 for callback in request.callbacks:
                     callback(approx, all_losses, done)
                 if interrupt.requested:

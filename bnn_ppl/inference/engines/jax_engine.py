@@ -27,7 +27,18 @@ MAX_CHUNK_DRAWS = 8_000_000
 _HALF_LOG_2PI = 0.5 * np.log(2 * np.pi)
 
 
-def _build_step(logp_fn, family, n_obs: int, batch_size: int | None, lr: float, mc_draws: int, members: int):
+def _build_step(logp_fn, family, batch_size: int | None, mc_draws: int, members: int, tolerate: bool, folds: bool):
+    """The jitted chunk function ``run(carry, key, X, y, n_total, hyper, length)``.
+
+    ``hyper`` holds what may differ between members without changing the compiled graph (a
+    leading members axis when ``members > 1``): ``learning_rate``, ``lr_floor``,
+    ``prior_scale``, the member's training ``rows`` (indices into X, the first ``n_rows`` of
+    them used) with their ``weights`` (full batch: 1 for a training row, else 0) or
+    ``row_scale`` (minibatch: ``n_rows / n_obs``, the likelihood's ``total_size`` correction).
+    Without ``folds`` every member trains on all rows and the rows/weights are not used.
+    With ``tolerate``, a member whose loss or parameters stop being finite keeps its last good
+    parameters and reports NaN losses from then on, while the others go on.
+    """
     import jax
     import jax.numpy as jnp
 
@@ -37,38 +48,48 @@ def _build_step(logp_fn, family, n_obs: int, batch_size: int | None, lr: float, 
     names = family.engine_names
     b1, b2, eps_adam = 0.9, 0.999, 1e-8
 
-    def neg_elbo(params, eps, xb, yb):
+    def neg_elbo(params, eps, xb, yb, weights, prior_scale):
         # -ELBO = -E_q[log p(theta, D)] - H[q]: the family's analytic entropy, Monte Carlo for the rest
         q = dict(zip(names, params, strict=True))
         theta = family.sample(xp, q, eps)  # (mc_draws, D)
-        if mc_draws == 1:
-            logp = logp_fn(theta[0], xb, yb)[0]
-        else:
-            logp = jnp.mean(jax.vmap(lambda th: logp_fn(th, xb, yb)[0])(theta))
-        return -logp - family.entropy(xp, q)
+
+        def logp(th):
+            rest, rows = logp_fn(th, xb, yb, prior_scale)
+            return rest + jnp.sum(weights * rows if folds else rows)
+
+        value = logp(theta[0]) if mc_draws == 1 else jnp.mean(jax.vmap(logp)(theta))
+        return -value - family.entropy(xp, q)
 
     value_and_grad = jax.value_and_grad(neg_elbo)
 
-    def step(carry, inputs, X, y, schedule):
-        params, m, v, t = carry
+    def step(carry, inputs, X, y, n_total, hyper):
+        params, m, v, t, alive = carry
         eps, idx = inputs
         if eps.ndim == 0:  # a key: draw this step's noise here (large networks)
             eps = jax.random.normal(eps, (mc_draws, noise_size), params[0].dtype)
-        xb, yb = (X, y) if batch_size is None else (X[idx], y[idx])
-        loss, grads = value_and_grad(params, eps, xb, yb)
+        if batch_size is None:
+            xb, yb, weights = X, y, hyper.get("weights")
+        else:
+            xb, yb, weights = X[idx], y[idx], hyper.get("row_scale")
+        loss, grads = value_and_grad(params, eps, xb, yb, weights, hyper["prior_scale"])
         t1 = t + 1
         m1 = tuple(b1 * mi + (1 - b1) * g for mi, g in zip(m, grads))
         v1 = tuple(b2 * vi + (1 - b2) * g * g for vi, g in zip(v, grads))
         c1 = 1 - b1**t1
         c2 = 1 - b2**t1
-        step_lr = lr * step_size_factor(t, schedule[0], schedule[1], jnp)
+        step_lr = hyper["learning_rate"] * step_size_factor(t, n_total, hyper["lr_floor"], jnp)
         new = tuple(p - step_lr * scale * (mi / c1) / (jnp.sqrt(vi / c2) + eps_adam)
                     for p, mi, vi, scale in zip(params, m1, v1, scales))
-        return (new, m1, v1, t1), loss
+        if not tolerate:
+            return (new, m1, v1, t1, alive), loss
+        ok = alive & jnp.isfinite(loss) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in new]))
+        keep = lambda a, b: tuple(jnp.where(ok, x, y) for x, y in zip(a, b))  # noqa: E731
+        carry = (keep(new, params), keep(m1, m), keep(v1, v), jnp.where(ok, t1, t), ok)
+        return carry, jnp.where(ok, loss, jnp.nan)
 
     noise_size = 0
 
-    def run_member(carry, key, X, y, schedule, length):
+    def run_member(carry, key, X, y, n_total, hyper, length):
         k_eps, k_idx = jax.random.split(key)
         dtype = carry[0][0].dtype
         if length * mc_draws * noise_size * members <= MAX_CHUNK_DRAWS:
@@ -77,8 +98,12 @@ def _build_step(logp_fn, family, n_obs: int, batch_size: int | None, lr: float, 
             eps = jax.random.normal(k_eps, (length, mc_draws, noise_size), dtype)
         else:
             eps = jax.random.split(k_eps, length)
-        idx = jax.random.randint(k_idx, (length, batch_size or 1), 0, n_obs)
-        return jax.lax.scan(lambda c, a: step(c, a, X, y, schedule), carry, (eps, idx))
+        # uniform minibatch rows (with replacement, like pm.Minibatch) among the member's training rows
+        if folds:
+            idx = hyper["rows"][jax.random.randint(k_idx, (length, batch_size or 1), 0, hyper["n_rows"])]
+        else:
+            idx = jax.random.randint(k_idx, (length, batch_size or 1), 0, X.shape[0])
+        return jax.lax.scan(lambda c, a: step(c, a, X, y, n_total, hyper), carry, (eps, idx))
 
     scales: tuple = ()
 
@@ -88,13 +113,13 @@ def _build_step(logp_fn, family, n_obs: int, batch_size: int | None, lr: float, 
         given = family.step_scales(d)
         scales = tuple(jnp.asarray(given[name]) if name in given else 1.0 for name in names)
         if members == 1:
-            return jax.jit(run_member, static_argnums=(5,))
+            return jax.jit(run_member, static_argnums=(6,))
 
-        def batched(carry, key, X, y, schedule, length):
-            # independent fits: one compiled loop over all members (their keys differ, data shared)
-            return jax.vmap(lambda c, k: run_member(c, k, X, y, schedule, length))(carry, key)
+        def batched(carry, key, X, y, n_total, hyper, length):
+            # independent fits: one compiled loop over all members (keys and hyper differ, data shared)
+            return jax.vmap(lambda c, k, h: run_member(c, k, X, y, n_total, h, length))(carry, key, hyper)
 
-        return jax.jit(batched, static_argnums=(5,))
+        return jax.jit(batched, static_argnums=(6,))
 
     return build
 
@@ -106,7 +131,9 @@ _CACHE_SIZE = 16
 
 
 def _structure_key(request: FitRequest, flat: Any) -> tuple:
-    """Everything the compiled step depends on: the spec, data shapes/dtypes, family, optimiser."""
+    """Everything the compiled step depends on: the spec, data shapes/dtypes, family, estimator.
+
+    Learning rates, prior scales and training rows are inputs (``hyper``), not part of the key."""
     built = request.built
     return (
         built.spec,  # frozen dataclasses: hashable and compared by value
@@ -116,10 +143,12 @@ def _structure_key(request: FitRequest, flat: Any) -> tuple:
         flat.size,
         built.n_obs,
         built.batch_size,
+        built.prior_scale_data is not None,
         request.family,
-        request.learning_rate,
         request.mc_draws,
         request.posterior.members,
+        request.tolerate_divergence,
+        _has_folds(request),
     )
 
 
@@ -127,6 +156,38 @@ def chunk_length(n: int, n_params: int) -> int:
     """Steps per compiled call: ``CHUNK_SIZE``, or for large networks (whose steps take
     milliseconds) as many as make about ``MAX_CHUNK_DRAWS`` parameter updates, at least 50."""
     return int(max(1, min(CHUNK_SIZE, n, max(50, MAX_CHUNK_DRAWS // max(1, n_params)))))
+
+
+def _has_folds(request: FitRequest) -> bool:
+    return "rows" in (request.member_hyper or {})
+
+
+def _member_hyper(request: FitRequest, flat: Any, dtype: Any) -> dict[str, np.ndarray]:
+    """The ``hyper`` inputs of every member (a leading members axis for ensembles and ``fit_many``)."""
+    n_obs, members = request.built.n_obs, request.posterior.members
+    given = dict(request.member_hyper or {})
+    rows = given.pop("rows", None)
+    n_rows = np.asarray(given.pop("n_rows", n_obs))
+    defaults = {"learning_rate": request.learning_rate, "lr_floor": request.lr_floor,
+                "prior_scale": flat.prior_scale_value}
+    lead = (members,) if members > 1 else ()
+    hyper = {name: np.broadcast_to(np.asarray(given.pop(name, value), dtype=dtype), lead).copy()
+             for name, value in defaults.items()}
+    if given:
+        raise ValueError(f"Unknown member_hyper entries {sorted(given)}")
+    if rows is None:
+        return hyper
+    hyper["rows"] = np.asarray(rows, dtype=np.int32)
+    hyper["n_rows"] = np.broadcast_to(n_rows, lead).astype(np.int32)
+    if request.built.batch_size is None:  # full batch: weight 1 on each training row, 0 elsewhere
+        rows2, n2 = hyper["rows"].reshape(-1, hyper["rows"].shape[-1]), hyper["n_rows"].reshape(-1)
+        weights = np.zeros((rows2.shape[0], n_obs), dtype=dtype)
+        for k, (member_rows, used) in enumerate(zip(rows2, n2, strict=True)):
+            weights[k, member_rows[:used]] = 1.0
+        hyper["weights"] = weights.reshape((*lead, n_obs))
+    else:
+        hyper["row_scale"] = (hyper["n_rows"] / n_obs).astype(dtype)
+    return hyper
 
 
 class JaxEngine:
@@ -144,9 +205,10 @@ class JaxEngine:
         cache_key = _structure_key(request, flat)
         run = _COMPILED.get(cache_key)
         if run is None:
-            logp_fn = get_jaxified_graph(inputs=[flat.theta, flat.x, flat.y], outputs=[flat.logp])
-            run = _build_step(logp_fn, request.family, built.n_obs, built.batch_size, request.learning_rate,
-                              request.mc_draws, posterior.members)(flat.size)
+            logp_fn = get_jaxified_graph(inputs=[flat.theta, flat.x, flat.y, flat.prior_scale],
+                                         outputs=[flat.rest, flat.rows])
+            run = _build_step(logp_fn, request.family, built.batch_size, request.mc_draws, posterior.members,
+                              request.tolerate_divergence, _has_folds(request))(flat.size)
             _COMPILED[cache_key] = run
             while len(_COMPILED) > _CACHE_SIZE:
                 _COMPILED.pop(next(iter(_COMPILED)))
@@ -155,10 +217,12 @@ class JaxEngine:
         params = tuple(jnp.asarray(values[name]) for name in names)
         zeros = tuple(jnp.zeros_like(p) for p in params)
         members = posterior.members
-        t_zero = jnp.zeros((members,) if members > 1 else (), dtype=params[0].dtype)
-        state = (params, zeros, zeros, t_zero)
+        dtype = params[0].dtype
+        lead = (members,) if members > 1 else ()
+        state = (params, zeros, zeros, jnp.zeros(lead, dtype=dtype), jnp.ones(lead, dtype=bool))
         X, y = jnp.asarray(flat.X), jnp.asarray(flat.y_data)
-        schedule = jnp.asarray([request.n, request.lr_floor], dtype=params[0].dtype)
+        n_total = jnp.asarray(request.n, dtype=dtype)
+        hyper = {name: jnp.asarray(value) for name, value in _member_hyper(request, flat, dtype).items()}
         draws_per_step = request.mc_draws * request.family.noise_size(flat.size) * members
         chunk = request.chunk(chunk_length(request.n, draws_per_step))
         n_chunks = -(-request.n // chunk)
@@ -171,7 +235,7 @@ class JaxEngine:
             # the last chunk may be shorter: one more compilation at most, no masked steps
             i = next(chunk_keys)
             key = member_keys[0][i] if members == 1 else jnp.stack([k[i] for k in member_keys])
-            new, losses = run(carry, key, X, y, schedule, n_active)
+            new, losses = run(carry, key, X, y, n_total, hyper, n_active)
             return new, np.asarray(losses)
 
         def write_back(carry):

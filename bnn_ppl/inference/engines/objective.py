@@ -17,21 +17,32 @@ from pytensor.graph.traversal import ancestors
 from pytensor.tensor.random.type import RandomType
 
 from bnn_ppl.compile import BuiltModel
+from bnn_ppl.compile.likelihoods import OBSERVED_NAME
 
 __all__ = ["FlatLogp", "flat_logp"]
 
 
 @dataclass(frozen=True)
 class FlatLogp:
-    """``logp(theta, X_batch, y_batch)`` as a PyTensor graph.
+    """``logp(theta, X_batch, y_batch[, prior_scale])`` as a PyTensor graph.
 
     Attributes
     ----------
     theta, x, y : TensorVariable
         Symbolic inputs: flat unconstrained parameters (D,), a batch of inputs and targets.
+    prior_scale : TensorVariable
+        Symbolic scalar input standing for the model's ``"prior_scale"`` ``pm.Data`` (a model
+        built with ``build_model(prior_scale=...)``); unused by the graph of other models.
+    prior_scale_value : float
+        The value that container holds now (1.0 without one).
+    rest : TensorVariable
+        Log-density of everything but the network's likelihood: priors with their Jacobians,
+        other random variables and potentials a user added.
+    rows : TensorVariable
+        The likelihood's term of every row of the batch, scaled by ``n_obs / batch`` when the
+        model was built with a ``batch_size`` (PyMC's ``total_size``).
     logp : TensorVariable
-        Model log-density (with Jacobians), the likelihood scaled by ``n_obs / batch`` when the
-        model was built with a ``batch_size``.
+        The model log-density, ``rest + rows.sum()`` (equal to ``model.logp()``).
     size : int
         D, the number of unconstrained parameters.
     X, y_data : ndarray
@@ -41,6 +52,10 @@ class FlatLogp:
     theta: pt.TensorVariable
     x: pt.TensorVariable
     y: pt.TensorVariable
+    prior_scale: pt.TensorVariable
+    prior_scale_value: float
+    rest: pt.TensorVariable
+    rows: pt.TensorVariable
     logp: pt.TensorVariable
     size: int
     X: np.ndarray
@@ -50,19 +65,21 @@ class FlatLogp:
 def flat_logp(built: BuiltModel, ordering: dict) -> FlatLogp:
     """Build :class:`FlatLogp` for ``built`` in the layout of an approximation's ``ordering``."""
     model = built.model
-    logp = model.logp()
+    observed = model[OBSERVED_NAME]
+    rows = model.logp(vars=[observed], sum=False)[0]
+    rest = model.logp(vars=[rv for rv in model.basic_RVs if rv is not observed] + list(model.potentials))
     X = np.asarray(built.X_data.get_value())
     y = np.asarray(built.y_data.get_value())
     # Static row counts: JAX traces reshapes (convolution patches) only with concrete shapes.
-    rows = built.batch_size or X.shape[0]
-    x_in = pt.tensor("X_batch", shape=(rows, *X.shape[1:]), dtype=X.dtype)
-    y_in = pt.tensor("y_batch", shape=(rows,), dtype=y.dtype)
+    batch = built.batch_size or X.shape[0]
+    x_in = pt.tensor("X_batch", shape=(batch, *X.shape[1:]), dtype=X.dtype)
+    y_in = pt.tensor("y_batch", shape=(batch,), dtype=y.dtype)
     if built.batch_size is None:
         replacements = {built.X_data: x_in, built.y_data: y_in}
     else:
         # The logp graph may hold more than one copy of the Minibatch node (the observed value
         # and the likelihood's own graph); every copy slices the same (X, y) rows.
-        nodes = {v.owner for v in ancestors([logp]) if v.owner is not None and isinstance(v.owner.op, MinibatchOp)}
+        nodes = {v.owner for v in ancestors([rows]) if v.owner is not None and isinstance(v.owner.op, MinibatchOp)}
         if not nodes:
             raise RuntimeError("A model built with batch_size has no Minibatch node in its logp graph")
         replacements = {}
@@ -75,5 +92,11 @@ def flat_logp(built: BuiltModel, ordering: dict) -> FlatLogp:
     by_name = {v.name: v for v in model.value_vars}
     for name, (_, slc, shape, dtype) in ordering.items():
         replacements[by_name[name]] = theta[slc].reshape(shape).astype(dtype)
-    logp = graph_replace(logp, replacements, strict=False)
-    return FlatLogp(theta=theta, x=x_in, y=y_in, logp=logp, size=size, X=X, y_data=y)
+    scale = pt.scalar("prior_scale", dtype=X.dtype)
+    scale_value = 1.0
+    if built.prior_scale_data is not None:
+        replacements[built.prior_scale_data] = scale
+        scale_value = float(built.prior_scale_data.get_value())
+    rest, rows = (graph_replace(part, replacements, strict=False) for part in (rest, rows))
+    return FlatLogp(theta=theta, x=x_in, y=y_in, prior_scale=scale, prior_scale_value=scale_value, rest=rest,
+                    rows=rows, logp=rest + rows.sum(), size=size, X=X, y_data=y)

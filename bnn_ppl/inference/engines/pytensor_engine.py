@@ -48,7 +48,9 @@ def _compile_chunk(flat: FlatLogp, family, shapes: dict, batch_size: int | None,
         q = dict(zip(names, params, strict=True))
         theta = family.sample(xp, q, eps)  # (mc_draws, D)
         xb, yb = (X, y) if batch_size is None else (X[idx], y[idx])
-        logp = sum(graph_replace(flat.logp, {flat.theta: theta[s], flat.x: xb, flat.y: yb}, strict=False)
+        # compiled per fit: the model's prior_scale (if any) enters as a constant
+        given = {flat.x: xb, flat.y: yb, flat.prior_scale: pt.constant(flat.prior_scale_value, dtype=dtype)}
+        logp = sum(graph_replace(flat.logp, {flat.theta: theta[s], **given}, strict=False)
                    for s in range(mc_draws)) / mc_draws
         loss = -logp - family.entropy(xp, q)
         grads = pytensor.grad(loss, list(params))

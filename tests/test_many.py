@@ -1,0 +1,98 @@
+"""fit_many: seeds x grid x folds in one compiled loop; each member is its setting fitted alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.model_selection import check_cv
+
+import bnn_ppl as bp
+from bnn_ppl.errors import ParameterError
+
+SPEC = bp.Network([bp.Dense(3), bp.Dense(1, "identity")], bp.Bernoulli())
+
+
+def _data(n=60, seed=0):
+    X = np.random.default_rng(seed).normal(size=(n, 2))
+    return X, (X[:, 0] - 0.5 * X[:, 1] > 0).astype(int)
+
+
+@pytest.fixture(scope="module")
+def cv_many():
+    X, y = _data()
+    many = bp.fit_many(SPEC, X, y, grid={"prior_sigma": [0.5, 2.0], "learning_rate": [0.01, 1e4]}, seeds=[0, 1],
+                       folds=3, n=400, progressbar=False)
+    return X, y, many
+
+
+def test_every_member_is_its_setting_fitted_alone(cv_many):
+    X, y, many = cv_many
+    splits = list(check_cv(3, y, classifier=True).split(X, y))
+    for k in (0, 4, 13):  # different prior widths, seeds and folds
+        setting, result = many.settings[k], many.results[k]
+        train = np.sort(splits[setting["fold"]][0])
+        alone = bp.fit(bp.build_model(SPEC.with_prior_scale(setting["prior_sigma"]), X[train], y[train]), n=400,
+                       random_seed=setting["seed"], learning_rate=setting["learning_rate"], progressbar=False)
+        for name, value in alone.params().items():
+            np.testing.assert_allclose(result.params()[name], value, atol=1e-10)
+        np.testing.assert_allclose(result.losses, alone.losses, rtol=1e-7)
+        assert result.spec.prior == bp.Normal(setting["prior_sigma"]) and result.built.n_obs == train.size
+        np.testing.assert_array_equal(result.predictor().predict(X[:7], random_seed=1),
+                                      alone.predictor().predict(X[:7], random_seed=1))
+
+
+def test_the_table_scores_each_fold_and_marks_diverged_members(cv_many):
+    _, _, many = cv_many
+    table = many.table
+    assert len(table) == len(many.results) == 2 * 2 * 2 * 3
+    assert list(table.columns) == ["prior_sigma", "learning_rate", "seed", "fold", "neg_elbo", "diverged", "test_lpd",
+                                   "test_nll", "accuracy", "ece"]
+    wild = table["learning_rate"] == 1e4
+    assert table.loc[wild, "diverged"].all() and table.loc[wild, "test_nll"].isna().all()
+    calm = table[~wild]
+    assert not calm["diverged"].any() and calm["accuracy"].between(0.5, 1).all()
+    np.testing.assert_allclose(calm["test_nll"], -calm["test_lpd"])
+    summary = many.summary("test_nll")
+    assert len(summary) == 2 and (summary["count"] == 6).all()  # diverged settings left out
+    best = many.best("test_nll")
+    assert best["learning_rate"] == 0.01 and best["prior_sigma"] == summary.loc[summary["mean"].idxmin(), "prior_sigma"]
+    with pytest.raises(ParameterError, match="'metric' parameter must be one of"):
+        many.best("rmse")
+
+
+def test_minibatch_regression_with_held_out_rows_and_prior_scale():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(80, 2))
+    y = np.sin(X[:, 0]) + 0.1 * rng.normal(size=80)
+    spec = bp.Network([bp.Dense(4, prior=bp.Laplace(0.5)), bp.Dense(1, "identity")], bp.NormalLikelihood())
+    many = bp.fit_many(spec, X[:60], y[:60], grid={"prior_scale": [0.5, 3.0]}, seeds=[2], n=300, batch_size=20,
+                       X_test=X[60:], y_test=y[60:], progressbar=False)
+    assert list(many.table.columns) == ["prior_scale", "seed", "neg_elbo", "diverged", "test_lpd", "test_nll", "rmse",
+                                        "coverage_90"]
+    alone = bp.fit(bp.build_model(spec.with_prior_scale(3.0), X[:60], y[:60], batch_size=20), n=300, random_seed=2,
+                   progressbar=False)
+    assert alone.spec.layers[0].prior == bp.Laplace(1.5)
+    for name, value in alone.params().items():
+        np.testing.assert_allclose(many.results[1].params()[name], value, atol=1e-10)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"grid": {"batch_size": [8]}}, "The grid name 'batch_size' is not one fit_many can vary"),
+    ({"grid": {"learning_rate": []}}, "The grid entry 'learning_rate' is empty"),
+    ({"grid": {"learning_rate": [-1]}}, "must hold positive numbers. Got -1"),
+    ({"grid": {"prior_scale": [1], "prior_sigma": [1]}}, "not both"),
+    ({"seeds": []}, "'seeds' parameter of fit_many is empty"),
+    ({"seeds": [0.5]}, "must hold integers. Got 0.5"),
+    ({"folds": "abc"}, "'folds' parameter of fit_many must be"),
+])
+def test_bad_arguments_are_refused_before_anything_runs(kwargs, message):
+    X, y = _data(20)
+    with pytest.raises(ParameterError, match=message):
+        bp.fit_many(SPEC, X, y, n=10, progressbar=False, **kwargs)
+
+
+def test_prior_sigma_needs_one_kind_and_width_of_weight_prior():
+    X, y = _data(20)
+    mixed = bp.Network([bp.Dense(3, prior=bp.Laplace(1.0)), bp.Dense(1, "identity")], bp.Bernoulli())
+    with pytest.raises(ParameterError, match=r"needs weight priors of one kind and one width.*prior_scale"):
+        bp.fit_many(mixed, X, y, grid={"prior_sigma": [1.0]}, n=10, progressbar=False)
