@@ -46,6 +46,8 @@ _LAZY = {
     "load": "bnn_ppl.io",
     "BNNClassifier": "bnn_ppl.sklearn",
     "BNNRegressor": "bnn_ppl.sklearn",
+    "BNNClassifierCV": "bnn_ppl.sklearn_cv",
+    "BNNRegressorCV": "bnn_ppl.sklearn_cv",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -55,6 +57,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from bnn_ppl.result import FitResult, fit
     from bnn_ppl.io import load
     from bnn_ppl.sklearn import BNNClassifier, BNNRegressor
+    from bnn_ppl.sklearn_cv import BNNClassifierCV, BNNRegressorCV
     from bnn_ppl.predictive import Predictor
 
 
@@ -68,7 +71,9 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     *LAYER_CLASSES,
     "BNNClassifier",
+    "BNNClassifierCV",
     "BNNRegressor",
+    "BNNRegressorCV",
     "Bernoulli",
     "BnnPplError",
     "BuiltModel",

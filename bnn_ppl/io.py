@@ -65,7 +65,7 @@ MAX_COMPRESSION_RATIO = 100
 _RATIO_MIN_BYTES = 2**24  # smaller members may compress as they like (sorted labels, JSON)
 _MANIFEST = "manifest.json"
 #: Classes of the estimators of :mod:`bnn_ppl.sklearn`, which keep their state in the metadata.
-_ESTIMATORS = ("BNNClassifier", "BNNRegressor")
+_ESTIMATORS = ("BNNClassifier", "BNNRegressor", "BNNClassifierCV", "BNNRegressorCV")
 
 
 def _version(package: str) -> str:

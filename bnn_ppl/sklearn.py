@@ -28,7 +28,8 @@ from bnn_ppl.spec import Bernoulli, Categorical, Dense, Network, Normal, NormalL
 __all__ = ["BNNClassifier", "BNNRegressor"]
 
 _MAX_SEED = 2**31 - 1
-_FITTED = ("classes_", "n_features_in_", "feature_names_in_", "predict_seed_", "y_mean_", "y_scale_")
+_FITTED = ("classes_", "n_features_in_", "feature_names_in_", "predict_seed_", "y_mean_", "y_scale_", "prior_scale_",
+           "learning_rate_")
 
 
 class _BNNBase(BaseEstimator):
@@ -71,7 +72,7 @@ class _BNNBase(BaseEstimator):
         self.progressbar = progressbar
 
     # ------------------------------------------------------------------ building and fitting
-    def _spec(self, n_features: int, likelihood: Any) -> Network:
+    def _spec(self, n_features: int, likelihood: Any, prior_scale: float = 1.0) -> Network:
         sizes = self.hidden_layer_sizes
         if isinstance(sizes, (int, np.integer)) and not isinstance(sizes, bool):
             sizes = (int(sizes),)
@@ -88,7 +89,7 @@ class _BNNBase(BaseEstimator):
             )
         layers = [Dense(int(u), self.activation) for u in sizes]
         layers.append(Dense(likelihood.n_outputs, "identity"))
-        return Network(
+        spec = Network(
             layers,
             likelihood,
             prior=Normal(1.0) if self.prior is None else self.prior,
@@ -96,11 +97,18 @@ class _BNNBase(BaseEstimator):
             input_dim=n_features,
             name=type(self).__name__,
         )
+        return spec if prior_scale == 1.0 else spec.with_prior_scale(prior_scale)
 
-    def _fit(self, X: np.ndarray, y: np.ndarray, likelihood: Any, class_names: list[str] | None):
+    def _seeds(self) -> tuple[int, int]:
+        """(fit seed, predict seed) from ``random_state`` (the same pair on every call for an int)."""
         rng = check_random_state(self.random_state)
         fit_seed, predict_seed = (int(s) for s in rng.randint(_MAX_SEED, size=2))
-        spec = self._spec(X.shape[1], likelihood)
+        return fit_seed, predict_seed
+
+    def _fit(self, X: np.ndarray, y: np.ndarray, likelihood: Any, class_names: list[str] | None, *,
+             prior_scale: float = 1.0, learning_rate: float | None = None):
+        fit_seed, predict_seed = self._seeds()
+        spec = self._spec(X.shape[1], likelihood, prior_scale)
         names = getattr(self, "feature_names_in_", None)
         built = build_model(spec, X, y, self.batch_size,
                             feature_names=None if names is None else [str(n) for n in names],
@@ -111,7 +119,7 @@ class _BNNBase(BaseEstimator):
             method=self.method,
             engine=self.engine,
             backend=self.backend,
-            learning_rate=self.learning_rate,
+            learning_rate=self.learning_rate if learning_rate is None else learning_rate,
             init_sigma=self.init_sigma,
             random_seed=fit_seed,
             progressbar=self.progressbar,
@@ -164,6 +172,8 @@ class _BNNBase(BaseEstimator):
         rs = params["random_state"]
         if rs is not None and not isinstance(rs, (int, np.integer)):
             params["random_state"] = None
+        if "cv" in params and not isinstance(params["cv"], (int, np.integer)):
+            params["cv"] = None  # a splitter object (the CV estimators): not stored
         state: dict[str, Any] = {"class": type(self).__name__, "params": params, "custom_family": family_set,
                                  "custom_priors": [self.prior is not None, self.bias_prior is not None]}
         for name in _FITTED:

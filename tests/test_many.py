@@ -96,3 +96,22 @@ def test_prior_sigma_needs_one_kind_and_width_of_weight_prior():
     mixed = bp.Network([bp.Dense(3, prior=bp.Laplace(1.0)), bp.Dense(1, "identity")], bp.Bernoulli())
     with pytest.raises(ParameterError, match=r"needs weight priors of one kind and one width.*prior_scale"):
         bp.fit_many(mixed, X, y, grid={"prior_sigma": [1.0]}, n=10, progressbar=False)
+
+
+def test_classifier_cv_picks_the_best_prior_width_and_refits_with_it(tmp_path):
+    X, y = _data(90, seed=3)
+    labels = np.where(y == 1, "yes", "no")
+    clf = bp.BNNClassifierCV((3,), prior_scales=(0.05, 2.0), cv=3, n_iter=400, random_state=0).fit(X, labels)
+    summary = clf.cv_summary_
+    assert list(summary["prior_scale"]) == [0.05, 2.0] and (summary["count"] == 3).all()
+    assert clf.prior_scale_ == summary.loc[summary["mean"].idxmin(), "prior_scale"] == 2.0
+    assert len(clf.cv_results_["test_nll"]) == 6 and set(clf.cv_results_["fold"]) == {0, 1, 2}
+    assert clf.result_.spec.prior == bp.Normal(2.0) and clf.result_.built.n_obs == 90
+    plain = bp.BNNClassifier((3,), prior=bp.Normal(2.0), n_iter=400, random_state=0).fit(X, labels)
+    np.testing.assert_array_equal(clf.predict_proba(X[:9]), plain.predict_proba(X[:9]))
+    assert set(clf.predict(X[:9])) <= {"yes", "no"}
+    loaded = bp.BNNClassifierCV.load(clf.save(tmp_path / "cv.bnn"))
+    assert loaded.prior_scale_ == 2.0 and loaded.get_params()["prior_scales"] == [0.05, 2.0]
+    np.testing.assert_array_equal(loaded.predict_proba(X[:9]), clf.predict_proba(X[:9]))
+    with pytest.raises(ParameterError, match="'scoring' parameter of BNNClassifierCV must be one of"):
+        bp.BNNClassifierCV((3,), scoring="auc", n_iter=10).fit(X, labels)

@@ -1,0 +1,172 @@
+"""``BNNClassifierCV`` and ``BNNRegressorCV``: the prior width (and step size) chosen by
+cross-validation, every fold and setting fitted in one compiled call.
+
+In the spirit of scikit-learn's ``LogisticRegressionCV``: ``fit`` scores each grid setting by
+its mean held-out log loss over the ``cv`` folds (all of them run together by
+:func:`bnn_ppl.fit_many`), then refits the best setting on all rows; the estimator then
+predicts as :class:`~bnn_ppl.BNNClassifier` / :class:`~bnn_ppl.BNNRegressor` do.
+``GridSearchCV`` over the same grid runs one compiled loop per setting and fold instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from bnn_ppl.errors import ParameterError
+from bnn_ppl.many import fit_many
+from bnn_ppl.sklearn import BNNClassifier, BNNRegressor
+
+__all__ = ["BNNClassifierCV", "BNNRegressorCV"]
+
+_SCORES = ("test_nll", "accuracy", "rmse")
+
+
+class _CVSearch:
+    """The search both CV estimators run before their ordinary refit."""
+
+    def _fit(self, X: np.ndarray, y: np.ndarray, likelihood: Any, class_names: list[str] | None, **_: Any):
+        grid = {"prior_scale": _values(self.prior_scales, "prior_scales", type(self).__name__)}
+        if self.learning_rates is not None:
+            grid["learning_rate"] = _values(self.learning_rates, "learning_rates", type(self).__name__)
+        if self.scoring not in _SCORES:
+            raise ParameterError(f"The 'scoring' parameter of {type(self).__name__} must be one of {list(_SCORES)}. "
+                                 f"Got {self.scoring!r} instead.")
+        fit_seed, _ = self._seeds()
+        many = fit_many(
+            self._spec(X.shape[1], likelihood), X, y, grid=grid, seeds=[fit_seed], folds=self.cv, n=self.n_iter,
+            batch_size=self.batch_size, method=self.method, learning_rate=self.learning_rate,
+            init_sigma=self.init_sigma, mc_draws=self.mc_draws, draws=self.draws, progressbar=self.progressbar,
+        )
+        best = many.best(self.scoring)
+        self.prior_scale_ = float(best["prior_scale"])
+        self.learning_rate_ = float(best.get("learning_rate", self.learning_rate))
+        self.cv_results_ = {column: many.table[column].to_numpy() for column in many.table.columns}
+        self.cv_summary_ = many.summary(self.scoring)
+        return super()._fit(X, y, likelihood, class_names, prior_scale=self.prior_scale_,
+                            learning_rate=self.learning_rate_)
+
+
+def _values(values: Any, name: str, owner: str) -> list[float]:
+    if isinstance(values, (int, float)) and not isinstance(values, bool):
+        values = [values]
+    if not isinstance(values, Sequence) or isinstance(values, str) or not values:
+        raise ParameterError(f"The {name!r} parameter of {owner} must be a non-empty list of positive numbers such as "
+                             f"(0.5, 1.0, 2.0). Got {values!r} instead.")
+    return list(values)
+
+
+_CV_PARAMS = """
+    prior_scales : sequence of float
+        Factors on the width of every weight prior (:meth:`bnn_ppl.Network.with_prior_scale`;
+        with the default ``Normal(1.0)`` weight prior, the prior's sigma).
+    learning_rates : sequence of float, optional
+        Adam step sizes searched too (None: ``learning_rate`` only).
+    cv : int, splitter or iterable of (train, test)
+        Folds, as scikit-learn's ``cv`` (an int is a ``StratifiedKFold`` for classifiers).
+    scoring : {"test_nll", "accuracy", "rmse"}
+        Mean held-out score that picks the setting (lowest log loss / RMSE, highest accuracy).
+"""
+
+_CV_ATTRIBUTES = """
+    prior_scale_, learning_rate_ : float
+        The chosen setting (the refit on all rows uses it).
+    cv_results_ : dict of ndarray
+        One entry per column of :attr:`bnn_ppl.ManyFits.table` (one row per setting and fold).
+    cv_summary_ : pandas.DataFrame
+        Mean, standard deviation and count of the score per setting.
+"""
+
+
+class BNNClassifierCV(_CVSearch, BNNClassifier):
+    __doc__ = f"""A :class:`~bnn_ppl.BNNClassifier` whose prior width is chosen by cross-validation.
+
+    Takes every parameter of :class:`~bnn_ppl.BNNClassifier`, plus
+
+    Parameters
+    ----------{_CV_PARAMS}
+    Attributes
+    ----------{_CV_ATTRIBUTES}
+    Examples
+    --------
+    >>> clf = BNNClassifierCV((5,), prior_scales=(0.3, 3.0), cv=3, n_iter=2_000, random_state=0)
+    >>> clf.fit(X_train, y_train).prior_scale_, clf.score(X_test, y_test) > 0.9
+    (3.0, True)
+    """
+
+    def __init__(
+        self,
+        hidden_layer_sizes: tuple[int, ...] = (16,),
+        activation: str = "tanh",
+        prior: Any = None,
+        bias_prior: Any = None,
+        n_iter: int = 30_000,
+        batch_size: int | None = None,
+        learning_rate: float = 0.01,
+        method: Any = "auto",
+        engine: str = "auto",
+        backend: str | None = None,
+        init_sigma: float = 0.1,
+        draws: int = 500,
+        random_state: Any = None,
+        progressbar: bool = False,
+        ensemble: int = 1,
+        mc_draws: int = 1,
+        prior_scales: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 4.0),
+        learning_rates: Sequence[float] | None = None,
+        cv: Any = 5,
+        scoring: str = "test_nll",
+    ) -> None:
+        super().__init__(hidden_layer_sizes, activation, prior, bias_prior, n_iter, batch_size, learning_rate,
+                         method, engine, backend, init_sigma, draws, random_state, progressbar, ensemble, mc_draws)
+        self.prior_scales = prior_scales
+        self.learning_rates = learning_rates
+        self.cv = cv
+        self.scoring = scoring
+
+
+class BNNRegressorCV(_CVSearch, BNNRegressor):
+    __doc__ = f"""A :class:`~bnn_ppl.BNNRegressor` whose prior width is chosen by cross-validation.
+
+    Takes every parameter of :class:`~bnn_ppl.BNNRegressor`, plus
+
+    Parameters
+    ----------{_CV_PARAMS}
+    Attributes
+    ----------{_CV_ATTRIBUTES}
+    """
+
+    def __init__(
+        self,
+        hidden_layer_sizes: tuple[int, ...] = (16,),
+        activation: str = "tanh",
+        prior: Any = None,
+        bias_prior: Any = None,
+        n_iter: int = 30_000,
+        batch_size: int | None = None,
+        learning_rate: float = 0.01,
+        method: Any = "auto",
+        engine: str = "auto",
+        backend: str | None = None,
+        init_sigma: float = 0.1,
+        draws: int = 500,
+        random_state: Any = None,
+        progressbar: bool = False,
+        ensemble: int = 1,
+        mc_draws: int = 1,
+        sigma_prior: float = 1.0,
+        normalize_y: bool = True,
+        prior_scales: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 4.0),
+        learning_rates: Sequence[float] | None = None,
+        cv: Any = 5,
+        scoring: str = "test_nll",
+    ) -> None:
+        super().__init__(hidden_layer_sizes, activation, prior, bias_prior, n_iter, batch_size, learning_rate,
+                         method, engine, backend, init_sigma, draws, random_state, progressbar, ensemble, mc_draws,
+                         sigma_prior, normalize_y)
+        self.prior_scales = prior_scales
+        self.learning_rates = learning_rates
+        self.cv = cv
+        self.scoring = scoring
