@@ -118,6 +118,13 @@ def fit(built: BuiltModel, n: int = 30_000, **options: Any) -> FitResult:
         steps (1,000 for small networks); a smaller value shortens the chunks, at the cost of
         one return to Python per chunk (about 0.1-1 ms each, plus one more JIT compilation per
         new chunk length on the JAX engine). PyMC's engine calls them after every step.
+    devices : int or jax.sharding.Mesh, optional
+        Data-parallel fitting on a JAX device mesh (``"jax"`` engine): each step's batch rows
+        are split over the devices, parameters replicated, gradients summed; the loss trajectory
+        is that of one device (float rounding aside). ``devices=2`` takes the first two of
+        ``jax.devices()``. On a CPU, ``XLA_FLAGS=--xla_force_host_platform_device_count=2`` (set
+        before JAX is imported) makes two host devices; several hosts follow
+        ``jax.distributed.initialize`` (then pass a ``Mesh`` over ``jax.devices()``).
 
     Returns
     -------

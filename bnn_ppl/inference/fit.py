@@ -13,6 +13,7 @@ from pymc.initial_point import make_initial_point_fn
 from bnn_ppl.compile import BuiltModel
 from bnn_ppl.compile.model import MAX_PARAMETERS
 from bnn_ppl.errors import DataError, FitError, ParameterError
+from bnn_ppl.inference.devices import resolve_mesh
 from bnn_ppl.inference.engines import ENGINES, FitRequest, resolve_engine
 from bnn_ppl.inference.families import Family, flat_layout, resolve_family
 from bnn_ppl.inference.init import DEFAULT_INIT_SIGMA, initial_means
@@ -63,6 +64,7 @@ def fit_record(
     progressbar: bool = True,
     callbacks: Sequence[Callable] = (),
     callback_every: int | None = None,
+    devices: Any = None,
 ) -> FitRecord:
     """Run the optimisation and return its plain :class:`FitRecord`.
 
@@ -94,6 +96,7 @@ def fit_record(
         raise ParameterError(f"engine='pymc' runs PyMC's own loop, which has no {family.name!r} family; use "
                              "engine='jax' or 'numba', or method='advi' / 'fullrank_advi'.")
     family.check_size(n_params)
+    mesh = resolve_mesh(devices, engine=engine_name, members=members, batch_rows=built.batch_size or built.n_obs)
     if members * mc_draws * n_params > MAX_PARAMETERS:
         raise ParameterError(
             f"ensemble={members} x mc_draws={mc_draws} x {n_params:,} parameters would hold "
@@ -108,7 +111,7 @@ def fit_record(
     return run_members(built, family, engine_name, n, plan, learning_rate=float(learning_rate),
                        lr_floor=float(lr_floor), backend=backend, mc_draws=mc_draws, progressbar=progressbar,
                        callbacks=tuple(callbacks), callback_every=callback_every, ensemble_seeds=members > 1,
-                       random_seed=random_seed)
+                       random_seed=random_seed, mesh=mesh)
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,7 @@ def run_members(
     ensemble_seeds: bool = False,
     tolerate_divergence: bool = False,
     random_seed: int | None = None,
+    mesh: Any = None,
 ) -> FitRecord:
     """Fit the members of ``plan`` together (one member: an ordinary fit) and return the joint record.
 
@@ -176,6 +180,7 @@ def run_members(
         member_seeds=tuple(seed for _, seed in starts) if members > 1 else (),
         member_hyper=_member_hyper(plan, built, learning_rate=learning_rate, lr_floor=lr_floor),
         tolerate_divergence=tolerate_divergence,
+        mesh=mesh,
     )
     setup_s = time.perf_counter() - t0
     try:

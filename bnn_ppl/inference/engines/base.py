@@ -53,7 +53,8 @@ class FitRequest:
     (cross-validation folds), each an array with a leading members axis; unset entries take
     the request's values. With ``tolerate_divergence`` a diverging member stops (NaN losses
     from then on, last good parameters kept) while the others go on; the fit fails only when
-    every member diverged.
+    every member diverged. ``mesh`` (a ``jax.sharding.Mesh``, JAX engine) splits each step's
+    batch rows over its devices.
     """
 
     built: BuiltModel
@@ -70,6 +71,7 @@ class FitRequest:
     member_seeds: tuple[int, ...] = ()
     member_hyper: dict[str, Any] | None = None
     tolerate_divergence: bool = False
+    mesh: Any = None
 
     @property
     def family(self) -> Any:

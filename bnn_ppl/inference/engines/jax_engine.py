@@ -27,7 +27,8 @@ MAX_CHUNK_DRAWS = 8_000_000
 _HALF_LOG_2PI = 0.5 * np.log(2 * np.pi)
 
 
-def _build_step(logp_fn, family, batch_size: int | None, mc_draws: int, members: int, tolerate: bool, folds: bool):
+def _build_step(logp_fn, family, batch_size: int | None, mc_draws: int, members: int, tolerate: bool, folds: bool,
+                row_sharding: Any = None):
     """The jitted chunk function ``run(carry, key, X, y, n_total, hyper, length)``.
 
     ``hyper`` holds what may differ between members without changing the compiled graph (a
@@ -36,6 +37,8 @@ def _build_step(logp_fn, family, batch_size: int | None, mc_draws: int, members:
     them used) with their ``weights`` (full batch: 1 for a training row, else 0) or
     ``row_scale`` (minibatch: ``n_rows / n_obs``, the likelihood's ``total_size`` correction).
     Without ``folds`` every member trains on all rows and the rows/weights are not used.
+    With ``row_sharding`` (a ``NamedSharding`` over a device mesh) each step's batch rows are
+    split over the devices (data parallel: parameters replicated, XLA sums the gradients).
     With ``tolerate``, a member whose loss or parameters stop being finite keeps its last good
     parameters and reports NaN losses from then on, while the others go on.
     """
@@ -71,6 +74,8 @@ def _build_step(logp_fn, family, batch_size: int | None, mc_draws: int, members:
             xb, yb, weights = X, y, hyper.get("weights")
         else:
             xb, yb, weights = X[idx], y[idx], hyper.get("row_scale")
+        if row_sharding is not None:
+            xb, yb = (jax.lax.with_sharding_constraint(a, row_sharding(a.ndim)) for a in (xb, yb))
         loss, grads = value_and_grad(params, eps, xb, yb, weights, hyper["prior_scale"])
         t1 = t + 1
         m1 = tuple(b1 * mi + (1 - b1) * g for mi, g in zip(m, grads))
@@ -149,6 +154,7 @@ def _structure_key(request: FitRequest, flat: Any) -> tuple:
         request.posterior.members,
         request.tolerate_divergence,
         _has_folds(request),
+        None if request.mesh is None else (tuple(d.id for d in request.mesh.devices.flat), request.mesh.axis_names),
     )
 
 
@@ -156,6 +162,16 @@ def chunk_length(n: int, n_params: int) -> int:
     """Steps per compiled call: ``CHUNK_SIZE``, or for large networks (whose steps take
     milliseconds) as many as make about ``MAX_CHUNK_DRAWS`` parameter updates, at least 50."""
     return int(max(1, min(CHUNK_SIZE, n, max(50, MAX_CHUNK_DRAWS // max(1, n_params)))))
+
+
+def _row_sharding(mesh: Any) -> Any:
+    """``ndim -> NamedSharding`` splitting the leading (row) axis over the mesh's first axis; None without a mesh."""
+    if mesh is None:
+        return None
+    import jax
+
+    axis = mesh.axis_names[0]
+    return lambda ndim: jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(axis, *([None] * (ndim - 1))))
 
 
 def _has_folds(request: FitRequest) -> bool:
@@ -208,7 +224,7 @@ class JaxEngine:
             logp_fn = get_jaxified_graph(inputs=[flat.theta, flat.x, flat.y, flat.prior_scale],
                                          outputs=[flat.rest, flat.rows])
             run = _build_step(logp_fn, request.family, built.batch_size, request.mc_draws, posterior.members,
-                              request.tolerate_divergence, _has_folds(request))(flat.size)
+                              request.tolerate_divergence, _has_folds(request), _row_sharding(request.mesh))(flat.size)
             _COMPILED[cache_key] = run
             while len(_COMPILED) > _CACHE_SIZE:
                 _COMPILED.pop(next(iter(_COMPILED)))
@@ -221,6 +237,9 @@ class JaxEngine:
         lead = (members,) if members > 1 else ()
         state = (params, zeros, zeros, jnp.zeros(lead, dtype=dtype), jnp.ones(lead, dtype=bool))
         X, y = jnp.asarray(flat.X), jnp.asarray(flat.y_data)
+        if request.mesh is not None:  # data and parameters on every device of the mesh
+            replicated = jax.sharding.NamedSharding(request.mesh, jax.sharding.PartitionSpec())
+            X, y, state = jax.device_put((X, y, state), replicated)
         n_total = jnp.asarray(request.n, dtype=dtype)
         hyper = {name: jnp.asarray(value) for name, value in _member_hyper(request, flat, dtype).items()}
         draws_per_step = request.mc_draws * request.family.noise_size(flat.size) * members
