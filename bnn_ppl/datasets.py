@@ -11,7 +11,7 @@ import numpy as np
 
 from bnn_ppl.errors import DataError
 
-__all__ = ["Dataset", "DATASETS", "load_dataset", "numeric_columns", "read_csv"]
+__all__ = ["Dataset", "DATASETS", "load_dataset", "numeric_columns", "read_csv", "write_large_synthetic"]
 
 #: Names of the embedded data sets.
 DATASETS = ("moons", "digits", "synthetic_mnist")
@@ -215,3 +215,57 @@ def _all_integers(values: list[str]) -> bool:
 
 def _few_integers(values: list[str]) -> bool:
     return _all_integers(values) and len(set(float(v) for v in values)) <= _MAX_AUTO_CLASSES
+
+
+#: Rows generated from one seed by :func:`write_large_synthetic` (files do not depend on block sizes).
+_SYNTHETIC_BLOCK_ROWS = 16_384
+
+
+def write_large_synthetic(directory: str | os.PathLike, rows: int, features: int = 784, classes: int = 10, *,
+                          random_seed: int = 0, dtype: str = "float32") -> tuple[np.ndarray, np.ndarray]:
+    """Write a classification set of any size as ``X.npy`` and ``y.npy`` in ``directory``, with bounded memory.
+
+    ``X`` is standard normal; ``y`` is the argmax of a fixed random linear map of ``X`` plus
+    noise (a learnable problem, about 90% accuracy for a linear model). Rows come in blocks
+    of 16,384 each seeded from ``random_seed`` and the block number, so a file's rows do not
+    depend on how it was written. Each file appears complete or not at all.
+
+    Returns
+    -------
+    X, y : numpy.memmap
+        The files opened with ``np.load(..., mmap_mode="r")`` (pass them to ``build_model``
+        with a ``batch_size`` to stream them).
+
+    Examples
+    --------
+    >>> X, y = write_large_synthetic(".", rows=1000, features=8, classes=3)
+    >>> X.shape, X.dtype.name, int(y.max())
+    ((1000, 8), 'float32', 2)
+    """
+    from bnn_ppl.compile.streamed import write_npy_rows
+
+    where = Path(directory)
+    if not where.is_dir():
+        raise DataError(f"{where} is not a directory; create it first (write_large_synthetic writes X.npy and y.npy in it).")
+    for name, value, low in (("rows", rows, 1), ("features", features, 1), ("classes", classes, 2)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise DataError(f"The {name!r} parameter of write_large_synthetic must be an integer >= {low}. Got {value!r}.")
+    teacher = np.random.default_rng([random_seed, 0]).normal(size=(features, classes)) / np.sqrt(features)
+
+    def block(b: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng([random_seed, 1, b])
+        n = min(_SYNTHETIC_BLOCK_ROWS, rows - b * _SYNTHETIC_BLOCK_ROWS)
+        X = rng.standard_normal((n, features))
+        return X.astype(dtype), np.argmax(X @ teacher + 0.3 * rng.standard_normal((n, classes)), axis=1)
+
+    def rows_of(start: int, stop: int, part: int) -> np.ndarray:
+        first, last = start // _SYNTHETIC_BLOCK_ROWS, (stop - 1) // _SYNTHETIC_BLOCK_ROWS
+        out = np.concatenate([block(b)[part] for b in range(first, last + 1)])
+        offset = first * _SYNTHETIC_BLOCK_ROWS
+        return out[start - offset:stop - offset]
+
+    X = write_npy_rows(where / "X.npy", (int(rows), int(features)), dtype, lambda a, b: rows_of(a, b, 0),
+                       block_rows=_SYNTHETIC_BLOCK_ROWS)
+    y = write_npy_rows(where / "y.npy", (int(rows),), "int64", lambda a, b: rows_of(a, b, 1),
+                       block_rows=_SYNTHETIC_BLOCK_ROWS)
+    return X, y

@@ -99,7 +99,7 @@ def _check_saveable(built: Any) -> None:
             "(e.g. result.to_datatree()), or express the model as a spec."
         )
     rows = built.container_rows()
-    if rows != [built.n_obs]:
+    if rows != [built.container_rows_expected]:
         raise ModelFileError(
             f"The model's pm.Data containers hold {rows} rows but it was fitted on {built.n_obs}; saving "
             "would store the swapped-in rows as training data. pm.set_data the training rows back first."
@@ -110,6 +110,11 @@ def to_bytes(result: Any, *, metadata: dict | None = None, include_data: bool = 
     """The model file of a :class:`~bnn_ppl.FitResult` as bytes (see :func:`save`)."""
     built = result.built
     _check_saveable(built)
+    if include_data and built.source is not None:
+        raise ModelFileError(
+            f"This fit streamed its {built.n_obs:,} training rows from data larger than memory (built.source); a model "
+            "file does not copy them. Save with include_data=False (prediction needs no training rows)."
+        )
     class_names = built.class_names if built.spec.likelihood.is_classifier else None
     fit_info = {
         "method": result.method,

@@ -13,6 +13,7 @@ from bnn_ppl.array_ops import pytensor_ops
 from bnn_ppl.compile.data import as_features, as_targets, float_dtype
 from bnn_ppl.compile.likelihoods import build_likelihood, output_parameter
 from bnn_ppl.compile.priors import build_weights
+from bnn_ppl.compile.streamed import RowSource, is_streamed, row_source
 from bnn_ppl.errors import DataError, SpecError
 from bnn_ppl.spec import ForwardContext, Network, ResolvedLayer
 from bnn_ppl.spec.layers import network_forward
@@ -70,6 +71,10 @@ class BuiltModel:
         The free random variables the spec created (``save`` refuses models a user extended).
     prior_scale_data : TensorSharedVariable or None
         The ``pm.Data`` ``"prior_scale"`` of a model built with ``prior_scale=`` (None otherwise).
+    source, source_y : RowSource and ndarray, or None
+        For an ``X`` larger than memory (memory-mapped, dask or zarr, with ``batch_size``): the
+        rows, read by chunk during the fit, and all targets; the ``pm.Data`` containers then hold
+        the first ``batch_size`` rows as a stand-in (PyMC's own ``pm.fit`` would see only those).
     """
 
     spec: Network
@@ -88,6 +93,8 @@ class BuiltModel:
     reference_X: np.ndarray | None = None
     built_rv_names: tuple[str, ...] = ()
     prior_scale_data: Any = None
+    source: RowSource | None = None
+    source_y: np.ndarray | None = None
 
     def forward(self, x: pt.TensorVariable, ctx: ForwardContext = ForwardContext()) -> pt.TensorVariable:
         """The last layer's output (logits or mean) for a symbolic input ``x`` of shape (rows, *input_shape)."""
@@ -114,6 +121,11 @@ class BuiltModel:
         if not self.spec.likelihood.is_classifier:
             return y
         return as_targets(y, self.spec.likelihood, y.shape[0], name="The 'y' container (set by pm.set_data)")
+
+    @property
+    def container_rows_expected(self) -> int:
+        """Rows the containers hold for fitting: ``n_obs``, or ``batch_size`` stand-in rows for a streamed X."""
+        return self.n_obs if self.source is None else int(self.batch_size)
 
     def container_rows(self) -> list[int]:
         """Rows the ``X`` and ``y`` containers hold now (``pm.set_data`` may have swapped them)."""
@@ -159,6 +171,9 @@ def build_model(
         The network spec.
     X : array-like of shape (n, d) or (n, *input_shape)
         Training inputs (numpy, pandas or nested lists); images as (n, channels, height, width).
+        With a ``batch_size``, a memory-mapped array (``np.load(path, mmap_mode="r")``), a dask
+        or a zarr array stays where it is: the JAX engine streams each chunk's minibatches from
+        it (``built.source``), in bounded memory.
     y : array-like of shape (n,)
         Targets: 0/1 for Bernoulli, 0..K-1 for Categorical, reals for Normal.
     batch_size : int, optional
@@ -197,6 +212,16 @@ def build_model(
     """
     if not isinstance(spec, Network):
         raise SpecError(f"build_model needs a Network spec. Got {type(spec).__name__}; see bnn_ppl.load_spec.")
+    source = None
+    if is_streamed(X) and batch_size is not None:
+        # larger than memory: the containers hold the first batch_size rows as a stand-in
+        source = row_source(X, spec.input_shape, float_dtype())
+        if n_obs is not None:
+            raise DataError("n_obs is set from a streamed X's rows; leave it unset.")
+        n_obs = source.n_rows
+        all_targets = as_targets(np.asarray(y), spec.likelihood, source.n_rows)
+        stand_in = np.arange(min(int(batch_size), source.n_rows)) if _is_count(batch_size) else np.arange(1)
+        X, y = source.read(stand_in), all_targets[stand_in]
     X_arr = as_features(X, spec.input_shape)
     spec = spec_for_data(spec, X_arr)
     layers = spec.resolve()
@@ -266,8 +291,11 @@ def build_model(
             batch_size=batch_size,
             feature_names=list(coords[x_dims[0]]) if len(x_dims) == 1 else None,
             class_names=list(class_names) if class_names is not None else None,
-            reference_X=_reference_rows(X_arr, random_seed) if spec.uses_batch_statistics else None,
+            reference_X=(_reference_rows(X_arr if source is None else source, random_seed)
+                         if spec.uses_batch_statistics else None),
             prior_scale_data=scale_data,
+            source=source,
+            source_y=None if source is None else all_targets,
         )
         if batch_size is None:
             x_in, y_in, total, dims = X_data, y_data, None, "obs"
@@ -316,10 +344,15 @@ def _check_size(layers: list[ResolvedLayer], max_parameters: int, itemsize: int)
         )
 
 
-def _reference_rows(X: np.ndarray, random_seed: int | None) -> np.ndarray:
+def _reference_rows(X: Any, random_seed: int | None) -> np.ndarray:
     rng = np.random.default_rng([random_seed or 0, 1])
-    rows = np.sort(rng.choice(X.shape[0], size=min(REFERENCE_ROWS, X.shape[0]), replace=False))
-    return X[rows].copy()
+    n = X.n_rows if isinstance(X, RowSource) else X.shape[0]
+    rows = np.sort(rng.choice(n, size=min(REFERENCE_ROWS, n), replace=False))
+    return X.read(rows) if isinstance(X, RowSource) else X[rows].copy()
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
 
 
 def _set_initvals(model: pm.Model, scales: dict, locs: dict, shapes: dict, random_seed: int | None) -> None:

@@ -143,6 +143,9 @@ def description_length(result: Any, draws: int = 1000, random_seed: int | None =
             "result.member(k).description_length() for member k."
         )
     built = result.built
+    if built.source is not None:
+        raise ParameterError("description_length scores every training row in memory; this fit streamed its rows "
+                             "from data larger than memory. Fit a model on rows that fit in memory to compute it.")
     model = built.model
     family = posterior.family
     params = {k: np.asarray(v, dtype=float) for k, v in posterior.values().items()}

@@ -92,6 +92,9 @@ def fit_record(
     if members > 1 and engine_name != "jax":
         raise ParameterError(f"ensemble={members} runs the members in one vmapped JAX loop: use engine='jax' "
                              f"(or 'auto' with jax installed). Got engine={engine!r}.")
+    if built.source is not None and (engine_name != "jax" or members > 1):
+        raise ParameterError("This model streams X from data larger than memory (built.source): fit it with "
+                             f"engine='jax' and one member. Got engine={engine!r}, ensemble={members}.")
     if engine_name == "pymc" and family.pymc_group is None:
         raise ParameterError(f"engine='pymc' runs PyMC's own loop, which has no {family.name!r} family; use "
                              "engine='jax' or 'numba', or method='advi' / 'fullrank_advi'.")
@@ -253,9 +256,9 @@ def _check_data_rows(built: BuiltModel) -> None:
     by the wrong factor (or train on the test rows without saying so).
     """
     rows = built.container_rows()
-    if rows != [built.n_obs]:
+    if rows != [built.container_rows_expected]:
         raise DataError(
-            f"The model's pm.Data containers hold {rows} rows but it was built on {built.n_obs} training "
+            f"The model's pm.Data containers hold {rows} rows but it was built on {built.container_rows_expected} training "
             "rows (pm.set_data swapped them, e.g. for prediction). Set the training rows back with "
             "pm.set_data, or build a new model on the new data with bp.build_model(spec, X, y)."
         )

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from bnn_ppl.compile.data import as_features
+from bnn_ppl.compile.data import as_features, float_dtype
+from bnn_ppl.compile.streamed import StreamedRows, is_streamed, row_source
 from bnn_ppl.errors import DataError, ParameterError
 from bnn_ppl.predictive.samplers import BatchedSampler, SampleNodeSampler
 from bnn_ppl.spec.layers import values_per_row
@@ -154,7 +155,12 @@ class Predictor:
                     r1 = min(n_rows, r0 + row_chunk)
                     yield slice(d0, d1), slice(r0, r1), self.sampler.evaluate(thetas, X[r0:r1])
 
-    def _features(self, X: Any) -> np.ndarray:
+    def _features(self, X: Any) -> np.ndarray | StreamedRows:
+        """``X`` checked as floatX rows; memory-mapped, dask and zarr inputs are read chunk by chunk."""
+        if isinstance(X, StreamedRows):
+            return X
+        if is_streamed(X):
+            return StreamedRows(row_source(X, self.spec.input_shape, float_dtype(), validate=False))
         return as_features(X, self.spec.input_shape)
 
     # ------------------------------------------------------------------ public API

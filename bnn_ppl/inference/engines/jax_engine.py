@@ -24,11 +24,14 @@ __all__ = ["JaxEngine", "CHUNK_SIZE", "MAX_CHUNK_DRAWS", "chunk_length"]
 CHUNK_SIZE = 1000
 #: Upper bound on the Gaussian draws made per chunk (chunk length x parameters).
 MAX_CHUNK_DRAWS = 8_000_000
+#: Upper bound on the bytes of one chunk's minibatch rows streamed from data larger than memory
+#: (two chunks are in memory at once: the running one and the next, read meanwhile).
+STREAM_CHUNK_BYTES = 64 * 2**20
 _HALF_LOG_2PI = 0.5 * np.log(2 * np.pi)
 
 
 def _build_step(logp_fn, family, batch_size: int | None, mc_draws: int, members: int, tolerate: bool, folds: bool,
-                row_sharding: Any = None):
+                row_sharding: Any = None, streamed: bool = False):
     """The jitted chunk function ``run(carry, key, X, y, n_total, hyper, length)``.
 
     ``hyper`` holds what may differ between members without changing the compiled graph (a
@@ -39,6 +42,8 @@ def _build_step(logp_fn, family, batch_size: int | None, mc_draws: int, members:
     Without ``folds`` every member trains on all rows and the rows/weights are not used.
     With ``row_sharding`` (a ``NamedSharding`` over a device mesh) each step's batch rows are
     split over the devices (data parallel: parameters replicated, XLA sums the gradients).
+    ``streamed``: ``X``/``y`` are the chunk's minibatches, (length, batch, ...), read on the host
+    from data larger than memory (:func:`stream_batches`), in place of indexing the data.
     With ``tolerate``, a member whose loss or parameters stop being finite keeps its last good
     parameters and reports NaN losses from then on, while the others go on.
     """
@@ -70,7 +75,9 @@ def _build_step(logp_fn, family, batch_size: int | None, mc_draws: int, members:
         eps, idx = inputs
         if eps.ndim == 0:  # a key: draw this step's noise here (large networks)
             eps = jax.random.normal(eps, (mc_draws, noise_size), params[0].dtype)
-        if batch_size is None:
+        if streamed:
+            xb, yb, weights = idx[0], idx[1], hyper.get("row_scale")
+        elif batch_size is None:
             xb, yb, weights = X, y, hyper.get("weights")
         else:
             xb, yb, weights = X[idx], y[idx], hyper.get("row_scale")
@@ -104,7 +111,9 @@ def _build_step(logp_fn, family, batch_size: int | None, mc_draws: int, members:
         else:
             eps = jax.random.split(k_eps, length)
         # uniform minibatch rows (with replacement, like pm.Minibatch) among the member's training rows
-        if folds:
+        if streamed:
+            idx = (X, y)  # this chunk's rows, drawn from k_idx on the host (stream_batches)
+        elif folds:
             idx = hyper["rows"][jax.random.randint(k_idx, (length, batch_size or 1), 0, hyper["n_rows"])]
         else:
             idx = jax.random.randint(k_idx, (length, batch_size or 1), 0, X.shape[0])
@@ -155,6 +164,7 @@ def _structure_key(request: FitRequest, flat: Any) -> tuple:
         request.tolerate_divergence,
         _has_folds(request),
         None if request.mesh is None else (tuple(d.id for d in request.mesh.devices.flat), request.mesh.axis_names),
+        built.source is not None,
     )
 
 
@@ -224,7 +234,8 @@ class JaxEngine:
             logp_fn = get_jaxified_graph(inputs=[flat.theta, flat.x, flat.y, flat.prior_scale],
                                          outputs=[flat.rest, flat.rows])
             run = _build_step(logp_fn, request.family, built.batch_size, request.mc_draws, posterior.members,
-                              request.tolerate_divergence, _has_folds(request), _row_sharding(request.mesh))(flat.size)
+                              request.tolerate_divergence, _has_folds(request), _row_sharding(request.mesh),
+                              streamed=built.source is not None)(flat.size)
             _COMPILED[cache_key] = run
             while len(_COMPILED) > _CACHE_SIZE:
                 _COMPILED.pop(next(iter(_COMPILED)))
@@ -244,24 +255,68 @@ class JaxEngine:
         hyper = {name: jnp.asarray(value) for name, value in _member_hyper(request, flat, dtype).items()}
         draws_per_step = request.mc_draws * request.family.noise_size(flat.size) * members
         chunk = request.chunk(chunk_length(request.n, draws_per_step))
+        if built.source is not None:  # a chunk's streamed rows stay within STREAM_CHUNK_BYTES
+            chunk = max(1, min(chunk, STREAM_CHUNK_BYTES // (built.batch_size * built.source.row_bytes)))
         n_chunks = -(-request.n // chunk)
         seeds = request.member_seeds or (request.seed(),)
         # member k's chunk keys are those of a one-member fit seeded with member_seeds[k]
         member_keys = [jax.random.split(jax.random.key(seed), n_chunks) for seed in seeds]
         chunk_keys = iter(range(n_chunks))
+        stream = None if built.source is None else _Stream(built, member_keys[0], chunk, request.n, flat.y_data.dtype)
 
         def run_chunk(carry, n_active):
             # the last chunk may be shorter: one more compilation at most, no masked steps
             i = next(chunk_keys)
             key = member_keys[0][i] if members == 1 else jnp.stack([k[i] for k in member_keys])
-            new, losses = run(carry, key, X, y, n_total, hyper, n_active)
+            data = (X, y) if stream is None else stream.batches(i)
+            new, losses = run(carry, key, *data, n_total, hyper, n_active)
             return new, np.asarray(losses)
 
         def write_back(carry):
             posterior.set_values(request.family.from_engine(
                 {name: np.asarray(value) for name, value in zip(names, carry[0], strict=True)}))
 
-        return run_chunks(request, run_chunk, state, chunk, write_back,
-                          backend=f"jax-{jax.default_backend()}", setup_s=time.perf_counter() - t0)
+        try:
+            return run_chunks(request, run_chunk, state, chunk, write_back,
+                              backend=f"jax-{jax.default_backend()}", setup_s=time.perf_counter() - t0)
+        finally:
+            if stream is not None:
+                stream.close()
+
+
+class _Stream:
+    """The minibatch rows of each chunk, read from data larger than memory one chunk ahead.
+
+    Chunk ``i`` draws its row indices from the same key as the in-memory loop
+    (``split(key)[1]``), so a streamed fit follows the trajectory of the same fit with the data
+    in memory whenever both run chunks of the same length (streamed chunks hold at most
+    ``STREAM_CHUNK_BYTES`` of rows). While chunk ``i`` runs, a thread reads chunk ``i + 1``'s rows.
+    """
+
+    def __init__(self, built: Any, keys: Any, chunk: int, n: int, y_dtype: Any) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.built, self.keys, self.y_dtype = built, keys, y_dtype
+        self.lengths = [min(chunk, n - start) for start in range(0, n, chunk)]
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bnn_ppl-stream")
+        self.pending = {0: self.pool.submit(self._read, 0)}
+
+    def _read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        import jax
+
+        built, length = self.built, self.lengths[i]
+        _, k_idx = jax.random.split(self.keys[i])
+        idx = np.asarray(jax.random.randint(k_idx, (length, built.batch_size), 0, built.n_obs))
+        X = built.source.read(idx).reshape(length, built.batch_size, *built.source.shape[1:])
+        return X, built.source_y[idx].astype(self.y_dtype)
+
+    def batches(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        future = self.pending.pop(i, None) or self.pool.submit(self._read, i)
+        if i + 1 < len(self.lengths):
+            self.pending[i + 1] = self.pool.submit(self._read, i + 1)
+        return future.result()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 ENGINES.add("jax", JaxEngine)

@@ -1,0 +1,95 @@
+"""Training data larger than memory: memory-mapped .npy and dask arrays stream minibatches
+chunk by chunk; the fit is the in-memory fit, the predictor reads test rows by chunks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import bnn_ppl as bp
+from bnn_ppl.compile import streamed
+from bnn_ppl.datasets import write_large_synthetic
+from bnn_ppl.errors import DataError, ModelFileError, ParameterError
+
+SPEC = bp.Network([bp.Dense(6), bp.Dense(3, "identity")], bp.Categorical(3))
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    return write_large_synthetic(tmp_path_factory.mktemp("large"), rows=3000, features=5, classes=3)
+
+
+@pytest.fixture(scope="module")
+def in_memory(files):
+    X, y = files
+    return bp.fit(bp.build_model(SPEC, np.asarray(X), np.asarray(y), batch_size=40), n=2500, method="advi",
+                  random_seed=2, progressbar=False)
+
+
+def test_a_memory_mapped_fit_is_the_in_memory_fit(files, in_memory, monkeypatch):
+    X, y = files
+    monkeypatch.setattr(streamed, "BLOCK_BYTES", 4096)  # several validation blocks
+    built = bp.build_model(SPEC, X, y, batch_size=40)
+    assert built.source is not None and built.n_obs == 3000 and built.X_data.get_value().shape == (40, 5)
+    result = bp.fit(built, n=2500, method="advi", random_seed=2, progressbar=False)  # 3 chunks, each read ahead
+    np.testing.assert_allclose(result.losses, in_memory.losses, rtol=1e-12)
+    np.testing.assert_allclose(result.params()["mu"], in_memory.params()["mu"], atol=1e-12)
+    # the predictor reads memory-mapped test rows chunk by chunk, with the same answers
+    monkeypatch.setattr(result.predictor(), "MIN_CHUNK_ROWS", 256)
+    np.testing.assert_array_equal(result.predictor().predict(X, random_seed=0),
+                                  in_memory.predictor().predict(np.asarray(X), random_seed=0))
+    assert result.evaluate(X, y).accuracy == pytest.approx(in_memory.evaluate(np.asarray(X), np.asarray(y)).accuracy)
+
+
+def test_views_of_a_mapping_read_the_right_rows(files):
+    X, _ = files
+    view = X[1000:]
+    source = streamed.row_source(view, None, "float64")
+    rows = np.array([5, 0, 5, 1999])
+    np.testing.assert_array_equal(source.read(rows), np.asarray(X)[1000 + rows])
+    whole = streamed.row_source(X, None, "float64")
+    assert streamed._file_backed(X) and not streamed._file_backed(view)
+    np.testing.assert_array_equal(whole.read(rows), np.asarray(X)[rows])
+
+
+def test_a_dask_array_streams_too(files, in_memory):
+    da = pytest.importorskip("dask.array")
+    X, y = files
+    result = bp.fit(bp.build_model(SPEC, da.from_array(np.asarray(X), chunks=700), y, batch_size=40), n=2500,
+                    method="advi", random_seed=2, progressbar=False)
+    np.testing.assert_allclose(result.losses, in_memory.losses, rtol=1e-12)
+
+
+def test_streamed_models_refuse_what_needs_the_rows_in_memory(files, tmp_path):
+    X, y = files
+    built = bp.build_model(SPEC, X, y, batch_size=40)
+    with pytest.raises(ParameterError, match="streams X from data larger than memory.*engine='jax'"):
+        bp.fit(built, n=10, engine="numba", progressbar=False)
+    with pytest.raises(ParameterError, match="one member"):
+        bp.fit(built, n=10, ensemble=2, progressbar=False)
+    result = bp.fit(built, n=20, method="advi", progressbar=False)
+    with pytest.raises(ModelFileError, match="include_data=False"):
+        result.save(tmp_path / "m.bnn")
+    loaded = bp.load(result.save(tmp_path / "m.bnn", include_data=False))
+    np.testing.assert_array_equal(loaded.predictor().predict(X[:50], random_seed=1),
+                                  result.predictor().predict(X[:50], random_seed=1))
+    with pytest.raises(ParameterError, match="description_length"):
+        result.description_length()
+
+
+def test_bad_rows_in_a_memory_mapped_file_are_named(tmp_path):
+    X = np.zeros((500, 3), dtype="float32")
+    X[321, 1] = np.nan
+    np.save(tmp_path / "X.npy", X)
+    with pytest.raises(DataError, match=r"X contains NaN or infinite values \(rows \[321\]"):
+        bp.build_model(bp.Network([bp.Dense(1, "identity")], bp.Bernoulli()), np.load(tmp_path / "X.npy", mmap_mode="r"),
+                       np.zeros(500, dtype=int), batch_size=10)
+
+
+def test_the_generator_writes_complete_files_only(tmp_path):
+    with pytest.raises(DataError, match="is not a directory"):
+        write_large_synthetic(tmp_path / "missing", rows=10)
+    X, y = write_large_synthetic(tmp_path, rows=20_000, features=4, classes=2, random_seed=5)
+    again, _ = write_large_synthetic(tmp_path, rows=20_000, features=4, classes=2, random_seed=5)
+    np.testing.assert_array_equal(X, again)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["X.npy", "y.npy"] and set(np.unique(y)) == {0, 1}
