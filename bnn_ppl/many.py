@@ -11,6 +11,7 @@ float tolerance.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -27,7 +28,7 @@ from bnn_ppl.compile.model import MAX_PARAMETERS, spec_for_data
 from bnn_ppl.errors import ParameterError, SpecError
 from bnn_ppl.inference import FitRecord
 from bnn_ppl.inference.families import flat_layout, resolve_family
-from bnn_ppl.inference.fit import DEFAULT_LR_FLOOR, Member, run_members
+from bnn_ppl.inference.fit import DEFAULT_LR_FLOOR, Member, check_options, run_members
 from bnn_ppl.inference.init import DEFAULT_INIT_SIGMA
 from bnn_ppl.predictive import Predictor
 from bnn_ppl.result import FitResult
@@ -167,8 +168,12 @@ def fit_many(
     t0 = time.perf_counter()
     if not isinstance(spec, Network):
         raise SpecError(f"fit_many needs a Network spec. Got {type(spec).__name__}; see bnn_ppl.load_spec.")
+    if importlib.util.find_spec("jax") is None:
+        raise ParameterError("fit_many runs its fits in one vmapped JAX loop; install JAX (pip install 'bnn_ppl[jax]').")
     grid = _check_grid(grid)
     seeds = _check_seeds(seeds)
+    n, mc_draws = check_options(n=n, learning_rate=learning_rate, lr_floor=lr_floor, init_sigma=init_sigma,
+                                mc_draws=mc_draws, caller="fit_many")
     X_arr = as_features(X, spec.input_shape)
     spec = spec_for_data(spec, X_arr)
     y_arr = as_targets(y, spec.likelihood, X_arr.shape[0])

@@ -84,11 +84,12 @@ def test_minibatch_regression_with_held_out_rows_and_prior_scale():
     ({"seeds": []}, "'seeds' parameter of fit_many is empty"),
     ({"seeds": [0.5]}, "must hold integers. Got 0.5"),
     ({"folds": "abc"}, "'folds' parameter of fit_many must be"),
+    ({"n": "abc"}, "'n' parameter of fit_many must be a positive integer"),
 ])
 def test_bad_arguments_are_refused_before_anything_runs(kwargs, message):
     X, y = _data(20)
     with pytest.raises(ParameterError, match=message):
-        bp.fit_many(SPEC, X, y, n=10, progressbar=False, **kwargs)
+        bp.fit_many(SPEC, X, y, **{"n": 10, "progressbar": False, **kwargs})
 
 
 def test_prior_sigma_needs_one_kind_and_width_of_weight_prior():

@@ -64,10 +64,17 @@ class RowSource:
 
     @property
     def row_bytes(self) -> int:
+        """Bytes of one row as read (floatX)."""
         return int(np.prod(self.shape[1:])) * np.dtype(self.dtype).itemsize
 
-    def read(self, rows: np.ndarray) -> np.ndarray:
-        """``X[rows]`` in the order given (repeats allowed), as a floatX array."""
+    @property
+    def native_row_bytes(self) -> int:
+        """Bytes of one row in the array's own dtype (``read(..., native=True)``)."""
+        return int(np.prod(self.shape[1:])) * np.dtype(self.array.dtype).itemsize
+
+    def read(self, rows: np.ndarray, *, native: bool = False) -> np.ndarray:
+        """``X[rows]`` in the order given (repeats allowed), as a floatX array (``native``: in the
+        array's own dtype, e.g. float32 rows to convert on the device)."""
         rows = np.asarray(rows, dtype=np.int64).ravel()
         unique, inverse = np.unique(rows, return_inverse=True)  # sorted reads: sequential on disk
         if _file_backed(self.array):
@@ -78,7 +85,7 @@ class RowSource:
             block = self.array[unique]
             if _is_dask(block):
                 block = block.compute()
-        return np.asarray(block, dtype=self.dtype)[inverse]
+        return np.asarray(block, dtype=None if native else self.dtype)[inverse]
 
     def _pread(self, rows: np.ndarray) -> np.ndarray:
         """Rows of a memory-mapped file read with ``os.pread``, one call per run of consecutive rows.

@@ -20,7 +20,7 @@ from bnn_ppl.inference.init import DEFAULT_INIT_SIGMA, initial_means
 from bnn_ppl.inference.posterior import VariationalPosterior
 from bnn_ppl.inference.result import FitRecord
 
-__all__ = ["fit_record", "run_members", "Member", "BACKENDS"]
+__all__ = ["fit_record", "run_members", "check_options", "Member", "BACKENDS"]
 
 #: Default final step size as a fraction of the first (see ``fit``'s ``lr_floor``). Digits
 #: 64-32-10, 5 seeds: constant Adam 0.01 gave 0.953/0.962/0.967 (min/median/max accuracy) and
@@ -30,11 +30,23 @@ DEFAULT_LR_FLOOR = 0.01
 BACKENDS = ("numba", "c", "jax")
 
 
-def _positive_int(value: Any, name: str, example: str) -> int:
+def _positive_int(value: Any, name: str, example: str, caller: str = "fit") -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ParameterError(f"The {name!r} parameter of fit must be a positive integer such as {example}. "
+        raise ParameterError(f"The {name!r} parameter of {caller} must be a positive integer such as {example}. "
                              f"Got {value!r} instead.")
     return int(value)
+
+
+def check_options(*, n: Any, learning_rate: Any, lr_floor: Any, init_sigma: Any, mc_draws: Any,
+                  caller: str = "fit") -> tuple[int, int]:
+    """Validate the optimiser settings ``fit`` and ``fit_many`` share; returns ``(n, mc_draws)`` as ints."""
+    n = _positive_int(n, "n", "30_000", caller)
+    if isinstance(lr_floor, bool) or not isinstance(lr_floor, (int, float)) or not 0 < lr_floor <= 1:
+        raise ParameterError(f"The 'lr_floor' parameter of {caller} must lie in (0, 1]. Got {lr_floor!r} instead.")
+    for name, value in (("learning_rate", learning_rate), ("init_sigma", init_sigma)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ParameterError(f"The {name!r} parameter of {caller} must be a positive number. Got {value!r} instead.")
+    return n, _positive_int(mc_draws, "mc_draws", "1", caller)
 
 
 def _member_start(built: BuiltModel, family: Family, seed: int | None, init_sigma: float):
@@ -73,19 +85,14 @@ def fit_record(
     """
     if not isinstance(built, BuiltModel):
         raise ParameterError(f"fit needs a BuiltModel from build_model(spec, X, y). Got {type(built).__name__}.")
-    n = _positive_int(n, "n", "30_000")
+    n, mc_draws = check_options(n=n, learning_rate=learning_rate, lr_floor=lr_floor, init_sigma=init_sigma,
+                                mc_draws=mc_draws)
     n_params = sum(slc.stop - slc.start for _, slc, _, _ in flat_layout(built.model).values())
     family = resolve_family(method, n_params=n_params)
     if backend is not None and backend not in BACKENDS:
         raise ParameterError(f"The 'backend' parameter of fit must be one of {list(BACKENDS)} or None. Got {backend!r}.")
-    if isinstance(lr_floor, bool) or not isinstance(lr_floor, (int, float)) or not 0 < lr_floor <= 1:
-        raise ParameterError(f"The 'lr_floor' parameter of fit must lie in (0, 1]. Got {lr_floor!r} instead.")
-    for name, value in (("learning_rate", learning_rate), ("init_sigma", init_sigma)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ParameterError(f"The {name!r} parameter of fit must be a positive number. Got {value!r} instead.")
     if callback_every is not None:
         callback_every = _positive_int(callback_every, "callback_every", "1000 (or None)")
-    mc_draws = _positive_int(mc_draws, "mc_draws", "1")
     members = _positive_int(ensemble, "ensemble", "8")
     _check_data_rows(built)
     engine_name = resolve_engine(engine)

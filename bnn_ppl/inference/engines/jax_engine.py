@@ -75,8 +75,8 @@ def _build_step(logp_fn, family, batch_size: int | None, mc_draws: int, members:
         eps, idx = inputs
         if eps.ndim == 0:  # a key: draw this step's noise here (large networks)
             eps = jax.random.normal(eps, (mc_draws, noise_size), params[0].dtype)
-        if streamed:
-            xb, yb, weights = idx[0], idx[1], hyper.get("row_scale")
+        if streamed:  # rows arrive in the file's dtype (float32 files: half the bytes to move)
+            xb, yb, weights = idx[0].astype(params[0].dtype), idx[1], hyper.get("row_scale")
         elif batch_size is None:
             xb, yb, weights = X, y, hyper.get("weights")
         else:
@@ -256,7 +256,7 @@ class JaxEngine:
         draws_per_step = request.mc_draws * request.family.noise_size(flat.size) * members
         chunk = request.chunk(chunk_length(request.n, draws_per_step))
         if built.source is not None:  # a chunk's streamed rows stay within STREAM_CHUNK_BYTES
-            chunk = max(1, min(chunk, STREAM_CHUNK_BYTES // (built.batch_size * built.source.row_bytes)))
+            chunk = max(1, min(chunk, STREAM_CHUNK_BYTES // (built.batch_size * built.source.native_row_bytes)))
         n_chunks = -(-request.n // chunk)
         seeds = request.member_seeds or (request.seed(),)
         # member k's chunk keys are those of a one-member fit seeded with member_seeds[k]
@@ -307,8 +307,9 @@ class _Stream:
         built, length = self.built, self.lengths[i]
         _, k_idx = jax.random.split(self.keys[i])
         idx = np.asarray(jax.random.randint(k_idx, (length, built.batch_size), 0, built.n_obs))
-        X = built.source.read(idx).reshape(length, built.batch_size, *built.source.shape[1:])
-        return X, built.source_y[idx].astype(self.y_dtype)
+        X = built.source.read(idx, native=True).reshape(length, built.batch_size, *built.source.shape[1:])
+        # on the device before the chunk that needs it starts (the copy overlaps the running chunk)
+        return jax.device_put(X), jax.device_put(built.source_y[idx].astype(self.y_dtype))
 
     def batches(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         future = self.pending.pop(i, None) or self.pool.submit(self._read, i)
