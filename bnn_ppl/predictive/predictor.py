@@ -112,7 +112,8 @@ class Predictor:
 
     @property
     def n_compiles(self) -> int:
-        """How many times the graph was compiled (always 1: proof of compile-once)."""
+        """How many PyTensor functions building it compiled: at most 1, never again per call (0 when
+        the parameter tensors are slices of the flat draws)."""
         return self.sampler.n_compiles
 
     # ------------------------------------------------------------------ chunking

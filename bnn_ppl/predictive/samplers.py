@@ -20,6 +20,7 @@ import pytensor
 import pytensor.tensor as pt
 from pymc.pytensorf import compile as pm_compile
 from pymc.pytensorf import find_rng_nodes, reseed_rngs, resolve_backend_compile_kwargs
+from pymc.logprob.transforms import LogTransform
 from pytensor.graph.replace import graph_replace, vectorize_graph
 
 from bnn_ppl.compile.data import float_dtype
@@ -98,6 +99,34 @@ def _jax_predict(layers: list, likelihood: Any) -> Any:
     return jax.jit(lambda params, X, reference: _predict(xp, layers, likelihood, params, X, reference))
 
 
+def _direct_slices(model: Any, layout: dict, tensors: list) -> list | None:
+    """``(slice, shape, log)`` of each tensor when every one is a free RV's value in ``layout``
+    (``log``: its value is the log of the RV, PyMC's ``LogTransform``); None otherwise."""
+    out = []
+    for tensor in tensors:
+        if not any(tensor is rv for rv in model.free_RVs):
+            return None  # a Deterministic (non-centred weights, shared scales, a fixed noise)
+        transform = model.rvs_to_transforms.get(tensor)
+        if transform is not None and not isinstance(transform, LogTransform):
+            return None
+        _, slc, shape, _ = layout[model.rvs_to_values[tensor].name]
+        out.append((slc, tuple(shape), transform is not None))
+    return out
+
+
+def _compile_weights(model: Any, layout: dict, tensors: list, backend: str | None) -> Any:
+    """``thetas (draws, D) -> [tensor draws]``, compiled once (transforms, non-centred scales)."""
+    theta = pt.vector("theta", dtype=float_dtype())
+    replacements = {}
+    for value_name, (_, slc, shape, dtype) in layout.items():
+        value_var = next(v for v in model.value_vars if v.name == value_name)
+        replacements[value_var] = theta[slc].reshape(shape).astype(dtype)
+    thetas = pt.matrix("thetas", dtype=float_dtype())
+    graphs = graph_replace(model.replace_rvs_by_values(tensors), replacements, strict=False)
+    mode = _mode(None if backend == "jax" else backend)
+    return pytensor.function([thetas], vectorize_graph(graphs, {theta: thetas}), mode=mode)
+
+
 def _structure(layers: Any) -> list:
     """What the compiled functions depend on: the layers (their priors' widths aside), shapes, prior kinds."""
     def without_priors(layer: Any) -> Any:
@@ -119,36 +148,40 @@ class BatchedSampler:
 
     kind = "batched"
 
-    def __init__(self, result: Any, backend: str | None = None) -> None:
+    def __init__(self, result: Any, backend: str | None = None, *, direct: bool = True) -> None:
         self.backend = backend
         self._posterior = result.posterior
         built = result.built
         self._layers = built.layers
         self._likelihood = built.spec.likelihood
         model = built.model
-        theta = pt.vector("theta", dtype=float_dtype())
-        replacements = {}
-        for value_name, (_, slc, shape, dtype) in result.posterior.layout.items():
-            value_var = next(v for v in model.value_vars if v.name == value_name)
-            replacements[value_var] = theta[slc].reshape(shape).astype(dtype)
-        thetas = pt.matrix("thetas", dtype=float_dtype())
         self._keys = [(layer.name, p.key) for layer in built.layers for p in layer.params]
         tensors = [built.params[name][key] for name, key in self._keys]
         self._has_noise = not built.spec.likelihood.is_classifier
         if self._has_noise:
             tensors.append(model[NOISE_NAME])
-        graphs = graph_replace(model.replace_rvs_by_values(tensors), replacements, strict=False)
-        weights_mode = _mode(None if backend == "jax" else backend)
-        self._weights_fn = pytensor.function([thetas], vectorize_graph(graphs, {theta: thetas}), mode=weights_mode)
+        # Every tensor a free RV's value (or exp of a log-transformed one): slices of the draws,
+        # nothing to compile (a cold numba compile of the weights function cost ~4 s).
+        self._slices = _direct_slices(model, result.posterior.layout, tensors) if direct else None
+        self._weights_fn = None
+        if self._slices is None:
+            self._weights_fn = _compile_weights(model, result.posterior.layout, tensors, backend)
         self._reference = None if built.reference_X is None else built.reference_X.astype(float_dtype())
         self.reference_rows = 0 if self._reference is None else self._reference.shape[0]
         self._jax_fn = _jax_predict(self._layers, self._likelihood) if backend == "jax" else None
-        self.n_compiles = 1
+        self.n_compiles = 0 if self._weights_fn is None else 1
 
     @property
     def functions(self) -> tuple:
-        """The compiled PyTensor function(s) this sampler calls (built once)."""
-        return (self._weights_fn,)
+        """The compiled PyTensor function(s) this sampler calls (built once; none when every
+        parameter tensor is a slice of the flat draws)."""
+        return () if self._weights_fn is None else (self._weights_fn,)
+
+    def _tensors(self, thetas: np.ndarray) -> list[np.ndarray]:
+        if self._weights_fn is not None:
+            return list(self._weights_fn(thetas))
+        draws = thetas.shape[0]
+        return [(np.exp(thetas[:, slc]) if log else thetas[:, slc]).reshape(draws, *shape) for slc, shape, log in self._slices]
 
     def for_result(self, result: Any) -> BatchedSampler:
         """This sampler for another fit of the same network (same layers and parameter layout):
@@ -168,7 +201,7 @@ class BatchedSampler:
 
     def evaluate(self, thetas: np.ndarray, X: np.ndarray) -> list[np.ndarray]:
         """Parameter draws (draws, rows[, classes]) for the given flat-parameter draws."""
-        tensors = list(self._weights_fn(thetas))
+        tensors = self._tensors(thetas)
         params: dict[str, dict[str, np.ndarray]] = {layer.name: {} for layer in self._layers}
         for (name, key), value in zip(self._keys, tensors, strict=False):
             params[name][key] = value

@@ -9,7 +9,9 @@ when JAX sees one.
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +29,8 @@ MAX_CHUNK_DRAWS = 8_000_000
 #: Upper bound on the bytes of one chunk's minibatch rows streamed from data larger than memory
 #: (two chunks are in memory at once: the running one and the next, read meanwhile).
 STREAM_CHUNK_BYTES = 64 * 2**20
+#: Size bound of the persistent JAX compilation cache :func:`use_persistent_cache` sets up.
+JAX_CACHE_BYTES = 512 * 2**20
 _HALF_LOG_2PI = 0.5 * np.log(2 * np.pi)
 
 
@@ -216,6 +220,27 @@ def _member_hyper(request: FitRequest, flat: Any, dtype: Any) -> dict[str, np.nd
     return hyper
 
 
+def use_persistent_cache() -> str | None:
+    """Point JAX's persistent compilation cache at ``$XDG_CACHE_HOME/bnn_ppl/jax`` (``~/.cache``
+    by default), so a new process reuses the compiled chunks of earlier ones.
+
+    Left alone when the process already set ``jax_compilation_cache_dir`` (``JAX_COMPILATION_CACHE_DIR``)
+    or ``BNN_PPL_JAX_CACHE=0``. Returns the directory in use (None: no cache).
+    """
+    import jax
+
+    current = jax.config.jax_compilation_cache_dir
+    if current or os.environ.get("BNN_PPL_JAX_CACHE", "1") == "0":
+        return current or None
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    directory = root / "bnn_ppl" / "jax"
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    # the chunk functions of small networks compile in well under JAX's default 1 s threshold
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    jax.config.update("jax_compilation_cache_max_size", JAX_CACHE_BYTES)  # least recently used go first
+    return str(directory)
+
+
 class JaxEngine:
     """ADVI (any family) with Adam, ``CHUNK_SIZE`` steps per jit-compiled call; ensembles vmapped."""
 
@@ -224,6 +249,7 @@ class JaxEngine:
         import jax.numpy as jnp
         from pymc.sampling.jax import get_jaxified_graph
 
+        use_persistent_cache()
         t0 = time.perf_counter()
         posterior = request.posterior
         flat = flat_logp(request.built, posterior.layout)
