@@ -27,9 +27,10 @@ _SCRIPT = textwrap.dedent(
     def search(n_jobs=1):
         X = np.random.default_rng(0).normal(size=(60, 2))
         y = (X[:, 0] + 0.3 * X[:, 1] > 0).astype(int)
-        est = bp.BNNClassifier((3,), n_iter=300, random_state=0)
+        est = bp.BNNClassifier((3,), n_iter=150, random_state=0)
         grid = {"prior": [bp.Normal(0.3), bp.Normal(2.0)]}
-        return GridSearchCV(est, grid, cv=2, scoring="neg_log_loss", n_jobs=n_jobs).fit(X, y).cv_results_["mean_test_score"].tolist()
+        search = GridSearchCV(est, grid, cv=2, scoring="neg_log_loss", n_jobs=n_jobs, refit=False)
+        return search.fit(X, y).cv_results_["mean_test_score"].tolist()
 
     if __name__ == "__main__":
         scores = {"in_process": search()}

@@ -60,6 +60,34 @@ def test_a_dask_array_streams_too(files, in_memory):
     np.testing.assert_allclose(result.losses, in_memory.losses, rtol=1e-12)
 
 
+class _Orthogonal:
+    """zarr's interface as far as bnn_ppl uses it: shape, dtype, ``oindex[rows]``."""
+
+    def __init__(self, array):
+        self._array, self.shape, self.dtype = array, array.shape, array.dtype
+        self.reads = 0
+
+    @property
+    def oindex(self):
+        outer = self
+
+        class _Index:
+            def __getitem__(self, rows):
+                outer.reads += 1
+                return outer._array[rows]
+
+        return _Index()
+
+
+def test_a_zarr_like_array_is_read_through_oindex(files, in_memory):
+    X, y = files
+    source = _Orthogonal(np.asarray(X))
+    result = bp.fit(bp.build_model(SPEC, source, y, batch_size=40), n=2500, method="advi", random_seed=2,
+                    progressbar=False)
+    np.testing.assert_allclose(result.losses, in_memory.losses, rtol=1e-12)
+    assert source.reads >= 4  # validation, stand-in rows, three chunks
+
+
 def test_streamed_models_refuse_what_needs_the_rows_in_memory(files, tmp_path):
     X, y = files
     built = bp.build_model(SPEC, X, y, batch_size=40)
