@@ -101,8 +101,7 @@ class _BNNBase(BaseEstimator):
 
     def _seeds(self) -> tuple[int, int]:
         """(fit seed, predict seed) from ``random_state`` (the same pair on every call for an int)."""
-        rng = check_random_state(self.random_state)
-        fit_seed, predict_seed = (int(s) for s in rng.randint(_MAX_SEED, size=2))
+        fit_seed, predict_seed = (int(s) for s in check_random_state(self.random_state).randint(_MAX_SEED, size=2))
         return fit_seed, predict_seed
 
     def _fit(self, X: np.ndarray, y: np.ndarray, likelihood: Any, class_names: list[str] | None, *,
@@ -114,17 +113,9 @@ class _BNNBase(BaseEstimator):
                             feature_names=None if names is None else [str(n) for n in names],
                             class_names=class_names)
         self.result_ = fit_advi(
-            built,
-            n=self.n_iter,
-            method=self.method,
-            engine=self.engine,
-            backend=self.backend,
-            learning_rate=self.learning_rate if learning_rate is None else learning_rate,
-            init_sigma=self.init_sigma,
-            random_seed=fit_seed,
-            progressbar=self.progressbar,
-            ensemble=self.ensemble,
-            mc_draws=self.mc_draws,
+            built, n=self.n_iter, method=self.method, engine=self.engine, backend=self.backend,
+            learning_rate=self.learning_rate if learning_rate is None else learning_rate, init_sigma=self.init_sigma,
+            random_seed=fit_seed, progressbar=self.progressbar, ensemble=self.ensemble, mc_draws=self.mc_draws,
         )
         self.predict_seed_ = predict_seed
         self.n_iter_ = self.result_.n_steps
@@ -172,8 +163,6 @@ class _BNNBase(BaseEstimator):
         rs = params["random_state"]
         if rs is not None and not isinstance(rs, (int, np.integer)):
             params["random_state"] = None
-        if "cv" in params and not isinstance(params["cv"], (int, np.integer)):
-            params["cv"] = None  # a splitter object (the CV estimators): not stored
         state: dict[str, Any] = {"class": type(self).__name__, "params": params, "custom_family": family_set,
                                  "custom_priors": [self.prior is not None, self.bias_prior is not None]}
         for name in _FITTED:

@@ -48,6 +48,12 @@ class _CVSearch:
         return super()._fit(X, y, likelihood, class_names, prior_scale=self.prior_scale_,
                             learning_rate=self.learning_rate_)
 
+    def _state(self) -> dict[str, Any]:
+        state = super()._state()
+        if not isinstance(state["params"]["cv"], (int, np.integer)):
+            state["params"]["cv"] = None  # a splitter object: not stored (the default 5 folds on load)
+        return state
+
 
 def _values(values: Any, name: str, owner: str) -> list[float]:
     if isinstance(values, (int, float)) and not isinstance(values, bool):
