@@ -47,7 +47,7 @@ def _build_step(logp_fn, family, batch_size: int | None, mc_draws: int, members:
     With ``row_sharding`` (a ``NamedSharding`` over a device mesh) each step's batch rows are
     split over the devices (data parallel: parameters replicated, XLA sums the gradients).
     ``streamed``: ``X``/``y`` are the chunk's minibatches, (length, batch, ...), read on the host
-    from data larger than memory (:func:`stream_batches`), in place of indexing the data.
+    from data larger than memory (:class:`_Stream`), in place of indexing the data.
     With ``tolerate``, a member whose loss or parameters stop being finite keeps its last good
     parameters and reports NaN losses from then on, while the others go on.
     """
@@ -116,7 +116,7 @@ def _build_step(logp_fn, family, batch_size: int | None, mc_draws: int, members:
             eps = jax.random.split(k_eps, length)
         # uniform minibatch rows (with replacement, like pm.Minibatch) among the member's training rows
         if streamed:
-            idx = (X, y)  # this chunk's rows, drawn from k_idx on the host (stream_batches)
+            idx = (X, y)  # this chunk's rows, drawn from k_idx on the host (_Stream)
         elif folds:
             idx = hyper["rows"][jax.random.randint(k_idx, (length, batch_size or 1), 0, hyper["n_rows"])]
         else:
