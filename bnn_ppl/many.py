@@ -34,13 +34,16 @@ from bnn_ppl.predictive import Predictor
 from bnn_ppl.result import FitResult
 from bnn_ppl.spec import Network
 
-__all__ = ["fit_many", "ManyFits", "GRID_KEYS"]
+__all__ = ["fit_many", "ManyFits", "GRID_KEYS", "MAX_FITS"]
 
 #: What a grid may vary (nothing that changes the parameter shapes): ``fit``'s optimiser
 #: settings, and the width of every weight prior, as a factor (``prior_scale``, see
 #: :meth:`~bnn_ppl.Network.with_prior_scale`) or as the common ``sigma`` of the weight priors
 #: (``prior_sigma``, for networks whose weight priors share one kind and width).
 GRID_KEYS = ("learning_rate", "lr_floor", "init_sigma", "prior_scale", "prior_sigma")
+#: Most fits one call runs (each distinct prior width and fold also builds a model, ~50 ms).
+#: Raise it (``bnn_ppl.many.MAX_FITS = ...``) or split the grid for more.
+MAX_FITS = 1024
 _PRIOR_KEYS = ("prior_scale", "prior_sigma")
 
 
@@ -178,6 +181,10 @@ def fit_many(
     spec = spec_for_data(spec, X_arr)
     y_arr = as_targets(y, spec.likelihood, X_arr.shape[0])
     splits = _splits(folds, X_arr, y_arr, spec.likelihood.is_classifier)
+    count = int(np.prod([len(values) for values in grid.values()])) * len(seeds) * max(1, len(splits))
+    if count > MAX_FITS:
+        raise ParameterError(f"fit_many would run {count:,} fits (grid x seeds x folds), over bnn_ppl.many.MAX_FITS = "
+                             f"{MAX_FITS:,}; split the grid over several calls, or raise the limit.")
     factors = _prior_factors(spec, grid)
     base = build_model(spec, X_arr, y_arr, batch_size, prior_scale=1.0 if factors else None)
     n_params = sum(slc.stop - slc.start for _, slc, _, _ in flat_layout(base.model).values())
