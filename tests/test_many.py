@@ -85,7 +85,7 @@ def test_minibatch_regression_with_held_out_rows_and_prior_scale():
     ({"seeds": [0.5]}, "must hold integers. Got 0.5"),
     ({"folds": "abc"}, "'folds' parameter of fit_many must be"),
     ({"n": "abc"}, "'n' parameter of fit_many must be a positive integer"),
-    ({"grid": {"prior_scale": list(range(1, 101))}, "seeds": range(11)}, "would run 1,100 fits .* MAX_FITS = 1,024"),
+    ({"grid": {"prior_scale": list(range(1, 101))}, "seeds": range(11)}, "would run 1,100 fits .*MAX_FITS = 1,024"),
 ])
 def test_bad_arguments_are_refused_before_anything_runs(kwargs, message):
     X, y = _data(20)
