@@ -39,6 +39,7 @@ _LAZY = {
     "fit": "bnn_ppl.result",
     "fit_many": "bnn_ppl.many",
     "ManyFits": "bnn_ppl.many",
+    "ELBO": "bnn_ppl.inference.estimator",
     "MeanField": "bnn_ppl.inference",
     "FullRank": "bnn_ppl.inference",
     "LowRank": "bnn_ppl.inference",
@@ -53,6 +54,7 @@ _LAZY = {
 if TYPE_CHECKING:  # pragma: no cover
     from bnn_ppl.compile import BuiltModel, build_model
     from bnn_ppl.inference import FullRank, LowRank, MeanField
+    from bnn_ppl.inference.estimator import ELBO
     from bnn_ppl.many import ManyFits, fit_many
     from bnn_ppl.result import FitResult, fit
     from bnn_ppl.io import load
@@ -81,6 +83,7 @@ __all__ = [
     "Conjugate",
     "ConjugateKnownMean",
     "DataError",
+    "ELBO",
     "FanInNormal",
     "FitError",
     "FitResult",

@@ -18,6 +18,7 @@ __all__ = ["PRIMITIVES", "numpy_ops", "jax_ops", "pytensor_ops"]
 PRIMITIVES = (
     "tanh", "exp", "expm1", "log", "sqrt", "erf", "sigmoid", "softplus", "softmax", "maximum", "minimum",
     "where", "matmul", "pad", "max", "mean", "moveaxis", "concatenate", "sum", "cholesky",
+    "solve_lower", "stop_gradient",
 )
 
 
@@ -30,7 +31,7 @@ def _namespace(module: Any, **overrides: Any) -> SimpleNamespace:
 def numpy_ops() -> SimpleNamespace:
     """numpy (+ scipy.special) primitives."""
     import numpy as np
-    from scipy import special
+    from scipy import linalg, special
 
     return _namespace(
         np,
@@ -40,6 +41,8 @@ def numpy_ops() -> SimpleNamespace:
         softmax=lambda x, axis=-1: special.softmax(x, axis=axis),
         max=lambda x, axis=None: np.max(x, axis=axis),
         cholesky=np.linalg.cholesky,
+        solve_lower=lambda a, b: linalg.solve_triangular(a, b, lower=True),
+        stop_gradient=lambda x: x,
     )
 
 
@@ -52,6 +55,8 @@ def jax_ops() -> SimpleNamespace:
     return _namespace(
         jnp, erf=jax.scipy.special.erf, sigmoid=jax.nn.sigmoid, softplus=jax.nn.softplus, softmax=jax.nn.softmax,
         cholesky=jnp.linalg.cholesky,
+        solve_lower=lambda a, b: jax.scipy.linalg.solve_triangular(a, b, lower=True),
+        stop_gradient=jax.lax.stop_gradient,
     )
 
 
@@ -59,6 +64,9 @@ def jax_ops() -> SimpleNamespace:
 def pytensor_ops() -> SimpleNamespace:
     """``pytensor.tensor`` primitives (graphs for PyMC, numba, C and the JAX linker)."""
     import pytensor.tensor as pt
+    from pytensor.gradient import disconnected_grad
     from pytensor.tensor.special import softmax
 
-    return _namespace(pt, softmax=lambda x, axis=-1: softmax(x, axis=axis), cholesky=pt.linalg.cholesky)
+    return _namespace(pt, softmax=lambda x, axis=-1: softmax(x, axis=axis), cholesky=pt.linalg.cholesky,
+                      solve_lower=lambda a, b: pt.linalg.solve_triangular(a, b, lower=True),
+                      stop_gradient=disconnected_grad)

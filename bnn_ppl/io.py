@@ -37,6 +37,7 @@ from bnn_ppl.io_members import array as _array
 from bnn_ppl.io_members import json_object as _json_object
 from bnn_ppl.io_members import check_manifest
 from bnn_ppl.io_schema import check_fit_info
+from bnn_ppl.inference.estimator import ELBO
 from bnn_ppl.spec.io import write_atomic
 
 __all__ = [
@@ -122,6 +123,7 @@ def to_bytes(result: Any, *, metadata: dict | None = None, include_data: bool = 
         "members": int(result.members),
         "member_seeds": [int(s) for s in result.member_seeds],
         "mc_draws": int(result.mc_draws),
+        "elbo": result.elbo.options(),
         "engine": result.engine,
         "backend": result.backend,
         "learning_rate": result.learning_rate,
@@ -373,6 +375,7 @@ def from_bytes(data: bytes, *, where: str = "<bytes>") -> tuple[Any, dict]:
         member_losses=None if losses.ndim == 1 else losses,
         member_seeds=tuple(info["member_seeds"]),
         mc_draws=info["mc_draws"],
+        elbo=ELBO(**info["elbo"]),
         engine=info["engine"],
         backend=info["backend"],
         learning_rate=float(info["learning_rate"]),

@@ -13,6 +13,7 @@ from typing import Any
 
 from bnn_ppl.errors import ModelFileError
 from bnn_ppl.inference.families import FAMILIES
+from bnn_ppl.inference.estimator import GRADIENTS, KL_CHOICES
 
 __all__ = ["FIT_SCHEMA", "FIT_DEFAULTS", "check_fit_info"]
 
@@ -47,6 +48,9 @@ FIT_SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
     "members": (lambda v: _is_int(v, 1), "a positive integer (ensemble members)"),
     "member_seeds": (lambda v: isinstance(v, list) and all(_is_int(s, 0) for s in v), "a list of seeds"),
     "mc_draws": (lambda v: _is_int(v, 1), "a positive integer"),
+    "elbo": (lambda v: isinstance(v, dict) and v.get("kl", "mc") in KL_CHOICES
+             and v.get("gradient", "reparameterization") in GRADIENTS and set(v) <= {"kl", "gradient"},
+             f"an object with 'kl' (one of {list(KL_CHOICES)}) and 'gradient' (one of {list(GRADIENTS)})"),
     "engine": (lambda v: isinstance(v, str), "an engine name (a string)"),
     "backend": (lambda v: v is None or isinstance(v, str), "a backend name (a string) or null"),
     "learning_rate": (lambda v: _is_number(v) and math.isfinite(v) and v > 0, "a positive number"),
@@ -67,7 +71,7 @@ FIT_SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 #: Fields older files may lack, with the value they imply.
 FIT_DEFAULTS = {"lr_floor": 1.0, "stop_reason": "completed", "family_options": {}, "members": 1,
-                "member_seeds": [], "mc_draws": 1}
+                "member_seeds": [], "mc_draws": 1, "elbo": {}}
 
 
 def check_fit_info(where: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from bnn_ppl.inference import FitRecord
 from bnn_ppl.inference.families import flat_layout, resolve_family
 from bnn_ppl.inference.fit import DEFAULT_LR_FLOOR, Member, check_options, run_members
 from bnn_ppl.inference.init import DEFAULT_INIT_SIGMA
+from bnn_ppl.inference.estimator import resolve_elbo
 from bnn_ppl.predictive import Predictor
 from bnn_ppl.result import FitResult
 from bnn_ppl.spec import Network
@@ -116,6 +117,7 @@ def fit_many(
     lr_floor: float = DEFAULT_LR_FLOOR,
     init_sigma: float = DEFAULT_INIT_SIGMA,
     mc_draws: int = 1,
+    elbo: Any = None,
     draws: int = 500,
     progressbar: bool = True,
 ) -> ManyFits:
@@ -140,7 +142,7 @@ def fit_many(
         Optimisation steps of every fit.
     X_test, y_test : array-like, optional
         Held-out rows scoring every fit when there are no folds.
-    batch_size, method, learning_rate, lr_floor, init_sigma, mc_draws
+    batch_size, method, learning_rate, lr_floor, init_sigma, mc_draws, elbo
         As for :func:`bnn_ppl.build_model` and :func:`bnn_ppl.fit`.
     draws : int
         Posterior draws for the held-out scores.
@@ -177,6 +179,7 @@ def fit_many(
     seeds = _check_seeds(seeds)
     n, mc_draws = check_options(n=n, learning_rate=learning_rate, lr_floor=lr_floor, init_sigma=init_sigma,
                                 mc_draws=mc_draws, caller="fit_many")
+    elbo = resolve_elbo(elbo)
     X_arr = as_features(X, spec.input_shape)
     spec = spec_for_data(spec, X_arr)
     y_arr = as_targets(y, spec.likelihood, X_arr.shape[0])
@@ -224,7 +227,7 @@ def fit_many(
     ]
     setup_s = time.perf_counter() - t0
     joint = run_members(base, family, "jax", n, plan, learning_rate=float(learning_rate), lr_floor=float(lr_floor),
-                        mc_draws=mc_draws, progressbar=progressbar, tolerate_divergence=True)
+                        mc_draws=mc_draws, progressbar=progressbar, tolerate_divergence=True, elbo=elbo)
     fit_s = time.perf_counter() - t0 - setup_s
     results = [_member_result(joint, k, member, learning_rate, lr_floor) for k, member in enumerate(plan)]
     t_eval = time.perf_counter()
@@ -321,6 +324,7 @@ def _member_result(joint: FitRecord, k: int, member: Member, learning_rate: floa
         backend=joint.backend, learning_rate=float(member.learning_rate or learning_rate), n_steps=joint.n_steps,
         random_seed=member.seed, timings=dict(joint.timings), interrupted=joint.interrupted,
         lr_floor=float(member.lr_floor or lr_floor), stop_reason=joint.stop_reason, mc_draws=joint.mc_draws,
+        elbo=joint.elbo,
     ))
 
 

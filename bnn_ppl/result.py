@@ -101,6 +101,11 @@ def fit(built: BuiltModel, n: int = 30_000, **options: Any) -> FitResult:
         Initial posterior standard deviation of every parameter.
     mc_draws : int
         Monte Carlo draws of the parameters per step, averaged (vectorised on the JAX engine).
+    elbo : bp.ELBO, optional
+        The -ELBO estimator: ``bp.ELBO(kl="closed_form")`` takes fixed Normal prior terms in
+        closed form, ``bp.ELBO(gradient="path")`` uses the path-derivative ("sticking the
+        landing") gradient (JAX and numba engines). Default ``bp.ELBO()``: every prior term
+        sampled, analytic entropy (PyMC's ADVI objective).
     ensemble : int
         Independent fits run together in one compiled loop (JAX engine), each from its own
         seed; the result predicts with their equal-weight mixture and exports the members on

@@ -15,12 +15,13 @@ from bnn_ppl.compile.model import MAX_PARAMETERS
 from bnn_ppl.errors import DataError, FitError, ParameterError
 from bnn_ppl.inference.devices import resolve_mesh
 from bnn_ppl.inference.engines import ENGINES, FitRequest, resolve_engine
+from bnn_ppl.inference.estimator import ELBO, resolve_elbo
 from bnn_ppl.inference.families import Family, flat_layout, resolve_family
 from bnn_ppl.inference.init import DEFAULT_INIT_SIGMA, initial_means
 from bnn_ppl.inference.posterior import VariationalPosterior
 from bnn_ppl.inference.result import FitRecord
 
-__all__ = ["fit_record", "run_members", "check_options", "Member", "BACKENDS"]
+__all__ = ["fit_record", "run_members", "check_options", "check_elbo", "Member", "BACKENDS"]
 
 #: Default final step size as a fraction of the first (see ``fit``'s ``lr_floor``). Digits
 #: 64-32-10, 5 seeds: constant Adam 0.01 gave 0.953/0.962/0.967 (min/median/max accuracy) and
@@ -49,6 +50,13 @@ def check_options(*, n: Any, learning_rate: Any, lr_floor: Any, init_sigma: Any,
     return n, _positive_int(mc_draws, "mc_draws", "1", caller)
 
 
+def check_elbo(elbo: ELBO, engine_name: str) -> None:
+    """PyMC's own loop (``engine="pymc"``) runs PyMC's objective: only the default estimator."""
+    if engine_name == "pymc" and not elbo.is_default:
+        raise ParameterError(f"engine='pymc' runs PyMC's own ADVI objective, which has no {elbo.label()}; "
+                             "use engine='jax' or 'numba'.")
+
+
 def _member_start(built: BuiltModel, family: Family, seed: int | None, init_sigma: float):
     """One member's initial parameters and engine seed: the random path of a one-member fit with ``seed``."""
     rng = np.random.default_rng(seed)
@@ -71,6 +79,7 @@ def fit_record(
     lr_floor: float = DEFAULT_LR_FLOOR,
     init_sigma: float = DEFAULT_INIT_SIGMA,
     mc_draws: int = 1,
+    elbo: ELBO | None = None,
     ensemble: int = 1,
     random_seed: int | None = None,
     progressbar: bool = True,
@@ -94,8 +103,10 @@ def fit_record(
     if callback_every is not None:
         callback_every = _positive_int(callback_every, "callback_every", "1000 (or None)")
     members = _positive_int(ensemble, "ensemble", "8")
+    elbo = resolve_elbo(elbo)
     _check_data_rows(built)
     engine_name = resolve_engine(engine)
+    check_elbo(elbo, engine_name)
     if members > 1 and engine_name != "jax":
         raise ParameterError(f"ensemble={members} runs the members in one vmapped JAX loop: use engine='jax' "
                              f"(or 'auto' with jax installed). Got engine={engine!r}.")
@@ -121,7 +132,7 @@ def fit_record(
     return run_members(built, family, engine_name, n, plan, learning_rate=float(learning_rate),
                        lr_floor=float(lr_floor), backend=backend, mc_draws=mc_draws, progressbar=progressbar,
                        callbacks=tuple(callbacks), callback_every=callback_every, ensemble_seeds=members > 1,
-                       random_seed=random_seed, mesh=mesh)
+                       random_seed=random_seed, mesh=mesh, elbo=elbo)
 
 
 @dataclass(frozen=True)
@@ -161,6 +172,7 @@ def run_members(
     tolerate_divergence: bool = False,
     random_seed: int | None = None,
     mesh: Any = None,
+    elbo: ELBO = ELBO(),
 ) -> FitRecord:
     """Fit the members of ``plan`` together (one member: an ordinary fit) and return the joint record.
 
@@ -191,6 +203,7 @@ def run_members(
         member_hyper=_member_hyper(plan, built, learning_rate=learning_rate, lr_floor=lr_floor),
         tolerate_divergence=tolerate_divergence,
         mesh=mesh,
+        elbo=elbo,
     )
     setup_s = time.perf_counter() - t0
     try:
@@ -217,6 +230,7 @@ def run_members(
         random_seed=random_seed,
         member_seeds=tuple(m.seed for m in plan) if ensemble_seeds else (),
         mc_draws=mc_draws,
+        elbo=elbo,
         timings={
             "setup_s": setup_s,
             "compile_s": run.compile_s,

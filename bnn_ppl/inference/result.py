@@ -14,6 +14,7 @@ import numpy as np
 
 from bnn_ppl.compile import BuiltModel
 from bnn_ppl.display import fit_html, fit_text
+from bnn_ppl.inference.estimator import ELBO
 from bnn_ppl.inference.posterior import VariationalPosterior
 
 __all__ = ["FitRecord"]
@@ -47,6 +48,8 @@ class FitRecord:
         An ensemble's member seeds (``fit(..., random_seed=member_seeds[k])`` is member ``k``); empty for one fit.
     mc_draws : int
         Monte Carlo draws per step.
+    elbo : ELBO
+        The -ELBO estimator (:class:`~bnn_ppl.inference.estimator.ELBO`: closed-form KL, path gradient).
     timings : dict
         ``setup_s`` (graph building), ``compile_s``, ``fit_s`` (optimisation), ``total_s``.
     interrupted : bool
@@ -71,6 +74,7 @@ class FitRecord:
     member_losses: np.ndarray | None = None
     member_seeds: tuple[int, ...] = ()
     mc_draws: int = 1
+    elbo: ELBO = ELBO()
 
     @property
     def spec(self):

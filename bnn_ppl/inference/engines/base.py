@@ -11,6 +11,7 @@ import numpy as np
 
 from bnn_ppl.compile import BuiltModel
 from bnn_ppl.errors import ParameterError
+from bnn_ppl.inference.estimator import ELBO
 from bnn_ppl.registry import Registry
 
 __all__ = ["ENGINES", "Engine", "EngineRun", "FitRequest", "resolve_engine", "step_size_factor", "HOLD_FRACTION"]
@@ -46,7 +47,8 @@ class FitRequest:
     ``posterior`` (a :class:`~bnn_ppl.inference.posterior.VariationalPosterior`) holds the
     family and the initial parameters; engines write the fitted ones back into it. With
     ``posterior.members > 1`` the members are independent fits run together, member ``k``
-    seeded by ``member_seeds[k]``. Each step averages ``mc_draws`` Monte Carlo draws.
+    seeded by ``member_seeds[k]``. Each step averages ``mc_draws`` Monte Carlo draws; ``elbo``
+    (:class:`~bnn_ppl.inference.estimator.ELBO`) says how the -ELBO is estimated from them.
 
     ``member_hyper`` (JAX engine) gives members their own ``learning_rate``, ``lr_floor``,
     ``prior_scale`` (models built with ``prior_scale=``) and training ``rows``/``n_rows``
@@ -72,6 +74,7 @@ class FitRequest:
     member_hyper: dict[str, Any] | None = None
     tolerate_divergence: bool = False
     mesh: Any = None
+    elbo: ELBO = ELBO()
 
     @property
     def family(self) -> Any:

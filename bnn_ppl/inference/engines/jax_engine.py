@@ -19,6 +19,7 @@ import numpy as np
 from bnn_ppl.inference.engines.base import ENGINES, EngineRun, FitRequest, step_size_factor
 from bnn_ppl.inference.engines.driver import run_chunks
 from bnn_ppl.inference.engines.objective import flat_logp
+from bnn_ppl.inference.estimator import ELBO
 
 __all__ = ["JaxEngine", "CHUNK_SIZE", "MAX_CHUNK_DRAWS", "chunk_length"]
 
@@ -35,7 +36,8 @@ _HALF_LOG_2PI = 0.5 * np.log(2 * np.pi)
 
 
 def _build_step(logp_fn, family, batch_size: int | None, mc_draws: int, members: int, tolerate: bool, folds: bool,
-                row_sharding: Any = None, streamed: bool = False):
+                row_sharding: Any = None, streamed: bool = False, elbo: ELBO = ELBO(), prior_fn: Any = None,
+                gaussian_mask: Any = None):
     """The jitted chunk function ``run(carry, key, X, y, n_total, hyper, length)``.
 
     ``hyper`` holds what may differ between members without changing the compiled graph (a
@@ -50,6 +52,8 @@ def _build_step(logp_fn, family, batch_size: int | None, mc_draws: int, members:
     from data larger than memory (:class:`_Stream`), in place of indexing the data.
     With ``tolerate``, a member whose loss or parameters stop being finite keeps its last good
     parameters and reports NaN losses from then on, while the others go on.
+    ``elbo`` is the estimator; with ``kl="closed_form"``, ``logp_fn`` leaves out the fixed Normal
+    prior terms and ``prior_fn(prior_scale) -> (mu, sigma)`` gives them (``gaussian_mask``: where).
     """
     import jax
     import jax.numpy as jnp
@@ -61,7 +65,7 @@ def _build_step(logp_fn, family, batch_size: int | None, mc_draws: int, members:
     b1, b2, eps_adam = 0.9, 0.999, 1e-8
 
     def neg_elbo(params, eps, xb, yb, weights, prior_scale):
-        # -ELBO = -E_q[log p(theta, D)] - H[q]: the family's analytic entropy, Monte Carlo for the rest
+        # -ELBO = -E_q[log p(theta, D)] - H[q], estimated as ``elbo`` says (ELBO.neg_elbo)
         q = dict(zip(names, params, strict=True))
         theta = family.sample(xp, q, eps)  # (mc_draws, D)
 
@@ -70,7 +74,8 @@ def _build_step(logp_fn, family, batch_size: int | None, mc_draws: int, members:
             return rest + jnp.sum(weights * rows if folds else rows)
 
         value = logp(theta[0]) if mc_draws == 1 else jnp.mean(jax.vmap(logp)(theta))
-        return -value - family.entropy(xp, q)
+        gaussian = None if prior_fn is None else (gaussian_mask, *prior_fn(prior_scale))
+        return elbo.neg_elbo(xp, family, q, theta, value, gaussian)
 
     value_and_grad = jax.value_and_grad(neg_elbo)
 
@@ -164,6 +169,7 @@ def _structure_key(request: FitRequest, flat: Any) -> tuple:
         built.prior_scale_data is not None,
         request.family,
         request.mc_draws,
+        request.elbo,
         request.posterior.members,
         request.tolerate_divergence,
         _has_folds(request),
@@ -257,11 +263,16 @@ class JaxEngine:
         cache_key = _structure_key(request, flat)
         run = _COMPILED.get(cache_key)
         if run is None:
+            closed_form = request.elbo.kl == "closed_form"
             logp_fn = get_jaxified_graph(inputs=[flat.theta, flat.x, flat.y, flat.prior_scale],
-                                         outputs=[flat.rest, flat.rows])
+                                         outputs=[flat.rest_other if closed_form else flat.rest, flat.rows])
+            prior_fn = None
+            if closed_form:
+                prior_fn = get_jaxified_graph(inputs=[flat.prior_scale], outputs=[flat.gaussian_mu, flat.gaussian_sigma])
             run = _build_step(logp_fn, request.family, built.batch_size, request.mc_draws, posterior.members,
                               request.tolerate_divergence, _has_folds(request), _row_sharding(request.mesh),
-                              streamed=built.source is not None)(flat.size)
+                              streamed=built.source is not None, elbo=request.elbo, prior_fn=prior_fn,
+                              gaussian_mask=flat.gaussian_mask)(flat.size)
             _COMPILED[cache_key] = run
             while len(_COMPILED) > _CACHE_SIZE:
                 _COMPILED.pop(next(iter(_COMPILED)))

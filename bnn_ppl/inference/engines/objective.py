@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytensor.tensor as pt
 from pymc.data import MinibatchOp
+from pytensor.tensor.random.basic import NormalRV
+from pytensor.tensor.random.op import RandomVariable
 from pytensor.graph.replace import graph_replace
 from pytensor.graph.traversal import ancestors
 from pytensor.tensor.random.type import RandomType
@@ -43,6 +45,15 @@ class FlatLogp:
         model was built with a ``batch_size`` (PyMC's ``total_size``).
     logp : TensorVariable
         The model log-density, ``rest + rows.sum()`` (equal to ``model.logp()``).
+    gaussian_mask : ndarray of bool
+        (D,): True at every coordinate of a free variable with a Normal prior whose mean and
+        sigma are fixed (constants and ``prior_scale``, no other random variable): the terms
+        a closed-form KL can take over.
+    gaussian_mu, gaussian_sigma : TensorVariable
+        (D,): those coordinates' prior means and sigmas (graphs of ``prior_scale`` only; 0 and
+        1 elsewhere).
+    rest_other : TensorVariable
+        ``rest`` without those Normal terms (the part the closed-form KL still samples).
     size : int
         D, the number of unconstrained parameters.
     X, y_data : ndarray
@@ -60,6 +71,20 @@ class FlatLogp:
     size: int
     X: np.ndarray
     y_data: np.ndarray
+    gaussian_mask: np.ndarray
+    gaussian_mu: pt.TensorVariable
+    gaussian_sigma: pt.TensorVariable
+    rest_other: pt.TensorVariable
+
+
+def _fixed_normal(model, rv) -> bool:
+    """A Normal free variable, untransformed, whose mean and sigma depend on no random variable."""
+    if not isinstance(rv.owner.op, NormalRV) or model.rvs_to_transforms.get(rv) is not None:
+        return False
+    params = rv.owner.op.dist_params(rv.owner)
+    randoms = set(model.basic_RVs) | set(model.value_vars)
+    return not any(v in randoms or (v.owner is not None and isinstance(v.owner.op, RandomVariable))
+                   for v in ancestors(params))
 
 
 def flat_logp(built: BuiltModel, ordering: dict) -> FlatLogp:
@@ -67,7 +92,10 @@ def flat_logp(built: BuiltModel, ordering: dict) -> FlatLogp:
     model = built.model
     observed = model[OBSERVED_NAME]
     rows = model.logp(vars=[observed], sum=False)[0]
-    rest = model.logp(vars=[rv for rv in model.basic_RVs if rv is not observed] + list(model.potentials))
+    others = [rv for rv in model.basic_RVs if rv is not observed]
+    rest = model.logp(vars=others + list(model.potentials))
+    normals = [rv for rv in model.free_RVs if _fixed_normal(model, rv)]
+    rest_other = model.logp(vars=[rv for rv in others if rv not in normals] + list(model.potentials))
     X = np.asarray(built.X_data.get_value())
     y = np.asarray(built.y_data.get_value())
     # Static row counts: JAX traces reshapes (convolution patches) only with concrete shapes.
@@ -97,6 +125,23 @@ def flat_logp(built: BuiltModel, ordering: dict) -> FlatLogp:
     if built.prior_scale_data is not None:
         replacements[built.prior_scale_data] = scale
         scale_value = float(built.prior_scale_data.get_value())
-    rest, rows = (graph_replace(part, replacements, strict=False) for part in (rest, rows))
+    mask = np.zeros(size, dtype=bool)
+    mus, sigmas = [], []
+    normal_values = {model.rvs_to_values[rv].name: rv for rv in normals}
+    for name, (_, slc, shape, _) in ordering.items():  # in theta's order
+        rv = normal_values.get(name)
+        if rv is None:
+            mus.append(pt.zeros(slc.stop - slc.start, dtype=X.dtype))
+            sigmas.append(pt.ones(slc.stop - slc.start, dtype=X.dtype))
+            continue
+        mask[slc] = True
+        mu, sigma = rv.owner.op.dist_params(rv.owner)
+        mus.append(pt.broadcast_to(mu, shape).ravel().astype(X.dtype))
+        sigmas.append(pt.broadcast_to(sigma, shape).ravel().astype(X.dtype))
+    g_mu, g_sigma = pt.concatenate(mus), pt.concatenate(sigmas)
+    rest, rows, rest_other, g_mu, g_sigma = (graph_replace(part, replacements, strict=False)
+                                             for part in (rest, rows, rest_other, g_mu, g_sigma))
     return FlatLogp(theta=theta, x=x_in, y=y_in, prior_scale=scale, prior_scale_value=scale_value, rest=rest,
-                    rows=rows, logp=rest + rows.sum(), size=size, X=X, y_data=y)
+                    rows=rows, logp=rest + rows.sum(), size=size, X=X, y_data=y,
+                    gaussian_mask=mask, gaussian_mu=g_mu, gaussian_sigma=g_sigma,
+                    rest_other=rest_other)

@@ -19,10 +19,12 @@ from bnn_ppl.inference.engines.base import ENGINES, EngineRun, FitRequest, step_
 from bnn_ppl.inference.engines.driver import run_chunks
 from bnn_ppl.inference.engines.jax_engine import chunk_length
 from bnn_ppl.inference.engines.objective import FlatLogp, flat_logp
+from bnn_ppl.inference.estimator import ELBO
 
 __all__ = ["PytensorEngine"]
 
-def _compile_chunk(flat: FlatLogp, family, shapes: dict, batch_size: int | None, lr: float, mc_draws: int, mode):
+def _compile_chunk(flat: FlatLogp, family, shapes: dict, batch_size: int | None, lr: float, mc_draws: int, mode,
+                   elbo: ELBO = ELBO()):
     from bnn_ppl.array_ops import pytensor_ops
 
     xp = pytensor_ops()
@@ -41,6 +43,7 @@ def _compile_chunk(flat: FlatLogp, family, shapes: dict, batch_size: int | None,
     eps_seq = pt.tensor3("eps", dtype=dtype)  # (steps, mc_draws, noise)
     idx_seq = pt.tensor("idx", shape=(None, batch_size or 1), dtype="int64")
     b1, b2, eps_adam = 0.9, 0.999, 1e-8
+    closed_form = elbo.kl == "closed_form"
     scales = {name: pt.constant(np.asarray(v, dtype=dtype)) for name, v in family.step_scales(flat.size).items()}
 
     def step(active, eps, idx, *carry):
@@ -50,9 +53,14 @@ def _compile_chunk(flat: FlatLogp, family, shapes: dict, batch_size: int | None,
         xb, yb = (X, y) if batch_size is None else (X[idx], y[idx])
         # compiled per fit: the model's prior_scale (if any) enters as a constant
         given = {flat.x: xb, flat.y: yb, flat.prior_scale: pt.constant(flat.prior_scale_value, dtype=dtype)}
-        logp = sum(graph_replace(flat.logp, {flat.theta: theta[s], **given}, strict=False)
+        sampled = flat.rest_other + flat.rows.sum() if closed_form else flat.logp
+        logp = sum(graph_replace(sampled, {flat.theta: theta[s], **given}, strict=False)
                    for s in range(mc_draws)) / mc_draws
-        loss = -logp - family.entropy(xp, q)
+        gaussian = None
+        if closed_form:
+            gaussian = (flat.gaussian_mask, *(graph_replace(g, given, strict=False)
+                                              for g in (flat.gaussian_mu, flat.gaussian_sigma)))
+        loss = elbo.neg_elbo(xp, family, q, theta, logp, gaussian)
         grads = pytensor.grad(loss, list(params))
         t1 = t + 1
         step_lr = lr * step_size_factor(t, n_total, lr_floor, pt)
@@ -94,7 +102,8 @@ class PytensorEngine:
         names = family.engine_names
         values = family.to_engine(posterior.values())
         shapes = {name: np.shape(values[name]) for name in names}
-        fn = _compile_chunk(flat, family, shapes, built.batch_size, request.learning_rate, request.mc_draws, mode)
+        fn = _compile_chunk(flat, family, shapes, built.batch_size, request.learning_rate, request.mc_draws, mode,
+                            request.elbo)
         k = len(names)
         params = [np.asarray(values[name], dtype=flat.X.dtype) for name in names]
         state = (params, [np.zeros_like(p) for p in params], [np.zeros_like(p) for p in params], 0.0)

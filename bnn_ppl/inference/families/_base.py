@@ -8,7 +8,10 @@ description length, io and display:
 - ``noise_size(d)``: standard-normal numbers per draw, and ``sample(xp, params, eps)``: the
   reparameterised draw ``theta = mu + T(eps)`` (``eps`` may carry leading axes);
 - ``entropy(xp, params)``: the analytic entropy of q (every family here is Gaussian);
-- ``marginal_std(params)``: the standard deviation of each coordinate (numpy);
+- ``log_density(xp, params, theta)``: ``log q(theta)`` of draws (the path-derivative gradient
+  evaluates it with the parameters held fixed);
+- ``marginal_var(xp, params)``: the variance of each coordinate (the closed-form KL's
+  Gaussian terms; ``marginal_std`` is its numpy square root);
 - ``step_scales(d)``: per-element step-size multipliers for Adam (default 1);
 - ``to_engine`` / ``from_engine``: the form the compiled loops optimise, when it differs from
   the stored one (full-rank: a dense masked matrix instead of PyMC's packed triangle);
@@ -31,10 +34,12 @@ from bnn_ppl.errors import ParameterError
 from bnn_ppl.registry import Registry
 
 __all__ = ["Family", "FAMILIES", "AUTO_FULLRANK_MAX", "flat_layout", "resolve_family", "static_length",
-           "HALF_LOG_2PI_E"]
+           "HALF_LOG_2PI", "HALF_LOG_2PI_E"]
 
 #: ``0.5 * log(2 pi e)``: the entropy of a standard normal coordinate.
 HALF_LOG_2PI_E = 0.5 * np.log(2 * np.pi * np.e)
+#: ``0.5 * log(2 pi)``: minus the log density of a standard normal at 0.
+HALF_LOG_2PI = 0.5 * np.log(2 * np.pi)
 
 #: Family name (the ``method`` argument of ``fit``) -> family class.
 FAMILIES: Registry[type] = Registry("variational family", error=ParameterError)
@@ -92,8 +97,20 @@ class Family:
     def entropy(self, xp: Any, params: dict[str, Any]) -> Any:
         raise NotImplementedError
 
-    def marginal_std(self, params: dict[str, np.ndarray]) -> np.ndarray:
+    def log_density(self, xp: Any, params: dict[str, Any], theta: Any) -> Any:
+        """``log q(theta)`` for draws ``theta`` (..., D): one value per draw."""
         raise NotImplementedError
+
+    def marginal_var(self, xp: Any, params: dict[str, Any]) -> Any:
+        """The variance of every coordinate of q, (D,)."""
+        raise NotImplementedError
+
+    def marginal_std(self, params: dict[str, np.ndarray]) -> np.ndarray:
+        """The standard deviation of every coordinate (numpy; stored or engine form)."""
+        from bnn_ppl.array_ops import numpy_ops
+
+        values = {k: np.asarray(v, dtype=float) for k, v in params.items()}
+        return np.sqrt(self.marginal_var(numpy_ops(), values))
 
     def options(self) -> dict[str, Any]:
         """The family's settings (saved in model files; ``type(self)(**options)`` rebuilds it)."""

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from bnn_ppl.errors import ParameterError
-from bnn_ppl.inference.families._base import HALF_LOG_2PI_E, Family, static_length
+from bnn_ppl.inference.families._base import HALF_LOG_2PI, HALF_LOG_2PI_E, Family, static_length
 from bnn_ppl.inference.init import inverse_softplus
 
 __all__ = ["FullRank", "MAX_FULLRANK_PARAMS"]
@@ -112,8 +112,15 @@ class FullRank(Family):
             diagonal = params["L_tril"][index[np.diag_indices(d)] - 1]
         return xp.sum(xp.log(xp.softplus(diagonal))) + d * HALF_LOG_2PI_E
 
-    def marginal_std(self, params: dict[str, np.ndarray]) -> np.ndarray:
-        from bnn_ppl.array_ops import numpy_ops
+    def log_density(self, xp: Any, params: dict[str, Any], theta: Any) -> Any:
+        L = self.cholesky(xp, params)
+        d = static_length(params["mu"])
+        centred = xp.moveaxis(theta - params["mu"], -1, 0)  # (D, ...) for the triangular solve
+        lead = tuple(centred.shape[i] for i in range(1, centred.ndim))
+        z = xp.solve_lower(L, centred.reshape((d, -1)))
+        log_diag = xp.sum(xp.log(xp.sum(L * np.eye(d), axis=-1)))
+        return (-0.5 * xp.sum(z * z, axis=0)).reshape(lead) - log_diag - d * HALF_LOG_2PI
 
-        L = self.cholesky(numpy_ops(), {k: np.asarray(v, dtype=float) for k, v in params.items()})
-        return np.sqrt(np.sum(L**2, axis=1))
+    def marginal_var(self, xp: Any, params: dict[str, Any]) -> Any:
+        L = self.cholesky(xp, params)
+        return xp.sum(L * L, axis=-1)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from bnn_ppl.errors import ParameterError
-from bnn_ppl.inference.families._base import HALF_LOG_2PI_E, Family, static_length
+from bnn_ppl.inference.families._base import HALF_LOG_2PI, HALF_LOG_2PI_E, Family, static_length
 from bnn_ppl.inference.init import inverse_softplus
 
 __all__ = ["LowRank"]
@@ -82,6 +82,19 @@ class LowRank(Family):
         log_det_inner = 2.0 * xp.sum(xp.log(xp.sum(chol * np.eye(self.rank), axis=-1)))
         return xp.sum(xp.log(s)) + 0.5 * log_det_inner + params["rho"].shape[0] * HALF_LOG_2PI_E
 
-    def marginal_std(self, params: dict[str, np.ndarray]) -> np.ndarray:
-        s = np.logaddexp(0.0, np.asarray(params["rho"], dtype=float))
-        return np.sqrt(s**2 + np.sum(np.asarray(params["W"], dtype=float) ** 2, axis=1))
+    def log_density(self, xp: Any, params: dict[str, Any], theta: Any) -> Any:
+        # Woodbury: r^T Sigma^-1 r = |r/s|^2 - |C^-1 (W/s)^T (r/s)|^2 with C C^T = I + (W/s)^T (W/s)
+        s = xp.softplus(params["rho"])
+        scaled = params["W"] / s[:, None]
+        chol = xp.cholesky(xp.matmul(xp.moveaxis(scaled, -1, -2), scaled) + np.eye(self.rank))
+        r = (theta - params["mu"]) / s  # (..., D)
+        lead = tuple(r.shape[i] for i in range(r.ndim - 1))
+        projected = xp.matmul(r, scaled).reshape((-1, self.rank))  # (draws, rank)
+        u = xp.solve_lower(chol, xp.moveaxis(projected, -1, 0))
+        quad = xp.sum(r * r, axis=-1) - xp.sum(u * u, axis=0).reshape(lead)
+        log_det = xp.sum(xp.log(s)) + xp.sum(xp.log(xp.sum(chol * np.eye(self.rank), axis=-1)))
+        return -0.5 * quad - log_det - params["rho"].shape[0] * HALF_LOG_2PI
+
+    def marginal_var(self, xp: Any, params: dict[str, Any]) -> Any:
+        s = xp.softplus(params["rho"])
+        return s * s + xp.sum(params["W"] * params["W"], axis=-1)

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from bnn_ppl.inference.families._base import HALF_LOG_2PI_E, Family
+from bnn_ppl.inference.families._base import HALF_LOG_2PI, HALF_LOG_2PI_E, Family
 from bnn_ppl.inference.init import inverse_softplus
 
 __all__ = ["MeanField"]
@@ -47,5 +47,11 @@ class MeanField(Family):
     def entropy(self, xp: Any, params: dict[str, Any]) -> Any:
         return xp.sum(xp.log(xp.softplus(params["rho"]))) + params["rho"].shape[0] * HALF_LOG_2PI_E
 
-    def marginal_std(self, params: dict[str, np.ndarray]) -> np.ndarray:
-        return np.logaddexp(0.0, np.asarray(params["rho"], dtype=float))
+    def log_density(self, xp: Any, params: dict[str, Any], theta: Any) -> Any:
+        sigma = xp.softplus(params["rho"])
+        z = (theta - params["mu"]) / sigma
+        return xp.sum(-0.5 * z * z, axis=-1) - xp.sum(xp.log(sigma)) - params["rho"].shape[0] * HALF_LOG_2PI
+
+    def marginal_var(self, xp: Any, params: dict[str, Any]) -> Any:
+        sigma = xp.softplus(params["rho"])
+        return sigma * sigma

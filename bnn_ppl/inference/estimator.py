@@ -1,0 +1,105 @@
+"""How each step estimates the negative ELBO and its gradient: :class:`ELBO`.
+
+Every engine computes ``-ELBO = -E_q[log p(theta, D)] - H[q]`` from ``mc_draws``
+reparameterised draws ``theta`` of the family. Two choices change the estimator, not its
+expectation:
+
+- ``kl``: ``"mc"`` evaluates every prior term at the draws (PyMC's ADVI objective);
+  ``"closed_form"`` takes the prior terms of every free variable with a fixed Normal prior
+  (weights under ``Normal``/``FanInNormal``, the standard-normal raws of non-centred priors)
+  in closed form, ``E_q[log N(theta; m, s)] = -log s - log(2 pi)/2 - ((mu - m)^2 + var) / (2 s^2)``
+  with the family's mean and marginal variance; the other terms stay sampled.
+- ``gradient``: ``"reparameterization"`` uses the family's analytic entropy;
+  ``"path"`` ("sticking the landing", Roeder et al. 2017) replaces it by ``log q(theta)`` with
+  the family's parameters held fixed, dropping the score term whose expectation is zero, so the
+  gradient's variance vanishes as q approaches the posterior. The reported loss is then a
+  Monte Carlo estimate of the same -ELBO.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from bnn_ppl.errors import ParameterError
+
+__all__ = ["ELBO", "KL_CHOICES", "GRADIENTS", "resolve_elbo"]
+
+KL_CHOICES = ("mc", "closed_form")
+GRADIENTS = ("reparameterization", "path")
+_HALF_LOG_2PI = 0.5 * np.log(2 * np.pi)
+
+
+@dataclass(frozen=True)
+class ELBO:
+    """The -ELBO estimator of every step (see the module docstring).
+
+    Parameters
+    ----------
+    kl : {"mc", "closed_form"}
+        Sample every prior term (``"mc"``), or take fixed Normal priors in closed form.
+    gradient : {"reparameterization", "path"}
+        Analytic entropy, or the path-derivative ("sticking the landing") gradient.
+
+    Examples
+    --------
+    >>> ELBO(kl="closed_form")
+    ELBO(kl='closed_form', gradient='reparameterization')
+    >>> ELBO(kl="exact")
+    Traceback (most recent call last):
+    ...
+    bnn_ppl.errors.ParameterError: The 'kl' of ELBO must be one of ['mc', 'closed_form']. Got 'exact' instead.
+    """
+
+    kl: str = "mc"
+    gradient: str = "reparameterization"
+
+    def __post_init__(self) -> None:
+        for field, choices in (("kl", KL_CHOICES), ("gradient", GRADIENTS)):
+            value = getattr(self, field)
+            if value not in choices:
+                raise ParameterError(f"The {field!r} of ELBO must be one of {list(choices)}. Got {value!r} instead.")
+
+    @property
+    def is_default(self) -> bool:
+        return self == ELBO()
+
+    def options(self) -> dict[str, str]:
+        return asdict(self)
+
+    def label(self) -> str:
+        """Short text for display: the settings that differ from the default."""
+        default = ELBO()
+        changed = [f"{k}={v}" for k, v in self.options().items() if getattr(default, k) != v]
+        return ", ".join(changed)
+
+    def neg_elbo(self, xp: Any, family: Any, q: dict[str, Any], theta: Any, expected_logp: Any,
+                 gaussian: tuple[Any, Any, Any] | None = None) -> Any:
+        """The -ELBO estimate from draws ``theta`` (mc_draws, D) of ``family`` with parameters ``q``.
+
+        ``expected_logp``: the mean over the draws of the sampled log density (with
+        ``kl="closed_form"``, without the fixed Normal prior terms); ``gaussian``: ``(mask, mu,
+        sigma)`` of those terms (:class:`~bnn_ppl.inference.engines.objective.FlatLogp`).
+        """
+        value = expected_logp
+        if self.kl == "closed_form":
+            mask, mu, sigma = gaussian
+            var = family.marginal_var(xp, q)
+            terms = -xp.log(sigma) - _HALF_LOG_2PI - ((q["mu"] - mu) ** 2 + var) / (2.0 * sigma * sigma)
+            value = value + xp.sum(xp.where(mask, terms, 0.0))
+        if self.gradient == "path":
+            fixed = {name: xp.stop_gradient(v) for name, v in q.items()}
+            return -value + xp.mean(family.log_density(xp, fixed, theta))
+        return -value - family.entropy(xp, q)
+
+
+def resolve_elbo(value: Any) -> ELBO:
+    """``None`` -> the default :class:`ELBO`; an :class:`ELBO` as is; anything else refused."""
+    if value is None:
+        return ELBO()
+    if isinstance(value, ELBO):
+        return value
+    raise ParameterError(f"The 'elbo' parameter of fit must be a bp.ELBO(kl=..., gradient=...) or None. "
+                         f"Got {value!r} instead.")
