@@ -54,7 +54,7 @@ def gradient_variance(result: Any, elbo: Any, mc_draws: int, draws: int, seed: i
     built, family = result.built, result.family
     flat = flat_logp(built, result.posterior.layout)
     fn = get_jaxified_graph(inputs=[flat.theta, flat.x, flat.y, flat.prior_scale],
-                            outputs=[flat.rest_other if elbo.kl == "closed_form" else flat.rest, flat.rows])
+                            outputs=[flat.rest_other, flat.rows])
     prior_fn = get_jaxified_graph(inputs=[flat.prior_scale], outputs=[flat.gaussian_mu, flat.gaussian_sigma])
     X, y = jnp.asarray(flat.X), jnp.asarray(flat.y_data)
     xp = jax_ops()

@@ -52,8 +52,8 @@ def _build_step(logp_fn, family, batch_size: int | None, mc_draws: int, members:
     from data larger than memory (:class:`_Stream`), in place of indexing the data.
     With ``tolerate``, a member whose loss or parameters stop being finite keeps its last good
     parameters and reports NaN losses from then on, while the others go on.
-    ``elbo`` is the estimator; with ``kl="closed_form"``, ``logp_fn`` leaves out the fixed Normal
-    prior terms and ``prior_fn(prior_scale) -> (mu, sigma)`` gives them (``gaussian_mask``: where).
+    ``elbo`` is the estimator; ``logp_fn`` leaves out the fixed Normal prior terms and
+    ``prior_fn(prior_scale) -> (mu, sigma)`` gives them (``gaussian_mask``: where).
     """
     import jax
     import jax.numpy as jnp
@@ -74,7 +74,7 @@ def _build_step(logp_fn, family, batch_size: int | None, mc_draws: int, members:
             return rest + jnp.sum(weights * rows if folds else rows)
 
         value = logp(theta[0]) if mc_draws == 1 else jnp.mean(jax.vmap(logp)(theta))
-        gaussian = None if prior_fn is None else (gaussian_mask, *prior_fn(prior_scale))
+        gaussian = (gaussian_mask, *prior_fn(prior_scale))
         return elbo.neg_elbo(xp, family, q, theta, value, gaussian)
 
     value_and_grad = jax.value_and_grad(neg_elbo)
@@ -263,12 +263,9 @@ class JaxEngine:
         cache_key = _structure_key(request, flat)
         run = _COMPILED.get(cache_key)
         if run is None:
-            closed_form = request.elbo.kl == "closed_form"
             logp_fn = get_jaxified_graph(inputs=[flat.theta, flat.x, flat.y, flat.prior_scale],
-                                         outputs=[flat.rest_other if closed_form else flat.rest, flat.rows])
-            prior_fn = None
-            if closed_form:
-                prior_fn = get_jaxified_graph(inputs=[flat.prior_scale], outputs=[flat.gaussian_mu, flat.gaussian_sigma])
+                                         outputs=[flat.rest_other, flat.rows])
+            prior_fn = get_jaxified_graph(inputs=[flat.prior_scale], outputs=[flat.gaussian_mu, flat.gaussian_sigma])
             run = _build_step(logp_fn, request.family, built.batch_size, request.mc_draws, posterior.members,
                               request.tolerate_divergence, _has_folds(request), _row_sharding(request.mesh),
                               streamed=built.source is not None, elbo=request.elbo, prior_fn=prior_fn,

@@ -43,7 +43,6 @@ def _compile_chunk(flat: FlatLogp, family, shapes: dict, batch_size: int | None,
     eps_seq = pt.tensor3("eps", dtype=dtype)  # (steps, mc_draws, noise)
     idx_seq = pt.tensor("idx", shape=(None, batch_size or 1), dtype="int64")
     b1, b2, eps_adam = 0.9, 0.999, 1e-8
-    closed_form = elbo.kl == "closed_form"
     scales = {name: pt.constant(np.asarray(v, dtype=dtype)) for name, v in family.step_scales(flat.size).items()}
 
     def step(active, eps, idx, *carry):
@@ -53,13 +52,11 @@ def _compile_chunk(flat: FlatLogp, family, shapes: dict, batch_size: int | None,
         xb, yb = (X, y) if batch_size is None else (X[idx], y[idx])
         # compiled per fit: the model's prior_scale (if any) enters as a constant
         given = {flat.x: xb, flat.y: yb, flat.prior_scale: pt.constant(flat.prior_scale_value, dtype=dtype)}
-        sampled = flat.rest_other + flat.rows.sum() if closed_form else flat.logp
+        sampled = flat.rest_other + flat.rows.sum()
         logp = sum(graph_replace(sampled, {flat.theta: theta[s], **given}, strict=False)
                    for s in range(mc_draws)) / mc_draws
-        gaussian = None
-        if closed_form:
-            gaussian = (flat.gaussian_mask, *(graph_replace(g, given, strict=False)
-                                              for g in (flat.gaussian_mu, flat.gaussian_sigma)))
+        gaussian = (flat.gaussian_mask, *(graph_replace(g, given, strict=False)
+                                          for g in (flat.gaussian_mu, flat.gaussian_sigma)))
         loss = elbo.neg_elbo(xp, family, q, theta, logp, gaussian)
         grads = pytensor.grad(loss, list(params))
         t1 = t + 1

@@ -1,0 +1,207 @@
+"""``python -m bench.speed``: bnn_ppl's ADVI step against the strongest baselines, interleaved.
+
+Every runner fits the same workload (data, network, priors, steps) and reports steady steps/s
+(compilation excluded), the final -ELBO (mean of the last 1,000 steps, full-data scale) and the
+test NLL after the same number of steps:
+
+- ``pm.fit default``: ``pm.fit(n, method="advi")`` on the seed notebook's plain PyMC model;
+- ``pm.fit adam``: the same with ``obj_optimizer=pm.adam(learning_rate=0.01)`` (PyMC tuned);
+- ``numpyro``: ``jax.jit(lax.scan(svi.update))``, AutoNormal, Adam(0.01), ``randint`` minibatches;
+- ``limit``: the hand-written mean-field ADVI in JAX (:mod:`bench.limit`), noise drawn in the
+  step and per chunk (the faster of the two is the limit);
+- ``limit closed-form KL``: the same with the closed-form Gaussian KL;
+- ``bnn_ppl``: ``bp.fit(built, n, method="advi")`` with the default engine; ``bnn_ppl
+  closed-form KL``: with ``elbo=bp.ELBO(kl="closed_form")``.
+
+Runners run interleaved (A B C ... A B C ..., ``--repeats`` rounds) and the table reports
+medians: ratios between programs move by tens of percent with background load, and
+interleaving spreads that load over all of them. Two configurations, each in its own process:
+``float32, 1 thread`` (BLAS and XLA pinned to one thread) and ``defaults`` (float64, threads as
+they come, as a user runs it); the defaults also time a whole ``bp.fit`` call (setup included,
+after one warm-up fit) against a whole ``pm.fit`` call.
+
+Writes ``speed_<config>.json`` and ``speed.md`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CONFIGS = {
+    "float32-1thread": {
+        "PYTENSOR_FLAGS": "floatX=float32", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1", "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+    },
+    "defaults": {},
+}
+RUNNERS = ("pm.fit default", "pm.fit adam", "numpyro", "limit", "limit closed-form KL", "bnn_ppl",
+           "bnn_ppl closed-form KL")
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _nll(draws: np.ndarray, y: np.ndarray) -> float:
+    from bench.measure import classification_metrics
+
+    return classification_metrics(draws, y)[1]
+
+
+class _Bnn:
+    def __init__(self, workload: Any, elbo: Any) -> None:
+        import bnn_ppl as bp
+
+        self.workload, self.elbo = workload, elbo
+        self.built = bp.build_model(workload.spec, workload.X_train, workload.y_train, batch_size=workload.batch_size)
+        bp.fit(self.built, min(workload.steps, 2000), method="advi", elbo=elbo, random_seed=99, progressbar=False)
+
+    def run(self, seed: int) -> dict[str, Any]:
+        import bnn_ppl as bp
+        from bench.measure import StepClock
+
+        clock = StepClock()
+        t0 = time.perf_counter()
+        result = bp.fit(self.built, self.workload.steps, method="advi", elbo=self.elbo, random_seed=seed,
+                        progressbar=False, callbacks=(clock,))
+        wall = time.perf_counter() - t0
+        proba = result.predictor().sample(self.workload.X_test, draws=self.workload.eval_draws, random_seed=seed)
+        return {"steps_per_s": clock.steps_per_s, "final_neg_elbo": float(np.mean(result.losses[-1000:])),
+                "test_nll": _nll(proba, self.workload.y_test), "wall_s": wall, "dtype": str(result.params()["mu"].dtype)}
+
+
+class _Limit:
+    def __init__(self, workload: Any, kl: str, dtype: str) -> None:
+        from bench.limit import build_limit
+
+        self.workload = workload
+        self.variants = [build_limit(workload, noise=noise, kl=kl, dtype=dtype) for noise in ("step", "chunk")]
+        for limit in self.variants:
+            limit.fit(workload.steps)  # compile
+
+    def run(self, seed: int) -> dict[str, Any]:
+        import jax
+
+        best = None
+        for limit in self.variants:
+            rate, losses = limit.fit(self.workload.steps, seed=seed)
+            if best is None or rate > best[0]:
+                best = (rate, losses, limit)
+        rate, losses, limit = best
+        proba = np.asarray(limit.predict(limit.final_state[0], jax.random.key(seed), np.asarray(self.workload.X_test, dtype=limit.state[0][0].dtype)))
+        return {"steps_per_s": rate, "final_neg_elbo": float(np.mean(losses[-1000:])),
+                "test_nll": _nll(proba, self.workload.y_test), "variant": limit.variant,
+                "dtype": str(limit.state[0][0].dtype)}
+
+
+def _row_of(fit_row: Any) -> dict[str, Any]:
+    return {"steps_per_s": fit_row.steps_per_s, "final_neg_elbo": fit_row.final_neg_elbo, "test_nll": fit_row.test_nll,
+            "wall_s": fit_row.fit_wall_s, "dtype": fit_row.dtype, "error": fit_row.error}
+
+
+def run_config(config: str, workloads: list[str], repeats: int, quick: bool) -> dict[str, Any]:
+    """Run every runner on every workload, interleaved; in the current process (its env set by the caller)."""
+    import pymc.sampling.jax  # noqa: F401  (sets JAX's x64 flag by floatX: first, so no runner retraces later)
+    import pytensor
+
+    import bnn_ppl as bp
+    from bench.baselines import fit_numpyro, fit_pm_default
+    from bench.workloads import make_workloads
+
+    dtype = pytensor.config.floatX
+    out: dict[str, Any] = {"config": config, "floatX": dtype, "workloads": {}}
+    for workload in make_workloads(workloads, quick=quick):
+        # the same steps for every runner (the 784 workload: 1,000, pm.fit's Python-driven loop is slow)
+        steps = workload.steps if workload.name != "synthetic784" else min(workload.steps, 1000)
+        workload = dataclasses.replace(workload, steps=steps, pm_fit_steps=steps)
+        _log(f"[{config}] {workload.description}: preparing")
+        prepared = {
+            "limit": _Limit(workload, "mc", dtype),
+            "limit closed-form KL": _Limit(workload, "closed_form", dtype),
+            "bnn_ppl": _Bnn(workload, bp.ELBO()),
+            "bnn_ppl closed-form KL": _Bnn(workload, bp.ELBO(kl="closed_form")),
+        }
+        calls = {
+            "pm.fit default": lambda seed: _row_of(fit_pm_default(workload, seed, workload.pm_fit_steps)[0]),
+            "pm.fit adam": lambda seed: _row_of(fit_pm_default(workload, seed, workload.pm_fit_steps, optimizer="adam")[0]),
+            "numpyro": lambda seed: _row_of(fit_numpyro(workload, seed)),
+            **{name: runner.run for name, runner in prepared.items()},
+        }
+        rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in RUNNERS}
+        for r in range(repeats):
+            for name in RUNNERS:
+                rounds[name].append(calls[name](r))
+                _log(f"[{config}] {workload.name} round {r} {name}: {rounds[name][-1]['steps_per_s']:,.0f} steps/s")
+        table = {}
+        for name, results in rounds.items():
+            rates = [x["steps_per_s"] for x in results]
+            table[name] = {
+                "steps_per_s": statistics.median(rates), "rates": [round(x, 1) for x in rates],
+                "final_neg_elbo": statistics.median(x["final_neg_elbo"] for x in results),
+                "test_nll": statistics.median(x["test_nll"] for x in results),
+                "wall_s": statistics.median(x.get("wall_s", float("nan")) for x in results),
+                "dtype": results[0].get("dtype"), "steps": workload.pm_fit_steps if name.startswith("pm.fit") else workload.steps,
+            }
+        out["workloads"][workload.name] = {"description": workload.description, "runners": table}
+    return out
+
+
+def to_markdown(results: list[dict[str, Any]]) -> str:
+    lines = []
+    for res in results:
+        lines.append(f"### {res['config']} (floatX {res['floatX']})\n")
+        lines.append("| workload | runner | steps | steps/s (median) | rounds | x limit | x pm.fit default | final -ELBO | test NLL |")
+        lines.append("|---|---|---:|---:|---|---:|---:|---:|---:|")
+        for name, w in res["workloads"].items():
+            t = w["runners"]
+            limit, pm_default = t["limit"]["steps_per_s"], t["pm.fit default"]["steps_per_s"]
+            for runner, row in t.items():
+                rate = row["steps_per_s"]
+                lines.append(
+                    f"| {name} | {runner} | {row['steps']:,} | {rate:,.0f} | {' / '.join(f'{x:,.0f}' for x in row['rates'])} | "
+                    f"{rate / limit:.2f} | {rate / pm_default:.1f} | {row['final_neg_elbo']:,.1f} | {row['test_nll']:.3f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--workloads", default="moons,digits,synthetic784")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", default="bench/results")
+    parser.add_argument("--in-process", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    workloads = args.workloads.split(",")
+    if args.in_process:  # one configuration, env already set by the parent
+        result = run_config(args.in_process, workloads, args.repeats, args.quick)
+        (out / f"speed_{args.in_process}.json").write_text(json.dumps(result, indent=1))
+        return
+    results = []
+    for config in args.configs.split(","):
+        env = {**os.environ, **CONFIGS[config]}
+        cmd = [sys.executable, "-m", "bench.speed", "--in-process", config, "--workloads", args.workloads,
+               "--repeats", str(args.repeats), "--out", str(out)] + (["--quick"] if args.quick else [])
+        subprocess.run(cmd, env=env, check=True)
+        results.append(json.loads((out / f"speed_{config}.json").read_text()))
+    text = to_markdown(results)
+    (out / "speed.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
