@@ -46,11 +46,12 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "full-rank": {"method": "fullrank_advi"},
     "low-rank r=2": {"method": bp.LowRank(rank=2)},
     "low-rank r=8": {"method": bp.LowRank(rank=8)},
+    "unit-rank": {"method": "unitrank_advi"},
     "mean-field x8 ensemble": {"method": "advi", "ensemble": 8},
     "low-rank r=8 x8 ensemble": {"method": bp.LowRank(rank=8), "ensemble": 8},
 }
-GAP_SETTINGS = ("mean-field", "low-rank r=2", "mean-field x8 ensemble")
-DIGITS_SETTINGS = ("mean-field", "low-rank r=8", "mean-field x8 ensemble")
+GAP_SETTINGS = ("mean-field", "low-rank r=2", "unit-rank", "mean-field x8 ensemble")
+DIGITS_SETTINGS = ("mean-field", "low-rank r=8", "unit-rank", "mean-field x8 ensemble")
 EVAL_DRAWS = 4000
 
 
@@ -234,7 +235,8 @@ def run_cost(seeds: int, steps: int, out: Path) -> list[dict]:
     spec = bp.Network([bp.Dense(256, "tanh"), bp.Dense(10, "identity")], bp.Categorical(10), name="synthetic784")
     built = bp.build_model(spec, X, y, batch_size=256)
     wide = {"mean-field": {"method": "advi"}, "low-rank r=2": {"method": bp.LowRank(rank=2)},
-            "low-rank r=8": {"method": bp.LowRank(rank=8)}, "mean-field x4 ensemble": {"method": "advi", "ensemble": 4}}
+            "low-rank r=8": {"method": bp.LowRank(rank=8)}, "unit-rank": {"method": "unitrank_advi"},
+            "mean-field x4 ensemble": {"method": "advi", "ensemble": 4}}
     rows = []
     for repeat in range(2):  # A B C A B C: load drifts hit every setting alike
         for label, kwargs in wide.items():

@@ -6,7 +6,8 @@ test NLL after the same number of steps:
 
 - ``pm.fit default``: ``pm.fit(n, method="advi")`` on the seed notebook's plain PyMC model;
 - ``pm.fit adam``: the same with ``obj_optimizer=pm.adam(learning_rate=0.01)`` (PyMC tuned);
-- ``numpyro``: ``jax.jit(lax.scan(svi.update))``, AutoNormal, Adam(0.01), ``randint`` minibatches;
+- ``numpyro``: ``jax.jit(lax.scan(svi.update))``, Adam(0.01), ``randint`` minibatches, with
+  ``AutoNormal`` and with ``AutoDiagonalNormal`` (one flat vector: NumPyro's faster guide);
 - ``limit``: the hand-written mean-field ADVI in JAX (:mod:`bench.limit`), noise drawn in the
   step and per chunk (the faster of the two is the limit);
 - ``limit closed-form KL``: the same with the closed-form Gaussian KL;
@@ -45,7 +46,7 @@ CONFIGS = {
     },
     "defaults": {},
 }
-RUNNERS = ("pm.fit default", "pm.fit adam", "numpyro", "limit", "limit closed-form KL", "bnn_ppl",
+RUNNERS = ("pm.fit default", "pm.fit adam", "numpyro AutoNormal", "numpyro AutoDiagonalNormal", "limit", "limit closed-form KL", "bnn_ppl",
            "bnn_ppl closed-form KL")
 
 
@@ -135,7 +136,8 @@ def run_config(config: str, workloads: list[str], repeats: int, quick: bool) -> 
         calls = {
             "pm.fit default": lambda seed: _row_of(fit_pm_default(workload, seed, workload.pm_fit_steps)[0]),
             "pm.fit adam": lambda seed: _row_of(fit_pm_default(workload, seed, workload.pm_fit_steps, optimizer="adam")[0]),
-            "numpyro": lambda seed: _row_of(fit_numpyro(workload, seed)),
+            "numpyro AutoNormal": lambda seed: _row_of(fit_numpyro(workload, seed)),
+            "numpyro AutoDiagonalNormal": lambda seed: _row_of(fit_numpyro(workload, seed, guide="AutoDiagonalNormal")),
             **{name: runner.run for name, runner in prepared.items()},
         }
         rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in RUNNERS}

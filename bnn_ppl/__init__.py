@@ -43,6 +43,7 @@ _LAZY = {
     "MeanField": "bnn_ppl.inference",
     "FullRank": "bnn_ppl.inference",
     "LowRank": "bnn_ppl.inference",
+    "UnitRank": "bnn_ppl.inference",
     "Predictor": "bnn_ppl.predictive",
     "load": "bnn_ppl.io",
     "BNNClassifier": "bnn_ppl.sklearn",
@@ -53,7 +54,7 @@ _LAZY = {
 
 if TYPE_CHECKING:  # pragma: no cover
     from bnn_ppl.compile import BuiltModel, build_model
-    from bnn_ppl.inference import FullRank, LowRank, MeanField
+    from bnn_ppl.inference import FullRank, LowRank, MeanField, UnitRank
     from bnn_ppl.inference.estimator import ELBO
     from bnn_ppl.many import ManyFits, fit_many
     from bnn_ppl.result import FitResult, fit
@@ -103,6 +104,7 @@ __all__ = [
     "ScaleMixture",
     "SpecError",
     "StudentT",
+    "UnitRank",
     "__version__",
     "build_model",
     "dump_spec",

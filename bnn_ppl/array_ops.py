@@ -18,7 +18,7 @@ __all__ = ["PRIMITIVES", "numpy_ops", "jax_ops", "pytensor_ops"]
 PRIMITIVES = (
     "tanh", "exp", "expm1", "log", "sqrt", "erf", "sigmoid", "softplus", "softmax", "maximum", "minimum",
     "where", "matmul", "pad", "max", "mean", "moveaxis", "concatenate", "sum", "cholesky",
-    "solve_lower", "stop_gradient",
+    "solve_lower", "stop_gradient", "segment_sum",
 )
 
 
@@ -43,7 +43,18 @@ def numpy_ops() -> SimpleNamespace:
         cholesky=np.linalg.cholesky,
         solve_lower=lambda a, b: linalg.solve_triangular(a, b, lower=True),
         stop_gradient=lambda x: x,
+        segment_sum=_numpy_segment_sum,
     )
+
+
+def _numpy_segment_sum(x: Any, ids: Any, n: int) -> Any:
+    """Sums of ``x`` (..., D) over the coordinates with each id in ``range(n)``: (..., n)."""
+    import numpy as np
+
+    moved = np.moveaxis(np.asarray(x), -1, 0)
+    out = np.zeros((n, *moved.shape[1:]), dtype=moved.dtype)
+    np.add.at(out, ids, moved)
+    return np.moveaxis(out, 0, -1)
 
 
 @cache
@@ -57,6 +68,7 @@ def jax_ops() -> SimpleNamespace:
         cholesky=jnp.linalg.cholesky,
         solve_lower=lambda a, b: jax.scipy.linalg.solve_triangular(a, b, lower=True),
         stop_gradient=jax.lax.stop_gradient,
+        segment_sum=lambda x, ids, n: jnp.moveaxis(jax.ops.segment_sum(jnp.moveaxis(x, -1, 0), ids, n), 0, -1),
     )
 
 
@@ -67,6 +79,11 @@ def pytensor_ops() -> SimpleNamespace:
     from pytensor.gradient import disconnected_grad
     from pytensor.tensor.special import softmax
 
+    def segment_sum(x: Any, ids: Any, n: int) -> Any:
+        moved = pt.moveaxis(x, -1, 0)
+        out = pt.zeros((n, *(moved.shape[i] for i in range(1, moved.ndim))), dtype=x.dtype)
+        return pt.moveaxis(pt.inc_subtensor(out[ids], moved), 0, -1)
+
     return _namespace(pt, softmax=lambda x, axis=-1: softmax(x, axis=axis), cholesky=pt.linalg.cholesky,
                       solve_lower=lambda a, b: pt.linalg.solve_triangular(a, b, lower=True),
-                      stop_gradient=disconnected_grad)
+                      stop_gradient=disconnected_grad, segment_sum=segment_sum)

@@ -69,9 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ADVI engine: auto, jax, numba or pymc (default auto)")
     p.add_argument("--method", default="auto", choices=METHOD_CHOICES,
                    help="variational family: auto (full-rank up to 200 parameters, else mean-field), advi "
-                        "(mean-field), fullrank_advi or lowrank_advi (default auto)")
+                        "(mean-field), fullrank_advi, lowrank_advi or unitrank_advi (default auto)")
     p.add_argument("--ensemble", type=_positive_int, default=1,
                    help="independent fits run together and mixed with equal weights (JAX engine; default 1)")
+    p.add_argument("--kl", default="mc", choices=KL_CHOICES,
+                   help="prior terms: mc (sampled, PyMC's ADVI objective) or closed_form (fixed Normal priors "
+                        "in closed form); default mc")
+    p.add_argument("--gradient", default="reparameterization", choices=GRADIENTS,
+                   help="reparameterization (analytic entropy) or path (sticking the landing); "
+                        "default reparameterization")
     p.add_argument("--draws", type=_positive_int, default=500, help="posterior draws for predictions (default 500)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
 
@@ -93,7 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: ``--engine`` choices (the engine registry's names; a test keeps them in step without importing PyMC here).
 ENGINE_CHOICES = ("auto", "jax", "numba", "pymc")
-METHOD_CHOICES = ("auto", "advi", "fullrank_advi", "lowrank_advi")
+METHOD_CHOICES = ("auto", "advi", "fullrank_advi", "lowrank_advi", "unitrank_advi")
+#: bnn_ppl.inference.estimator's KL_CHOICES and GRADIENTS (spelled out: --help imports no PyMC)
+KL_CHOICES = ("mc", "closed_form")
+GRADIENTS = ("reparameterization", "path")
 #: Exit code of a fit stopped by Ctrl-C (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 130
 
@@ -191,7 +200,7 @@ def _plots(out: Path, result: Any, data: Any, draws: int, seed: int) -> list[str
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from bnn_ppl import build_model, fit
+    from bnn_ppl import ELBO, build_model, fit
     from bnn_ppl.io import save
     from bnn_ppl.spec import load_spec
 
@@ -204,14 +213,14 @@ def cmd_fit(args: argparse.Namespace) -> int:
     print(f"Fitting {spec.name} ({built.spec.n_params()} parameters) on {data.name}: "
           f"{len(data.y_train)} training rows, {args.steps} steps.", flush=True)
     result = fit(built, n=args.steps, method=args.method, engine=args.engine, ensemble=args.ensemble,
-                 random_seed=args.seed, progressbar=sys.stderr.isatty())
+                 elbo=ELBO(kl=args.kl, gradient=args.gradient), random_seed=args.seed, progressbar=sys.stderr.isatty())
     predictor = result.predictor()
     if result.interrupted:
         print(f"Interrupted after {result.n_steps} of {args.steps} steps (Ctrl-C): the metrics and model below "
               "are those of the partial fit.", flush=True)
     metrics = {"spec": str(args.spec), "data": data.name, "steps": result.n_steps, "steps_requested": args.steps,
                "interrupted": bool(result.interrupted), "stop_reason": result.stop_reason, "engine": result.engine,
-               "method": result.family.label(), "ensemble": result.members,
+               "method": result.family.label(), "ensemble": result.members, "elbo": result.elbo.options(),
                "backend": result.backend, "seed": args.seed, "draws": args.draws,
                "final_loss": result.final_loss, "timings": result.timings,
                **_metrics(data, predictor, args.draws, args.seed)}

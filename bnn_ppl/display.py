@@ -151,6 +151,9 @@ def _method(result: Any) -> str:
         text += f", ensemble of {result.members}"
     if result.mc_draws > 1:
         text += f", {result.mc_draws} draws per step"
+    elbo = getattr(result, "elbo", None)
+    if elbo is not None and not elbo.is_default:
+        text += f", ELBO {elbo.label()}"
     return text
 
 

@@ -324,7 +324,7 @@ def _rebuild_posterior(where: str, members: dict[str, bytes], built: Any, info: 
     from bnn_ppl.inference.posterior import VariationalPosterior
 
     try:
-        family = resolve_family(info["method"], info["family_options"])
+        family = resolve_family(info["method"], info["family_options"]).bind(built)
     except BnnPplError as err:
         raise ModelFileError(f"{where}: fit.json's family settings are invalid: {err}") from None
     layout = _layout_json(flat_layout(built.model))

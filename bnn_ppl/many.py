@@ -191,7 +191,7 @@ def fit_many(
     factors = _prior_factors(spec, grid)
     base = build_model(spec, X_arr, y_arr, batch_size, prior_scale=1.0 if factors else None)
     n_params = sum(slc.stop - slc.start for _, slc, _, _ in flat_layout(base.model).values())
-    family = resolve_family(method, n_params=n_params)
+    family = resolve_family(method, n_params=n_params).bind(base)
     family.check_size(n_params)
     names = list(grid)
     combos = list(itertools.product(*(grid[name] for name in names)))

@@ -53,9 +53,11 @@ class _BNNBase(BaseEstimator):
         progressbar: bool = False,
         ensemble: int = 1,
         mc_draws: int = 1,
+        elbo: Any = None,
     ) -> None:
         self.ensemble = ensemble
         self.mc_draws = mc_draws
+        self.elbo = elbo
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.prior = prior
@@ -116,6 +118,7 @@ class _BNNBase(BaseEstimator):
             built, n=self.n_iter, method=self.method, engine=self.engine, backend=self.backend,
             learning_rate=self.learning_rate if learning_rate is None else learning_rate, init_sigma=self.init_sigma,
             random_seed=fit_seed, progressbar=self.progressbar, ensemble=self.ensemble, mc_draws=self.mc_draws,
+            elbo=self.elbo,
         )
         self.predict_seed_ = predict_seed
         self.n_iter_ = self.result_.n_steps
@@ -160,6 +163,7 @@ class _BNNBase(BaseEstimator):
         family_set = not isinstance(params["method"], str)
         if family_set:
             params["method"] = None  # a Family instance: restored from the saved fit
+        params["elbo"] = None  # restored from the saved fit
         rs = params["random_state"]
         if rs is not None and not isinstance(rs, (int, np.integer)):
             params["random_state"] = None
@@ -179,6 +183,8 @@ class _BNNBase(BaseEstimator):
                         bias_prior=result.spec.bias_prior if bias_set else None)
         if state.get("custom_family"):
             self.set_params(method=result.family)
+        if not result.elbo.is_default:
+            self.set_params(elbo=result.elbo)
         for name in _FITTED:
             if name in state:
                 value = state[name]
@@ -271,6 +277,8 @@ class BNNClassifier(ClassifierMixin, _BNNBase):
         Independent fits run together and mixed with equal weights (``fit(ensemble=...)``).
     mc_draws : int
         Monte Carlo draws per step.
+    elbo : bnn_ppl.ELBO, optional
+        The -ELBO estimator (``fit(elbo=...)``: closed-form KL, path gradient).
 
     Attributes
     ----------
@@ -362,11 +370,13 @@ class BNNRegressor(RegressorMixin, _BNNBase):
         progressbar: bool = False,
         ensemble: int = 1,
         mc_draws: int = 1,
+        elbo: Any = None,
         sigma_prior: float = 1.0,
         normalize_y: bool = True,
     ) -> None:
         super().__init__(hidden_layer_sizes, activation, prior, bias_prior, n_iter, batch_size, learning_rate,
-                         method, engine, backend, init_sigma, draws, random_state, progressbar, ensemble, mc_draws)
+                         method, engine, backend, init_sigma, draws, random_state, progressbar, ensemble, mc_draws,
+                         elbo)
         self.sigma_prior = sigma_prior
         self.normalize_y = normalize_y
 

@@ -38,7 +38,8 @@ class _CVSearch:
         many = fit_many(
             self._spec(X.shape[1], likelihood), X, y, grid=grid, seeds=[fit_seed], folds=self.cv, n=self.n_iter,
             batch_size=self.batch_size, method=self.method, learning_rate=self.learning_rate,
-            init_sigma=self.init_sigma, mc_draws=self.mc_draws, draws=self.draws, progressbar=self.progressbar,
+            init_sigma=self.init_sigma, mc_draws=self.mc_draws, elbo=self.elbo, draws=self.draws,
+            progressbar=self.progressbar,
         )
         best = many.best(self.scoring)
         self.prior_scale_ = float(best["prior_scale"])
@@ -120,13 +121,15 @@ class BNNClassifierCV(_CVSearch, BNNClassifier):
         progressbar: bool = False,
         ensemble: int = 1,
         mc_draws: int = 1,
+        elbo: Any = None,
         prior_scales: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 4.0),
         learning_rates: Sequence[float] | None = None,
         cv: Any = 5,
         scoring: str = "test_nll",
     ) -> None:
         super().__init__(hidden_layer_sizes, activation, prior, bias_prior, n_iter, batch_size, learning_rate,
-                         method, engine, backend, init_sigma, draws, random_state, progressbar, ensemble, mc_draws)
+                         method, engine, backend, init_sigma, draws, random_state, progressbar, ensemble, mc_draws,
+                         elbo)
         self.prior_scales = prior_scales
         self.learning_rates = learning_rates
         self.cv = cv
@@ -162,6 +165,7 @@ class BNNRegressorCV(_CVSearch, BNNRegressor):
         progressbar: bool = False,
         ensemble: int = 1,
         mc_draws: int = 1,
+        elbo: Any = None,
         sigma_prior: float = 1.0,
         normalize_y: bool = True,
         prior_scales: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 4.0),
@@ -171,7 +175,7 @@ class BNNRegressorCV(_CVSearch, BNNRegressor):
     ) -> None:
         super().__init__(hidden_layer_sizes, activation, prior, bias_prior, n_iter, batch_size, learning_rate,
                          method, engine, backend, init_sigma, draws, random_state, progressbar, ensemble, mc_draws,
-                         sigma_prior, normalize_y)
+                         elbo, sigma_prior, normalize_y)
         self.prior_scales = prior_scales
         self.learning_rates = learning_rates
         self.cv = cv

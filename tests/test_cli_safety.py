@@ -38,6 +38,10 @@ def test_a_spec_name_cannot_choose_where_fit_writes(tmp_path, name):
 
 def test_engine_choices_are_the_registry_and_are_checked_before_the_data():
     assert set(ENGINE_CHOICES) == {"auto", *ENGINES.names()}
+    from bnn_ppl import cli
+    from bnn_ppl.inference import estimator
+
+    assert (cli.KL_CHOICES, cli.GRADIENTS) == (estimator.KL_CHOICES, estimator.GRADIENTS)
     started = time.perf_counter()
     proc = run("fit", "models/moons.toml", "--engine", "tpu", "--data", "no_such_file.csv")
     assert proc.returncode == 2 and "invalid choice: 'tpu'" in proc.stderr and "'auto'" in proc.stderr

@@ -153,3 +153,17 @@ def test_edited_elbo_in_a_model_file_is_refused(data, tmp_path):
             dst.writestr(item, content)
     with pytest.raises(ModelFileError, match="elbo"):
         bp.load(edited)
+
+
+def test_estimators_take_the_elbo_and_keep_it_through_save_and_clone(data, tmp_path):
+    from sklearn.base import clone
+
+    X, y = data
+    elbo = bp.ELBO(kl="closed_form")
+    clf = bp.BNNClassifier((3,), n_iter=500, method="advi", elbo=elbo, random_state=0).fit(X, y)
+    assert clf.result_.elbo == elbo and clone(clf).get_params()["elbo"] == elbo
+    clf.save(tmp_path / "clf.bnn")
+    loaded = bp.BNNClassifier.load(tmp_path / "clf.bnn")
+    assert loaded.get_params()["elbo"] == elbo
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    assert "ELBO kl=closed_form" in repr(clf.result_)

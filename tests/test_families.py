@@ -14,7 +14,7 @@ from bnn_ppl.array_ops import jax_ops, numpy_ops, pytensor_ops
 from bnn_ppl.inference.families import FAMILIES, flat_layout
 
 SPEC = bp.Network([bp.Dense(3), bp.Dense(1, "identity")], bp.Bernoulli(), prior=bp.Normal(1.0))
-FAMILY_CASES = [bp.MeanField(), bp.FullRank(), bp.LowRank(rank=2)]
+FAMILY_CASES = [bp.MeanField(), bp.FullRank(), bp.LowRank(rank=2), bp.UnitRank(units=np.array([0, 0, 1, -1, 1]))]
 
 
 def _params(family, d=5, seed=0):
@@ -33,6 +33,10 @@ def _covariance(family, params):
         L[np.tril_indices(d)] = params["L_tril"]
         L[np.diag_indices(d)] = np.logaddexp(0, np.diag(L))
         return L @ L.T
+    if family.name == "unitrank_advi":
+        v = params["v"] * (family.units >= 0)
+        blocks = [v * (family.units == j) for j in range(family.n_units)]
+        return np.diag(np.logaddexp(0, params["rho"]) ** 2) + sum(np.outer(b, b) for b in blocks)
     return np.diag(np.logaddexp(0, params["rho"]) ** 2) + params["W"] @ params["W"].T
 
 
@@ -48,7 +52,7 @@ def built(data):
 
 
 def test_registry_lists_every_family_and_refuses_unknown_names(built):
-    assert set(FAMILIES.names()) >= {"advi", "fullrank_advi", "lowrank_advi"}
+    assert set(FAMILIES.names()) >= {"advi", "fullrank_advi", "lowrank_advi", "unitrank_advi"}
     with pytest.raises(bp.ParameterError, match="lowrank_advi"):
         bp.fit(built, n=10, method="nuts", progressbar=False)
     with pytest.raises(bp.ParameterError, match="rank"):
@@ -316,3 +320,24 @@ def test_evaluate_scores_the_predictors_own_draws(lowrank_fit, data):
     assert q.accuracy == np.mean((p1 > 0.5) == y)
     assert q.rows == 100 and q.draws == 300 and q.rmse is None and q.coverage == {}
     assert 0.0 <= q.ece <= 1.0 and q.to_dict()["nll"] == q.nll
+
+
+def test_unit_rank_blocks_follow_the_units_and_fit_end_to_end(built, data, tmp_path):
+    from bnn_ppl.inference.families.unitrank import unit_index
+
+    index = unit_index(built, flat_layout(built.model))
+    # dense_0_w (2, 3) and dense_0_b (3,): hidden unit j; dense_1_w (3, 1): unit j's outgoing weight;
+    # dense_1_b: the output unit (3)
+    np.testing.assert_array_equal(index, [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 3])
+    with pytest.raises(bp.ParameterError, match="engine='pymc'"):
+        bp.fit(built, n=10, method="unitrank_advi", engine="pymc", progressbar=False)
+    fits = {engine: bp.fit(built, n=1500, method="unitrank_advi", engine=engine, random_seed=0, progressbar=False)
+            for engine in ("jax", "numba")}
+    assert abs(fits["jax"].final_loss - fits["numba"].final_loss) < 3.0
+    result = fits["jax"]
+    assert "unitrank_advi" in repr(result) and set(result.params()) == {"mu", "rho", "v"}
+    assert result.to_datatree(draws=20, random_seed=0)["posterior"]["dense_0_w"].shape == (1, 20, 2, 3)
+    loaded = bp.load(result.save(tmp_path / "unit.bnn"))
+    assert loaded.family == result.family
+    np.testing.assert_allclose(loaded.predictor().sample(data[2][:20], draws=50, random_seed=1),
+                               result.predictor().sample(data[2][:20], draws=50, random_seed=1), rtol=1e-6)

@@ -97,7 +97,7 @@ def fit_record(
     n, mc_draws = check_options(n=n, learning_rate=learning_rate, lr_floor=lr_floor, init_sigma=init_sigma,
                                 mc_draws=mc_draws)
     n_params = sum(slc.stop - slc.start for _, slc, _, _ in flat_layout(built.model).values())
-    family = resolve_family(method, n_params=n_params)
+    family = resolve_family(method, n_params=n_params).bind(built)
     if backend is not None and backend not in BACKENDS:
         raise ParameterError(f"The 'backend' parameter of fit must be one of {list(BACKENDS)} or None. Got {backend!r}.")
     if callback_every is not None:

@@ -7,5 +7,7 @@ from bnn_ppl.inference.families._base import AUTO_FULLRANK_MAX, FAMILIES, Family
 from bnn_ppl.inference.families.fullrank import FullRank
 from bnn_ppl.inference.families.lowrank import LowRank
 from bnn_ppl.inference.families.meanfield import MeanField
+from bnn_ppl.inference.families.unitrank import UnitRank
 
-__all__ = ["AUTO_FULLRANK_MAX", "FAMILIES", "Family", "FullRank", "LowRank", "MeanField", "flat_layout", "resolve_family"]
+__all__ = ["AUTO_FULLRANK_MAX", "FAMILIES", "Family", "FullRank", "LowRank", "MeanField", "UnitRank", "flat_layout",
+           "resolve_family"]

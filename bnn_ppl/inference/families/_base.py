@@ -62,6 +62,10 @@ class Family:
     def param_shapes(self, d: int) -> dict[str, tuple[int, ...]]:
         raise NotImplementedError
 
+    def bind(self, built: Any, layout: dict | None = None) -> Family:
+        """The family for one model (default: itself; a structured family reads the layers)."""
+        return self
+
     def check_size(self, d: int) -> None:
         """Refuse a parameter count this family cannot afford (a clear error, not a MemoryError)."""
 
