@@ -46,7 +46,9 @@ def gradient_variance(result: Any, elbo: Any, mc_draws: int, draws: int, seed: i
     """Summed variance of ``draws`` independent gradient estimates at the fitted q (mean-field)."""
     import jax
     import jax.numpy as jnp
-    from pymc.sampling.jax import get_jaxified_graph
+    from bnn_ppl.array_ops import pymc_jax_bridge
+
+    get_jaxified_graph = pymc_jax_bridge().get_jaxified_graph
 
     from bnn_ppl.array_ops import jax_ops
     from bnn_ppl.inference.engines.objective import flat_logp

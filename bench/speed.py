@@ -113,7 +113,9 @@ def _row_of(fit_row: Any) -> dict[str, Any]:
 
 def run_config(config: str, workloads: list[str], repeats: int, quick: bool) -> dict[str, Any]:
     """Run every runner on every workload, interleaved; in the current process (its env set by the caller)."""
-    import pymc.sampling.jax  # noqa: F401  (sets JAX's x64 flag by floatX: first, so no runner retraces later)
+    from bnn_ppl.array_ops import pymc_jax_bridge
+
+    pymc_jax_bridge()  # JAX's x64 flag by floatX, set first so no runner retraces later (and one CPU device)
     import pytensor
 
     import bnn_ppl as bp

@@ -133,7 +133,9 @@ def test_activations_match_numpy(name, backend):
         got = pytensor.function([x], apply_activation(pytensor_ops(), name, x), mode=FAST)(z)
     elif backend == "jax":
         pytest.importorskip("jax")
-        import pymc.sampling.jax  # noqa: F401  (x64, as the engine runs it)
+        from bnn_ppl.array_ops import pymc_jax_bridge
+
+        pymc_jax_bridge()  # x64, as the engine runs it
 
         got = np.asarray(apply_activation(jax_ops(), name, z))
     else:

@@ -159,3 +159,15 @@ def test_step_size_holds_for_half_the_steps_then_decays_to_the_floor():
     pt_factor = step_size_factor(t_sym, n, floor, pt).eval({t_sym: t}, mode="FAST_COMPILE")
     np.testing.assert_allclose(pt_factor, numpy_factor, rtol=1e-12)
     assert step_size_factor(t, n, 1.0) == pytest.approx(np.ones_like(t))  # lr_floor=1: constant
+
+
+def test_the_jax_bridge_leaves_xla_flags_as_they_were():
+    """Importing pymc.sampling.jax prepends a 100-device flag to XLA_FLAGS (1.4x slower 784-256-10 steps)."""
+    import subprocess
+    import sys
+
+    code = ("import os; os.environ['XLA_FLAGS'] = '--xla_cpu_enable_fast_math=false'\n"
+            "from bnn_ppl.array_ops import pymc_jax_bridge; bridge = pymc_jax_bridge()\n"
+            "import jax; print(os.environ['XLA_FLAGS'], len(jax.devices('cpu')), callable(bridge.get_jaxified_graph))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["--xla_cpu_enable_fast_math=false", "1", "True"]

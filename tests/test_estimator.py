@@ -34,7 +34,9 @@ def data():
 
 def _setup(built, family, seed=0):
     """The flat objective (as the JAX engine builds it), PyMC's own logp, and random q parameters."""
-    from pymc.sampling.jax import get_jaxified_graph
+    from bnn_ppl.array_ops import pymc_jax_bridge
+
+    get_jaxified_graph = pymc_jax_bridge().get_jaxified_graph
 
     layout = flat_layout(built.model)
     flat = flat_logp(built, layout)

@@ -30,7 +30,9 @@ def _run(layer, params, X, in_shape, backend, ctx=CTX):
     if backend == "jax":
         pytest.importorskip("jax")
         import jax.numpy as jnp
-        import pymc.sampling.jax  # noqa: F401  (x64)
+        from bnn_ppl.array_ops import pymc_jax_bridge
+
+        pymc_jax_bridge()  # x64
 
         out = layer.forward(jax_ops(), {k: jnp.asarray(v) for k, v in params.items()}, jnp.asarray(X), in_shape, ctx)
         return np.asarray(out)

@@ -91,9 +91,10 @@ def _predict(xp: Any, layers: list, likelihood: Any, params: dict, X: Any, refer
 def _jax_predict(layers: list, likelihood: Any) -> Any:
     """:func:`_predict` under ``jax.jit`` (traced once per chunk shape)."""
     import jax
-    import pymc.sampling.jax  # noqa: F401  (turns on x64 under floatX=float64, as the JAX engine does)
 
-    from bnn_ppl.array_ops import jax_ops
+    from bnn_ppl.array_ops import jax_ops, pymc_jax_bridge
+
+    pymc_jax_bridge()  # turns on x64 under floatX=float64, as the JAX engine does
 
     xp = jax_ops()
     return jax.jit(lambda params, X, reference: _predict(xp, layers, likelihood, params, X, reference))

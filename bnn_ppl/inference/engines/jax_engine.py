@@ -253,7 +253,9 @@ class JaxEngine:
     def run(self, request: FitRequest) -> EngineRun:
         import jax
         import jax.numpy as jnp
-        from pymc.sampling.jax import get_jaxified_graph
+        from bnn_ppl.array_ops import pymc_jax_bridge
+
+        get_jaxified_graph = pymc_jax_bridge().get_jaxified_graph
 
         use_persistent_cache()
         t0 = time.perf_counter()
