@@ -27,6 +27,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
+	$(BIN)/python -m bench.speed
 	$(BIN)/python -m bench.run
 
 # Re-resolve the newest versions allowed by pyproject.toml and pin them in constraints.txt.

@@ -216,3 +216,14 @@ def test_json_is_strict_and_markdown_escapes_cells(tmp_path):
     line = next(ln for ln in md_path.read_text().splitlines() if ln.startswith("| a |"))
     assert "line one line \\| two" in line and line.count(" | ") == 15
     assert to_markdown(results).count("## Fit") == 1
+
+
+def test_speed_table_reports_ratios_against_the_limit_and_pm_fit():
+    from bench.speed import RUNNERS, to_markdown
+
+    runners = {name: {"steps_per_s": 100.0 * (k + 1), "rates": [1.0, 2.0, 3.0], "final_neg_elbo": 1.0,
+                      "test_nll": 0.1, "wall_s": 1.0, "dtype": "float32", "steps": 10} for k, name in enumerate(RUNNERS)}
+    text = to_markdown([{"config": "c", "floatX": "float32", "workloads": {"w": {"description": "", "runners": runners}}}])
+    limit = runners["limit"]["steps_per_s"]
+    bnn = runners["bnn_ppl"]["steps_per_s"]
+    assert f"| w | bnn_ppl | 10 | {bnn:,.0f} | 1 / 2 / 3 | {bnn / limit:.2f} | {bnn / 100:.1f} |" in text
