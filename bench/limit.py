@@ -152,3 +152,104 @@ def build_limit(workload: Workload, *, noise: str = "step", kl: str = "mc", lear
 
     run_jit = jax.jit(run, static_argnums=(2,))
     return Limit(run=run_jit, state=state, predict=predict, dim=dim, variant=f"noise={noise}, kl={kl}")
+
+
+def floor_breakdown(workload: Workload, steps: int, dtype: str = "float32", repeats: int = 3) -> dict[str, float]:
+    """Microseconds per step of the pieces of an ADVI step, each in its own jitted ``lax.scan``:
+
+    - ``likelihood_grad``: value and gradient of the minibatch log-likelihood at a moving theta
+      (the network's forward and backward pass, the rows gathered): what no estimator avoids;
+    - ``noise``: the step's D standard normals (threefry, JAX's default generator);
+    - ``limit``: the whole hand-written step (:func:`build_limit`, the faster noise variant).
+
+    ``1 - likelihood_grad / limit`` bounds what any leaner optimiser, sampler or KL could save.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    limits = [build_limit(workload, noise=noise, dtype=dtype) for noise in ("step", "chunk")]
+    n_obs, batch = workload.X_train.shape[0], workload.batch_size
+    X = jnp.asarray(workload.X_train, dtype)
+    y = jnp.asarray(workload.y_train.astype(np.int32))
+    layers = dense_layers(workload)
+    acts = [_jax_activation(layer.activation) for layer in layers]
+    bernoulli = isinstance(workload.spec.likelihood, bp.Bernoulli)
+    dim = limits[0].dim
+    shapes = []
+    for layer in layers:
+        shapes.append((layer.fan_in, layer.units))
+        if layer.bias:
+            shapes.append((layer.units,))
+    offsets = np.cumsum([0, *[int(np.prod(s)) for s in shapes]])
+
+    def loglik(theta, xb, yb):
+        h, k = xb, 0
+        for layer, act in zip(layers, acts):
+            h = h @ theta[offsets[k]:offsets[k + 1]].reshape(layer.fan_in, layer.units)
+            k += 1
+            if layer.bias:
+                h = h + theta[offsets[k]:offsets[k + 1]]
+                k += 1
+            h = act(h)
+        if bernoulli:
+            return jnp.sum(yb * h[:, 0] - jax.nn.softplus(h[:, 0]))
+        return jnp.sum(jnp.take_along_axis(jax.nn.log_softmax(h), yb[:, None], axis=1))
+
+    grad = jax.value_and_grad(loglik)
+
+    def lik_body(theta, key):
+        if batch is None:
+            xb, yb = X, y
+        else:
+            idx = jax.random.randint(key, (batch,), 0, n_obs)
+            xb, yb = X[idx], y[idx]
+        value, g = grad(theta, xb, yb)
+        return theta + 1e-7 * g, value
+
+    def noise_body(total, key):
+        return total + jnp.sum(jax.random.normal(key, (dim,), dtype)), None
+
+    lik = jax.jit(lambda th, keys: jax.lax.scan(lik_body, th, keys))
+    noise = jax.jit(lambda keys: jax.lax.scan(noise_body, jnp.zeros((), dtype), keys))
+    keys = jax.random.split(jax.random.key(0), steps)
+    theta0 = jnp.asarray(np.random.default_rng(0).normal(0, 0.3, dim), dtype)
+
+    def best(fn):
+        jax.block_until_ready(fn())
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn())
+            times.append(time.perf_counter() - t0)
+        return min(times) / steps * 1e6
+
+    for limit in limits:
+        limit.fit(steps)
+    return {
+        "likelihood_grad_us": best(lambda: lik(theta0, keys)),
+        "noise_us": best(lambda: noise(keys)),
+        "limit_us": min(best(lambda lim=lim: lim.run(lim.state, jax.random.key(1), steps)) for lim in limits),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m bench.limit``: the per-step floor table of each workload (float32, the caller's threads)."""
+    import argparse
+
+    from bench.workloads import make_workloads
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--workloads", default="moons,digits,synthetic784")
+    args = parser.parse_args(argv)
+    print("| workload | likelihood value+grad (us/step) | noise draw (us/step) | whole hand-written step (us/step) | "
+          "likelihood share | best possible speed-up over the limit |\n|---|---:|---:|---:|---:|---:|")
+    for workload in make_workloads(args.workloads.split(",")):
+        steps = 200 if workload.name == "synthetic784" else 5000
+        f = floor_breakdown(workload, steps)
+        share = f["likelihood_grad_us"] / f["limit_us"]
+        print(f"| {workload.name} | {f['likelihood_grad_us']:,.1f} | {f['noise_us']:,.1f} | {f['limit_us']:,.1f} | "
+              f"{share:.2f} | {1 / share:.2f}x |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -29,11 +29,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import statistics
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,40 @@ class _Bnn:
                 "test_nll": _nll(proba, self.workload.y_test), "wall_s": wall, "dtype": str(result.params()["mu"].dtype)}
 
 
+def _median_ms(fn: Any, repeats: int = 15) -> float:
+    fn()  # compile / warm
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
+def predict_times(workload: Any, draws: int = 500) -> dict[str, float]:
+    """Posterior predictive, ``draws`` x the test rows: bnn_ppl's compiled predictor against a
+    jitted ``jax.vmap`` of the same forward pass (the hand-written limit's, drawing its own
+    posterior samples), at the parameters of a short fit; alternated, median ms of each."""
+    import jax
+
+    import bnn_ppl as bp
+    from bench.limit import build_limit
+
+    built = bp.build_model(workload.spec, workload.X_train, workload.y_train, batch_size=workload.batch_size)
+    result = bp.fit(built, 2000, method="advi", random_seed=0, progressbar=False)
+    predictor = result.predictor()
+    limit = build_limit(dataclasses.replace(workload, eval_draws=draws), dtype=str(result.params()["mu"].dtype))
+    X_test = np.asarray(workload.X_test, dtype=limit.state[0][0].dtype)
+    key = jax.random.key(0)
+    out: dict[str, list[float]] = {"bnn_ppl predictor().sample": [], "jitted jax.vmap forward": []}
+    for _ in range(3):
+        out["bnn_ppl predictor().sample"].append(
+            _median_ms(lambda: predictor.sample(workload.X_test, draws=draws, random_seed=0)))
+        out["jitted jax.vmap forward"].append(
+            _median_ms(lambda: jax.block_until_ready(limit.predict(limit.state[0], key, X_test))))
+    return {name: statistics.median(values) for name, values in out.items()}
+
+
 class _Limit:
     def __init__(self, workload: Any, kl: str, dtype: str) -> None:
         from bench.limit import build_limit
@@ -111,7 +147,7 @@ def _row_of(fit_row: Any) -> dict[str, Any]:
             "wall_s": fit_row.fit_wall_s, "dtype": fit_row.dtype, "error": fit_row.error}
 
 
-def run_config(config: str, workloads: list[str], repeats: int, quick: bool) -> dict[str, Any]:
+def run_config(config: str, workloads: list[str], repeats: int, quick: bool, partial: Path | None = None) -> dict[str, Any]:
     """Run every runner on every workload, interleaved; in the current process (its env set by the caller)."""
     from bnn_ppl.array_ops import pymc_jax_bridge
 
@@ -145,19 +181,31 @@ def run_config(config: str, workloads: list[str], repeats: int, quick: bool) -> 
         rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in RUNNERS}
         for r in range(repeats):
             for name in RUNNERS:
-                rounds[name].append(calls[name](r))
+                try:
+                    rounds[name].append(calls[name](r))
+                except Exception as err:  # noqa: BLE001 - a failing runner (pm.fit diverging) is a table entry
+                    message = "".join(traceback.format_exception_only(err)).strip().splitlines()[0][:200]
+                    rounds[name].append({"steps_per_s": math.nan, "final_neg_elbo": math.nan, "test_nll": math.nan,
+                                         "error": message})
                 _log(f"[{config}] {workload.name} round {r} {name}: {rounds[name][-1]['steps_per_s']:,.0f} steps/s")
         table = {}
         for name, results in rounds.items():
             rates = [x["steps_per_s"] for x in results]
+            finite = lambda key: [x[key] for x in results if math.isfinite(x[key])]  # noqa: E731
             table[name] = {
-                "steps_per_s": statistics.median(rates), "rates": [round(x, 1) for x in rates],
-                "final_neg_elbo": statistics.median(x["final_neg_elbo"] for x in results),
-                "test_nll": statistics.median(x["test_nll"] for x in results),
+                "steps_per_s": statistics.median(finite("steps_per_s")) if finite("steps_per_s") else math.nan, "rates": [round(x, 1) for x in rates],
+                "final_neg_elbo": statistics.median(finite("final_neg_elbo")) if finite("final_neg_elbo") else math.nan,
+                "test_nll": statistics.median(finite("test_nll")) if finite("test_nll") else math.nan,
                 "wall_s": statistics.median(x.get("wall_s", float("nan")) for x in results),
                 "dtype": results[0].get("dtype"), "steps": workload.pm_fit_steps if name.startswith("pm.fit") else workload.steps,
+                "errors": sorted({x["error"] for x in results if x.get("error")}),
             }
         out["workloads"][workload.name] = {"description": workload.description, "runners": table}
+        if workload.name in ("moons", "digits"):
+            out["workloads"][workload.name]["predict_ms"] = predict_times(workload)
+            _log(f"[{config}] {workload.name} predictive: {out['workloads'][workload.name]['predict_ms']}")
+        if partial is not None:  # what is measured so far survives a failure later in the run
+            partial.write_text(json.dumps(out, indent=1))
     return out
 
 
@@ -165,17 +213,42 @@ def to_markdown(results: list[dict[str, Any]]) -> str:
     lines = []
     for res in results:
         lines.append(f"### {res['config']} (floatX {res['floatX']})\n")
-        lines.append("| workload | runner | steps | steps/s (median) | rounds | x limit | x pm.fit default | final -ELBO | test NLL |")
-        lines.append("|---|---|---:|---:|---|---:|---:|---:|---:|")
+        lines.append("| workload | runner | steps | steps/s (median) | rounds | x limit | x pm.fit default | final -ELBO | "
+                     "test NLL | error |")
+        lines.append("|---|---|---:|---:|---|---:|---:|---:|---:|---|")
         for name, w in res["workloads"].items():
             t = w["runners"]
             limit, pm_default = t["limit"]["steps_per_s"], t["pm.fit default"]["steps_per_s"]
             for runner, row in t.items():
                 rate = row["steps_per_s"]
+                if not math.isfinite(rate):
+                    lines.append(f"| {name} | {runner} | {row['steps']:,} | – | – | – | – | – | – | "
+                                 f"{'; '.join(row.get('errors', []))[:120]} |")
+                    continue
+                vs_pm = f"{rate / pm_default:.1f}" if math.isfinite(pm_default) else "–"
                 lines.append(
                     f"| {name} | {runner} | {row['steps']:,} | {rate:,.0f} | {' / '.join(f'{x:,.0f}' for x in row['rates'])} | "
-                    f"{rate / limit:.2f} | {rate / pm_default:.1f} | {row['final_neg_elbo']:,.1f} | {row['test_nll']:.3f} |")
+                    f"{rate / limit:.2f} | {vs_pm} | {row['final_neg_elbo']:,.1f} | {row['test_nll']:.3f} | |")
         lines.append("")
+        lines.append("| workload | whole call (after a warm-up fit) | wall s (median) | x pm.fit default |")
+        lines.append("|---|---|---:|---:|")
+        for name, w in res["workloads"].items():
+            t = w["runners"]
+            base = t["pm.fit default"].get("wall_s", math.nan)
+            for runner in ("pm.fit default", "pm.fit adam", "bnn_ppl", "bnn_ppl closed-form KL"):
+                wall = t[runner].get("wall_s", math.nan)
+                if math.isfinite(wall):
+                    lines.append(f"| {name} | {runner} | {wall:.2f} | {base / wall if math.isfinite(base) else math.nan:.1f}x |")
+        lines.append("")
+        predict = {name: w["predict_ms"] for name, w in res["workloads"].items() if "predict_ms" in w}
+        if predict:
+            lines.append("| workload | route | 500 draws x test rows, median ms | x jitted jax.vmap |")
+            lines.append("|---|---|---:|---:|")
+            for name, routes in predict.items():
+                base = routes["jitted jax.vmap forward"]
+                for route, ms in routes.items():
+                    lines.append(f"| {name} | {route} | {ms:.2f} | {ms / base:.2f} |")
+            lines.append("")
     return "\n".join(lines)
 
 
@@ -192,8 +265,9 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     workloads = args.workloads.split(",")
     if args.in_process:  # one configuration, env already set by the parent
-        result = run_config(args.in_process, workloads, args.repeats, args.quick)
-        (out / f"speed_{args.in_process}.json").write_text(json.dumps(result, indent=1))
+        target = out / f"speed_{args.in_process}.json"
+        result = run_config(args.in_process, workloads, args.repeats, args.quick, partial=target)
+        target.write_text(json.dumps(result, indent=1))
         return
     results = []
     for config in args.configs.split(","):

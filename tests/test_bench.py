@@ -227,3 +227,7 @@ def test_speed_table_reports_ratios_against_the_limit_and_pm_fit():
     limit = runners["limit"]["steps_per_s"]
     bnn = runners["bnn_ppl"]["steps_per_s"]
     assert f"| w | bnn_ppl | 10 | {bnn:,.0f} | 1 / 2 / 3 | {bnn / limit:.2f} | {bnn / 100:.1f} |" in text
+    runners["pm.fit default"].update(steps_per_s=float("nan"), errors=["FloatingPointError: NaN"])
+    text = to_markdown([{"config": "c", "floatX": "float32", "workloads": {"w": {"description": "", "runners": runners}}}])
+    assert "| w | pm.fit default | 10 | – |" in text and "FloatingPointError" in text
+    assert f"| w | bnn_ppl | 10 | {bnn:,.0f} | 1 / 2 / 3 | {bnn / limit:.2f} | – |" in text

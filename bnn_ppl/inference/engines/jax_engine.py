@@ -1,7 +1,8 @@
 """The JAX engine: chunks of ADVI steps in one ``lax.scan``, jit-compiled once per fit shape.
 
 The model log-density comes from PyMC's own graph (``flat_logp``), translated to JAX by
-``pymc.sampling.jax.get_jaxified_graph``; the ELBO estimator (``mc_draws`` reparameterised draws
+``pymc.sampling.jax.get_jaxified_graph``, except the fixed Normal prior terms, which the
+estimator (:class:`~bnn_ppl.inference.estimator.ELBO`) evaluates in one flat pass; the ELBO estimator (``mc_draws`` reparameterised draws
 from the family plus its analytic entropy), Adam and minibatch sampling (uniform indices with replacement, like
 ``pm.Minibatch``) run inside the scan. Data are jit arguments, never constants. Runs on a GPU
 when JAX sees one.

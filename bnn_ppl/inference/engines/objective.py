@@ -47,13 +47,15 @@ class FlatLogp:
         The model log-density, ``rest + rows.sum()`` (equal to ``model.logp()``).
     gaussian_mask : ndarray of bool
         (D,): True at every coordinate of a free variable with a Normal prior whose mean and
-        sigma are fixed (constants and ``prior_scale``, no other random variable): the terms
-        a closed-form KL can take over.
+        sigma are fixed (constants and ``prior_scale``, no other random variable). The engines
+        evaluate these terms in one elementwise pass over theta (or, with
+        ``ELBO(kl="closed_form")``, in closed form) instead of PyMC's per-variable graph.
     gaussian_mu, gaussian_sigma : TensorVariable
         (D,): those coordinates' prior means and sigmas (graphs of ``prior_scale`` only; 0 and
         1 elsewhere).
     rest_other : TensorVariable
-        ``rest`` without those Normal terms (the part the closed-form KL still samples).
+        ``rest`` without those Normal terms: what the engines take from PyMC's graph (every
+        other prior, Jacobians, user-added variables and potentials).
     size : int
         D, the number of unconstrained parameters.
     X, y_data : ndarray
