@@ -88,6 +88,20 @@ def _predict(xp: Any, layers: list, likelihood: Any, params: dict, X: Any, refer
     return likelihood.link(xp, out[..., rows:, :])
 
 
+#: With ``backend=None``, a call whose draws x rows x parameters reaches this runs under
+#: ``jax.jit`` (when JAX is installed) instead of numpy. 500 draws x the test rows, median ms
+#: (numpy / JAX; float64, then float32 on one thread): moons 2-5-5-1 (12.8M) 18.5 / 5.9 and
+#: 10.4 / 3.3, digits 64-32-10 (1.1G) 215 / 164 and 109 / 90; the first JAX call of a shape
+#: compiles (~0.3 s), so small calls stay in numpy (a fast first prediction).
+AUTO_JAX_WORK = 200_000_000
+
+
+def _auto_jax(layers: list, likelihood: Any) -> Any:
+    import importlib.util
+
+    return _jax_predict(layers, likelihood) if importlib.util.find_spec("jax") is not None else None
+
+
 def _jax_predict(layers: list, likelihood: Any) -> Any:
     """:func:`_predict` under ``jax.jit`` (traced once per chunk shape)."""
     import jax
@@ -170,6 +184,7 @@ class BatchedSampler:
         self._reference = None if built.reference_X is None else built.reference_X.astype(float_dtype())
         self.reference_rows = 0 if self._reference is None else self._reference.shape[0]
         self._jax_fn = _jax_predict(self._layers, self._likelihood) if backend == "jax" else None
+        self._n_params = sum(p.size for layer in self._layers for p in layer.params)
         self.n_compiles = 0 if self._weights_fn is None else 1
 
     @property
@@ -207,6 +222,8 @@ class BatchedSampler:
         for (name, key), value in zip(self._keys, tensors, strict=False):
             params[name][key] = value
         X = X.astype(float_dtype(), copy=False)
+        if self._jax_fn is None and self.backend is None and thetas.shape[0] * X.shape[0] * self._n_params >= AUTO_JAX_WORK:
+            self._jax_fn = _auto_jax(self._layers, self._likelihood)
         if self._jax_fn is not None:
             out = [np.asarray(self._jax_fn(params, X, self._reference))]
         else:
