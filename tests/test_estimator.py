@@ -74,7 +74,7 @@ def test_lean_objective_is_pymc_logp_and_closed_form_agrees_in_expectation(prior
     built = bp.build_model(spec, X, y)
     family = resolve_family("advi")
     flat, fn, prior_fn, params, layout = _setup(built, family)
-    draws = 1500
+    draws = 800
     eps = jax.random.normal(jax.random.key(1), (draws, flat.size))
     closed, _ = _estimates(flat, fn, prior_fn, family, params, bp.ELBO(kl="closed_form"), eps)
     sampled, _ = _estimates(flat, fn, prior_fn, family, params, bp.ELBO(), eps)

@@ -76,7 +76,7 @@ def test_params_are_written_back_into_the_pymc_approximation(small_fit):
         ({"n": 0}, ["'n' parameter of fit", "positive integer", "Got 0"]),
         ({"n": 2.5}, ["'n'", "Got 2.5"]),
         ({"n": True}, ["'n'", "Got True"]),
-        ({"method": "svgd"}, ["'method'", "['advi', 'fullrank_advi', 'lowrank_advi']", "Got 'svgd'"]),
+        ({"method": "svgd"}, ["'method'", "['advi', 'fullrank_advi', 'lowrank_advi', 'unitrank_advi']", "Got 'svgd'"]),
         ({"backend": "gpu"}, ["'backend'", "'numba'", "'jax'", "Got 'gpu'"]),
         ({"learning_rate": 0}, ["'learning_rate'", "positive number", "Got 0"]),
         ({"learning_rate": -0.1}, ["'learning_rate'", "Got -0.1"]),

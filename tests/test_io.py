@@ -323,7 +323,7 @@ def test_small_members_may_compress_well(saved, tmp_path):
     ("fit.json", _edit_fit(interrupted="no"), ["'interrupted'", "true or false", "Got 'no'"]),
     ("fit.json", _edit_fit(feature_names={"a": 1}), ["'feature_names'", "a list of strings"]),
     ("fit.json", _edit_fit(ordering=[["dense_0_w", "2x3"]]), ["'ordering'", "[name, shape] pairs"]),
-    ("fit.json", _edit_fit(method=["advi"]), ["'method'", "one of ['advi', 'fullrank_advi', 'lowrank_advi']"]),
+    ("fit.json", _edit_fit(method=["advi"]), ["'method'", "one of ['advi', 'fullrank_advi', 'lowrank_advi', 'unitrank_advi']"]),
     ("fit.json", _edit_fit(learning_rate=float("nan")), ["'learning_rate'", "positive number", "Got nan"]),
     ("fit.json", _edit_fit(extra=1), ["fit.json has unknown field(s) ['extra']"]),
     ("fit.json", lambda data: b"[1, 2]", ["fit.json must hold a JSON object", "Got a list ([1, 2])"]),
