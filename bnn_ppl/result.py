@@ -77,10 +77,11 @@ def fit(built: BuiltModel, n: int = 30_000, **options: Any) -> FitResult:
         From :func:`bnn_ppl.build_model`.
     n : int
         Optimisation steps.
-    method : {"auto", "advi", "fullrank_advi", "lowrank_advi"} or Family
+    method : {"auto", "advi", "fullrank_advi", "lowrank_advi", "unitrank_advi"} or Family
         The variational family (:data:`bnn_ppl.inference.families.FAMILIES`): mean-field,
-        full-rank (few parameters only) or low-rank plus diagonal, by name or as an instance
-        with settings (``bp.LowRank(rank=4)``). ``"auto"`` is full-rank up to
+        full-rank (few parameters only), low-rank plus diagonal, or per-unit rank-one plus
+        diagonal (``bp.UnitRank``: O(D), for wide layers), by name or as an instance with
+        settings (``bp.LowRank(rank=4)``). ``"auto"`` is full-rank up to
         :data:`~bnn_ppl.inference.families.AUTO_FULLRANK_MAX` parameters (where it matched
         NUTS on moons and mean-field pruned units), mean-field above.
     engine : str

@@ -22,6 +22,7 @@ from bnn_ppl import io as model_io
 from bnn_ppl.compile import build_model
 from bnn_ppl.compile.data import float_dtype
 from bnn_ppl.errors import DataError, ModelFileError, ParameterError, SpecError
+from bnn_ppl.predictive.quality import evaluate as evaluate_quality
 from bnn_ppl.result import fit as fit_advi
 from bnn_ppl.spec import Bernoulli, Categorical, Dense, Network, Normal, NormalLikelihood, Prior
 
@@ -114,12 +115,10 @@ class _BNNBase(BaseEstimator):
         built = build_model(spec, X, y, self.batch_size,
                             feature_names=None if names is None else [str(n) for n in names],
                             class_names=class_names)
-        self.result_ = fit_advi(
-            built, n=self.n_iter, method=self.method, engine=self.engine, backend=self.backend,
-            learning_rate=self.learning_rate if learning_rate is None else learning_rate, init_sigma=self.init_sigma,
-            random_seed=fit_seed, progressbar=self.progressbar, ensemble=self.ensemble, mc_draws=self.mc_draws,
-            elbo=self.elbo,
-        )
+        passed = ("method", "engine", "backend", "init_sigma", "progressbar", "ensemble", "mc_draws", "elbo")
+        rate = self.learning_rate if learning_rate is None else learning_rate
+        self.result_ = fit_advi(built, n=self.n_iter, learning_rate=rate, random_seed=fit_seed,
+                                **{name: getattr(self, name) for name in passed})
         self.predict_seed_ = predict_seed
         self.n_iter_ = self.result_.n_steps
         self.loss_curve_ = self.result_.losses
@@ -139,8 +138,6 @@ class _BNNBase(BaseEstimator):
     def evaluate(self, X: Any, y: Any) -> Any:
         """Held-out quality (:class:`bnn_ppl.predictive.quality.Quality`): log predictive density and,
         for a classifier, accuracy and ECE; for a regressor, RMSE and interval coverage in the units of ``y``."""
-        from bnn_ppl.predictive.quality import evaluate
-
         predictor, X = self._predictor(X)
         y = np.asarray(y)
         if hasattr(self, "classes_"):
@@ -148,10 +145,10 @@ class _BNNBase(BaseEstimator):
             unknown = sorted({v for v in y.tolist() if v not in index}, key=str)
             if unknown:
                 raise DataError(f"y holds labels {unknown[:5]} the estimator was not fitted on ({self.classes_.tolist()}).")
-            return evaluate(predictor, X, np.array([index[v] for v in y.tolist()]), draws=self.draws,
-                            random_seed=self.predict_seed_)
-        q = evaluate(predictor, X, (np.asarray(y, dtype=float) - self.y_mean_) / self.y_scale_, draws=self.draws,
-                     random_seed=self.predict_seed_)
+            return evaluate_quality(predictor, X, np.array([index[v] for v in y.tolist()]), draws=self.draws,
+                                    random_seed=self.predict_seed_)
+        y_std = (np.asarray(y, dtype=float) - self.y_mean_) / self.y_scale_
+        q = evaluate_quality(predictor, X, y_std, draws=self.draws, random_seed=self.predict_seed_)
         return type(q)(lpd=q.lpd - float(np.log(self.y_scale_)), rows=q.rows, draws=q.draws,
                        rmse=q.rmse * self.y_scale_, coverage=q.coverage)
 
@@ -183,8 +180,7 @@ class _BNNBase(BaseEstimator):
                         bias_prior=result.spec.bias_prior if bias_set else None)
         if state.get("custom_family"):
             self.set_params(method=result.family)
-        if not result.elbo.is_default:
-            self.set_params(elbo=result.elbo)
+        self.set_params(elbo=None if result.elbo.is_default else result.elbo)
         for name in _FITTED:
             if name in state:
                 value = state[name]
@@ -264,7 +260,7 @@ class BNNClassifier(ClassifierMixin, _BNNBase):
         Adam step size and the initial posterior standard deviation.
     method : str or Family
         The variational family, passed to :func:`bnn_ppl.fit` (``"advi"``, ``"fullrank_advi"``,
-        ``"lowrank_advi"`` or an instance such as ``bnn_ppl.LowRank(rank=4)``).
+        ``"lowrank_advi"``, ``"unitrank_advi"`` or an instance such as ``bnn_ppl.LowRank(rank=4)``).
     engine, backend : str
         Passed to :func:`bnn_ppl.fit`.
     draws : int
@@ -275,10 +271,8 @@ class BNNClassifier(ClassifierMixin, _BNNBase):
         Show the fit's progress bar.
     ensemble : int
         Independent fits run together and mixed with equal weights (``fit(ensemble=...)``).
-    mc_draws : int
-        Monte Carlo draws per step.
-    elbo : bnn_ppl.ELBO, optional
-        The -ELBO estimator (``fit(elbo=...)``: closed-form KL, path gradient).
+    mc_draws, elbo : int, bnn_ppl.ELBO or None
+        Monte Carlo draws per step and the -ELBO estimator (``fit(mc_draws=..., elbo=...)``).
 
     Attributes
     ----------

@@ -145,7 +145,8 @@ def static_length(x: Any) -> int:
 
 
 def resolve_family(method: Any, options: dict[str, Any] | None = None, n_params: int | None = None) -> Family:
-    """A :class:`Family` from a name (``"advi"``, ``"fullrank_advi"``, ``"lowrank_advi"``), ``"auto"`` or an instance.
+    """A :class:`Family` from a name (``"advi"``, ``"fullrank_advi"``, ``"lowrank_advi"``, ``"unitrank_advi"``),
+    ``"auto"`` or an instance.
 
     ``"auto"`` picks by the number of parameters ``n_params``: full-rank up to
     :data:`AUTO_FULLRANK_MAX`, mean-field above.
