@@ -2,10 +2,10 @@
 
 The model log-density comes from PyMC's own graph (``flat_logp``), translated to JAX by
 ``pymc.sampling.jax.get_jaxified_graph``, except the fixed Normal prior terms, which the
-estimator (:class:`~bnn_ppl.inference.estimator.ELBO`) evaluates in one flat pass; the ELBO estimator (``mc_draws`` reparameterised draws
-from the family plus its analytic entropy), Adam and minibatch sampling (uniform indices with replacement, like
-``pm.Minibatch``) run inside the scan. Data are jit arguments, never constants. Runs on a GPU
-when JAX sees one.
+estimator (:class:`~bnn_ppl.inference.estimator.ELBO`: ``mc_draws`` reparameterised draws from
+the family) evaluates in one flat pass; the estimator, Adam and minibatch sampling (uniform
+indices with replacement, like ``pm.Minibatch``) run inside the scan. Data are jit arguments,
+never constants. Runs on a GPU when JAX sees one.
 """
 
 from __future__ import annotations
@@ -37,8 +37,7 @@ _HALF_LOG_2PI = 0.5 * np.log(2 * np.pi)
 
 
 def _build_step(logp_fn, family, batch_size: int | None, mc_draws: int, members: int, tolerate: bool, folds: bool,
-                row_sharding: Any = None, streamed: bool = False, elbo: ELBO = ELBO(), prior_fn: Any = None,
-                gaussian_mask: Any = None):
+                row_sharding: Any = None, streamed: bool = False, *, elbo: ELBO, prior_fn: Any, gaussian_mask: Any):
     """The jitted chunk function ``run(carry, key, X, y, n_total, hyper, length)``.
 
     ``hyper`` holds what may differ between members without changing the compiled graph (a

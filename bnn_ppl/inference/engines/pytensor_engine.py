@@ -24,7 +24,7 @@ from bnn_ppl.inference.estimator import ELBO
 __all__ = ["PytensorEngine"]
 
 def _compile_chunk(flat: FlatLogp, family, shapes: dict, batch_size: int | None, lr: float, mc_draws: int, mode,
-                   elbo: ELBO = ELBO()):
+                   elbo: ELBO):
     from bnn_ppl.array_ops import pytensor_ops
 
     xp = pytensor_ops()
