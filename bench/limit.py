@@ -39,6 +39,7 @@ class Limit:
     predict: Any
     dim: int
     variant: str
+    loglik: Any = None  # loglik(theta, X_batch, y_batch): the minibatch log-likelihood (N/B-scaled)
 
     def fit(self, steps: int, seed: int = 0) -> tuple[float, np.ndarray]:
         """Run ``steps`` steps from the initial state; returns (steady steps/s of this call, losses).
@@ -151,7 +152,7 @@ def build_limit(workload: Workload, *, noise: str = "step", kl: str = "mc", lear
         return jax.nn.sigmoid(z[..., 0]) if bernoulli else jax.nn.softmax(z, axis=-1)
 
     run_jit = jax.jit(run, static_argnums=(2,))
-    return Limit(run=run_jit, state=state, predict=predict, dim=dim, variant=f"noise={noise}, kl={kl}")
+    return Limit(run=run_jit, state=state, predict=predict, dim=dim, variant=f"noise={noise}, kl={kl}", loglik=loglik)
 
 
 def floor_breakdown(workload: Workload, steps: int, dtype: str = "float32", repeats: int = 3) -> dict[str, float]:
@@ -171,31 +172,8 @@ def floor_breakdown(workload: Workload, steps: int, dtype: str = "float32", repe
     n_obs, batch = workload.X_train.shape[0], workload.batch_size
     X = jnp.asarray(workload.X_train, dtype)
     y = jnp.asarray(workload.y_train.astype(np.int32))
-    layers = dense_layers(workload)
-    acts = [_jax_activation(layer.activation) for layer in layers]
-    bernoulli = isinstance(workload.spec.likelihood, bp.Bernoulli)
     dim = limits[0].dim
-    shapes = []
-    for layer in layers:
-        shapes.append((layer.fan_in, layer.units))
-        if layer.bias:
-            shapes.append((layer.units,))
-    offsets = np.cumsum([0, *[int(np.prod(s)) for s in shapes]])
-
-    def loglik(theta, xb, yb):
-        h, k = xb, 0
-        for layer, act in zip(layers, acts):
-            h = h @ theta[offsets[k]:offsets[k + 1]].reshape(layer.fan_in, layer.units)
-            k += 1
-            if layer.bias:
-                h = h + theta[offsets[k]:offsets[k + 1]]
-                k += 1
-            h = act(h)
-        if bernoulli:
-            return jnp.sum(yb * h[:, 0] - jax.nn.softplus(h[:, 0]))
-        return jnp.sum(jnp.take_along_axis(jax.nn.log_softmax(h), yb[:, None], axis=1))
-
-    grad = jax.value_and_grad(loglik)
+    grad = jax.value_and_grad(limits[0].loglik)
 
     def lik_body(theta, key):
         if batch is None:

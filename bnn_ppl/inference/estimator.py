@@ -33,15 +33,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
-
 from bnn_ppl.errors import ParameterError
+from bnn_ppl.inference.families._base import HALF_LOG_2PI
 
 __all__ = ["ELBO", "KL_CHOICES", "GRADIENTS", "normal_logp", "resolve_elbo"]
 
 KL_CHOICES = ("mc", "closed_form")
 GRADIENTS = ("reparameterization", "path")
-_HALF_LOG_2PI = 0.5 * np.log(2 * np.pi)
 
 
 @dataclass(frozen=True)
@@ -98,7 +96,7 @@ class ELBO:
         mask, mu, sigma = gaussian
         if self.kl == "closed_form":
             var = family.marginal_var(xp, q)
-            terms = -xp.log(sigma) - _HALF_LOG_2PI - ((q["mu"] - mu) ** 2 + var) / (2.0 * sigma * sigma)
+            terms = -xp.log(sigma) - HALF_LOG_2PI - ((q["mu"] - mu) ** 2 + var) / (2.0 * sigma * sigma)
             value = expected_logp + xp.sum(xp.where(mask, terms, 0.0))
         else:
             value = expected_logp + xp.mean(normal_logp(xp, theta, mask, mu, sigma))
@@ -111,7 +109,7 @@ class ELBO:
 def normal_logp(xp: Any, theta: Any, mask: Any, mu: Any, sigma: Any) -> Any:
     """``sum_i log N(theta_i; mu_i, sigma_i)`` over the coordinates where ``mask`` is True, per draw."""
     z = (theta - mu) / sigma
-    terms = -0.5 * z * z - xp.log(sigma) - _HALF_LOG_2PI
+    terms = -0.5 * z * z - xp.log(sigma) - HALF_LOG_2PI
     return xp.sum(xp.where(mask, terms, 0.0), axis=-1)
 
 

@@ -33,7 +33,6 @@ MAX_CHUNK_DRAWS = 8_000_000
 STREAM_CHUNK_BYTES = 64 * 2**20
 #: Size bound of the persistent JAX compilation cache :func:`use_persistent_cache` sets up.
 JAX_CACHE_BYTES = 512 * 2**20
-_HALF_LOG_2PI = 0.5 * np.log(2 * np.pi)
 
 
 def _build_step(logp_fn, family, batch_size: int | None, mc_draws: int, members: int, tolerate: bool, folds: bool,
