@@ -169,3 +169,43 @@ def test_estimators_take_the_elbo_and_keep_it_through_save_and_clone(data, tmp_p
     assert loaded.get_params()["elbo"] == elbo
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
     assert "ELBO kl=closed_form" in repr(clf.result_)
+
+
+@pytest.mark.parametrize("batch_size", [None, 8])
+def test_lean_bernoulli_rows_equal_pymcs_with_their_gradient_at_extreme_logits(batch_size, data):
+    """The engines' Bernoulli term (y f - softplus f) against PyMC's, per row, logits up to +-80."""
+    import pytensor
+    import pytensor.tensor as pt
+    from pytensor.scalar import Log, Sigmoid
+
+    from bnn_ppl.compile.likelihoods import OBSERVED_NAME
+    from bnn_ppl.inference.engines.objective import lean_bernoulli_rows
+
+    X, y = data
+    spec = bp.Network([bp.Dense(3), bp.Dense(1, "identity")], bp.Bernoulli(), prior=bp.Normal(1.0))
+    built = bp.build_model(spec, X, y, batch_size=batch_size)
+    model = built.model
+    rows = model.logp(vars=[model[OBSERVED_NAME]], sum=False)[0]
+    lean = lean_bernoulli_rows(rows)
+    assert lean is not rows  # the pattern was found in this PyMC's graph
+
+    def log_of_sigmoid(graph):  # PyMC's form: log(sigmoid(f)) nodes
+        def op(v):
+            return getattr(v.owner.op, "scalar_op", None) if v.owner is not None else None
+        return [v for v in pytensor.graph.traversal.ancestors([graph])
+                if isinstance(op(v), Log) and isinstance(op(v.owner.inputs[0]), Sigmoid)]
+
+    assert log_of_sigmoid(rows) and not log_of_sigmoid(lean)
+    values = model.value_vars
+    grads = [pt.grad(r.sum(), values) for r in (rows, lean)]
+    # one function: both graphs share the Minibatch node, so a call draws the same rows for both
+    fn = pytensor.function(values, [rows, lean, *grads[0], *grads[1]])
+    shapes = {name: np.shape(v) for name, v in model.initial_point().items()}
+    rng = np.random.default_rng(4)
+    for scale in (0.5, 30.0):  # ordinary and saturated logits (|f| up to ~80)
+        out = fn(**{v.name: rng.normal(0, scale, shapes[v.name]) for v in values})
+        k = len(values)
+        assert np.isfinite(out[1]).all()
+        np.testing.assert_allclose(out[1], out[0], rtol=1e-10, atol=1e-10)
+        for g_pymc, g_lean in zip(out[2:2 + k], out[2 + k:]):
+            np.testing.assert_allclose(g_lean, g_pymc, rtol=1e-8, atol=1e-10)

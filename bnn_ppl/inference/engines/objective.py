@@ -16,12 +16,14 @@ from pytensor.tensor.random.basic import NormalRV
 from pytensor.tensor.random.op import RandomVariable
 from pytensor.graph.replace import graph_replace
 from pytensor.graph.traversal import ancestors
+from pytensor.scalar import Cast, Log, Sigmoid, Sub, Switch
+from pytensor.tensor.elemwise import Elemwise
 from pytensor.tensor.random.type import RandomType
 
 from bnn_ppl.compile import BuiltModel
 from bnn_ppl.compile.likelihoods import OBSERVED_NAME
 
-__all__ = ["FlatLogp", "flat_logp"]
+__all__ = ["FlatLogp", "flat_logp", "lean_bernoulli_rows"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,35 @@ class FlatLogp:
     rest_other: pt.TensorVariable
 
 
+def _is(var, scalar_op: type) -> bool:
+    return var.owner is not None and isinstance(var.owner.op, Elemwise) and isinstance(var.owner.op.scalar_op, scalar_op)
+
+
+def lean_bernoulli_rows(rows: pt.TensorVariable) -> pt.TensorVariable:
+    """``rows`` with PyMC's Bernoulli-logit term written as ``y * f - softplus(f)``.
+
+    ``pm.Bernoulli(logit_p=f)`` evaluates ``switch(y, log(sigmoid(f)), log(1 - sigmoid(f)))``,
+    which PyTensor turns into two piecewise softplus (three exponentials and a ``log1p`` each,
+    every branch computed): for y in {0, 1} it equals ``y * f - max(f, 0) - log1p(exp(-|f|))``,
+    one exponential and one ``log1p`` per row, as stable for large ``|f|``. PyMC's bounds check
+    on ``y`` and its ``total_size`` scaling stay. Graphs without that pattern come back as they are.
+    """
+    replacements = {}
+    for var in ancestors([rows]):
+        if not _is(var, Switch):
+            continue
+        cond, yes, no = var.owner.inputs
+        if not (_is(cond, Cast) and _is(yes, Log) and _is(no, Log)):
+            continue
+        p, one_minus_p = yes.owner.inputs[0], no.owner.inputs[0]
+        if not (_is(p, Sigmoid) and _is(one_minus_p, Sub) and one_minus_p.owner.inputs[1] is p):
+            continue
+        f = p.owner.inputs[0]
+        y = pt.cast(cond.owner.inputs[0], f.dtype)
+        replacements[var] = (y * f - pt.maximum(f, 0) - pt.log1p(pt.exp(-pt.abs(f)))).astype(var.dtype)
+    return graph_replace(rows, replacements, strict=False) if replacements else rows
+
+
 def _fixed_normal(model, rv) -> bool:
     """A Normal free variable, untransformed, whose mean and sigma depend on no random variable."""
     if not isinstance(rv.owner.op, NormalRV) or model.rvs_to_transforms.get(rv) is not None:
@@ -93,7 +124,7 @@ def flat_logp(built: BuiltModel, ordering: dict) -> FlatLogp:
     """Build :class:`FlatLogp` for ``built`` in the layout of an approximation's ``ordering``."""
     model = built.model
     observed = model[OBSERVED_NAME]
-    rows = model.logp(vars=[observed], sum=False)[0]
+    rows = lean_bernoulli_rows(model.logp(vars=[observed], sum=False)[0])
     others = [rv for rv in model.basic_RVs if rv is not observed]
     rest = model.logp(vars=others + list(model.potentials))
     normals = [rv for rv in model.free_RVs if _fixed_normal(model, rv)]
