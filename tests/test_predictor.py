@@ -291,6 +291,28 @@ def test_memory_bounded_chunks_give_the_same_answer(binary_fit, regression_fit, 
         np.testing.assert_allclose(getattr(a, field), getattr(b, field), rtol=1e-9, atol=1e-12)
 
 
+def test_the_automatic_backend_is_chosen_for_the_whole_call_not_each_chunk(binary_fit, monkeypatch):
+    """Chunks far below AUTO_JAX_WORK still run under JAX when the call as a whole reaches it."""
+    pytest.importorskip("jax")
+    from bnn_ppl.predictive import samplers
+
+    X, _ = _binary_data()
+    draws = 20
+    full = binary_fit.predictor()
+    reference = full.sample(X, draws, random_seed=3)
+    n_params = binary_fit.built.spec.n_params()
+    monkeypatch.setattr(samplers, "AUTO_JAX_WORK", draws * X.shape[0] * n_params)  # this call, exactly
+    tiny = Predictor(samplers.BatchedSampler(binary_fit), full.spec, memory_budget_mb=0.001)
+    tiny.MIN_CHUNK_ROWS = 8
+    draw_chunk, row_chunk = tiny._chunks(X.shape[0], draws)
+    assert draw_chunk * row_chunk * n_params < samplers.AUTO_JAX_WORK
+    np.testing.assert_allclose(tiny.sample(X, draws, random_seed=3), reference, rtol=1e-6)
+    assert tiny.sampler._jax_fn is not None
+    small = Predictor(samplers.BatchedSampler(binary_fit), full.spec)
+    small.sample(X, draws - 1, random_seed=3)  # one draw less: below the threshold, numpy
+    assert small.sampler._jax_fn is None
+
+
 # ---------------------------------------------------------------- errors
 def test_predictor_errors(binary_fit):
     pred = binary_fit.predictor()

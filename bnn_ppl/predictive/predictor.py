@@ -154,7 +154,7 @@ class Predictor:
                 thetas = self.sampler.draw_params(d1 - d0, rng)
                 for r0 in range(0, n_rows, row_chunk):
                     r1 = min(n_rows, r0 + row_chunk)
-                    yield slice(d0, d1), slice(r0, r1), self.sampler.evaluate(thetas, X[r0:r1])
+                    yield slice(d0, d1), slice(r0, r1), self.sampler.evaluate(thetas, X[r0:r1], work=draws * n_rows)
 
     def _features(self, X: Any) -> np.ndarray | StreamedRows:
         """``X`` checked as floatX rows; memory-mapped, dask and zarr inputs are read chunk by chunk."""

@@ -215,14 +215,21 @@ class BatchedSampler:
         """(draws, D) posterior draws of the flat parameter vector."""
         return self._posterior.draw(draws, rng).astype(float_dtype())
 
-    def evaluate(self, thetas: np.ndarray, X: np.ndarray) -> list[np.ndarray]:
-        """Parameter draws (draws, rows[, classes]) for the given flat-parameter draws."""
+    def evaluate(self, thetas: np.ndarray, X: np.ndarray, *, work: int | None = None) -> list[np.ndarray]:
+        """Parameter draws (draws, rows[, classes]) for the given flat-parameter draws.
+
+        ``work``: draws x rows of the whole call this chunk belongs to (default: this chunk's),
+        which decides the backend when none was given (``AUTO_JAX_WORK``): a convnet's chunks
+        hold one draw each within the memory budget, yet the call as a whole is large (LeNet,
+        100 draws x 200 images, float32: 7.7 s chunk by chunk in numpy, 2.7 s under JAX).
+        """
         tensors = self._tensors(thetas)
         params: dict[str, dict[str, np.ndarray]] = {layer.name: {} for layer in self._layers}
         for (name, key), value in zip(self._keys, tensors, strict=False):
             params[name][key] = value
         X = X.astype(float_dtype(), copy=False)
-        if self._jax_fn is None and self.backend is None and thetas.shape[0] * X.shape[0] * self._n_params >= AUTO_JAX_WORK:
+        work = thetas.shape[0] * X.shape[0] if work is None else work
+        if self._jax_fn is None and self.backend is None and work * self._n_params >= AUTO_JAX_WORK:
             self._jax_fn = _auto_jax(self._layers, self._likelihood)
         if self._jax_fn is not None:
             out = [np.asarray(self._jax_fn(params, X, self._reference))]

@@ -122,6 +122,12 @@ class Conv2D(Layer):
         _, ho, wo = self.output_shape(in_shape)
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
         pads = self._padding(height, width)
+        native = getattr(xp, "conv2d", None)  # JAX: lax.conv_general_dilated (bnn_ppl.array_ops.OPTIONAL)
+        if native is not None:
+            out = native(h, params["w"], self.stride, pads)
+            if "b" in params:
+                out = out + params["b"][..., None, :, None, None]
+            return apply_activation(xp, self.activation, out)
         if any(p != (0, 0) for p in pads):
             h = xp.pad(h, [(0, 0)] * (h.ndim - 2) + pads)
         rows = (np.arange(ho) * sh)[:, None, None, None] + np.arange(kh)[None, None, :, None]
