@@ -74,12 +74,10 @@ def gradient_variance(result: Any, elbo: Any, mc_draws: int, draws: int, seed: i
         else:
             idx = jax.random.randint(k_idx, (batch,), 0, X.shape[0])
             xb, yb = X[idx], y[idx]
-        def logp(th):
-            rest, rows = fn(th, xb, yb, one)
-            return rest + rows.sum()
-
-        value = sum(logp(theta[s]) for s in range(mc_draws)) / mc_draws
-        return elbo.neg_elbo(xp, family, q, theta, value, gaussian)
+        parts = [fn(theta[s], xb, yb, one) for s in range(mc_draws)]  # (rest, rows) per draw
+        loglik = sum(rows.sum() for _, rows in parts) / mc_draws
+        rest = sum(r for r, _ in parts) / mc_draws
+        return elbo.neg_elbo(xp, family, q, theta, loglik, rest, gaussian)
 
     grads = jax.jit(jax.vmap(jax.grad(loss), in_axes=(None, 0)))(params, jax.random.split(jax.random.key(seed), draws))
     return float(sum(np.var(np.asarray(g, dtype=float), axis=0).sum() for g in grads.values()))

@@ -15,6 +15,8 @@ Usage::
   x = 0 over the mean std at x = +-1.5 ("in-between" uncertainty), for each setting and NUTS.
 - ``digits``: ``models/digits.toml`` (64-32-10), stratified 50/50 split, batch 128: accuracy,
   NLL, ECE, wall time per setting.
+- ``calibration``: the same digits split with ``Normal(10)`` priors, single fits, 4-member
+  ensembles and ensembles with a tempered KL (``bp.ELBO(kl_weight=...)``), against the default.
 
 Every fit is scored by :meth:`bnn_ppl.FitResult.evaluate` (4000 draws for the classifiers);
 NUTS's draws are scored by the same forward pass. One JSON line per fit is appended to
@@ -201,6 +203,39 @@ def run_digits(seeds: int, steps: int, out: Path) -> list[dict]:
                         seeds, steps, out)
 
 
+#: The calibration study: label -> (prior sigma, fit keyword arguments); 1.0 is models/digits.toml's.
+CALIBRATION_SETTINGS: dict[str, tuple[float, dict[str, Any]]] = {
+    "default (Normal(1), mean-field)": (1.0, {"method": "advi"}),
+    "Normal(10)": (10.0, {"method": "advi"}),
+    "Normal(10) x4": (10.0, {"method": "advi", "ensemble": 4}),
+    "Normal(10) x4, kl_weight 1/3": (10.0, {"method": "advi", "ensemble": 4, "elbo": bp.ELBO(kl_weight=1 / 3)}),
+    "Normal(10) x4, kl_weight 1/5": (10.0, {"method": "advi", "ensemble": 4, "elbo": bp.ELBO(kl_weight=1 / 5)}),
+}
+
+
+def run_calibration(seeds: int, steps: int, out: Path) -> list[dict]:
+    """digits 64-32-10 (batch 128): wider priors, ensembles and a tempered KL against the default."""
+    X, y = load_digits(return_X_y=True)
+    X_tr, X_te, y_tr, y_te = train_test_split(X / 16.0, y, test_size=0.5, random_state=0, stratify=y)
+    base = bp.load_spec("models/digits.toml")
+    models = {}
+    for sigma, _ in CALIBRATION_SETTINGS.values():
+        if sigma not in models:
+            spec = bp.Network(base.layers, base.likelihood, prior=bp.Normal(sigma), bias_prior=bp.Normal(sigma),
+                              name=base.name)
+            models[sigma] = bp.build_model(spec, X_tr, y_tr, batch_size=128)
+    rows = []
+    for seed in range(seeds):
+        for label, (sigma, kwargs) in CALIBRATION_SETTINGS.items():
+            t0 = time.perf_counter()
+            result = bp.fit(models[sigma], n=steps, random_seed=seed, progressbar=False, **kwargs)
+            fit_s = time.perf_counter() - t0
+            q = result.evaluate(X_te, y_te, draws=EVAL_DRAWS)
+            rows.append({"study": "calibration", "setting": label, "seed": seed, **q.to_dict(), "fit_s": fit_s})
+            _append(out, rows[-1])
+    return rows
+
+
 def run_notebook(seeds: int, steps: int, out: Path) -> list[dict]:
     """The seed notebook's own cells on ``built.model`` (no bnn_ppl call after build_model), 5 seeds."""
     from sklearn.datasets import make_moons as moons
@@ -274,7 +309,7 @@ def _median(rows: list[dict], key: str) -> float:
 
 def table(rows: list[dict]) -> str:
     lines = []
-    for study in ("moons", "gap", "digits", "notebook", "cost"):
+    for study in ("moons", "gap", "digits", "calibration", "notebook", "cost"):
         chosen = [r for r in rows if r["study"] == study]
         if not chosen:
             continue
@@ -331,7 +366,8 @@ def main(argv: list[str] | None = None) -> None:
         DIGITS_SETTINGS = tuple(k for k in DIGITS_SETTINGS if k in keep)
     global SKIP_GAP_NUTS
     SKIP_GAP_NUTS = args.no_nuts
-    runners = {"moons": run_moons, "gap": run_gap, "digits": run_digits, "notebook": run_notebook, "cost": run_cost}
+    runners = {"moons": run_moons, "gap": run_gap, "digits": run_digits, "notebook": run_notebook, "cost": run_cost,
+               "calibration": run_calibration}
     rows = []
     for study in args.studies.split(","):
         rows += runners[study](args.seeds, args.steps, args.out)

@@ -41,6 +41,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``bnn-ppl`` (subcommands validate, fit, predict)."""
     common = argparse.ArgumentParser(add_help=False)
@@ -78,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gradient", default="reparameterization", choices=GRADIENTS,
                    help="reparameterization (analytic entropy) or path (sticking the landing); "
                         "default reparameterization")
+    p.add_argument("--kl-weight", type=_positive_float, default=1.0,
+                   help="weight of the KL term: 1 is the ELBO, below 1 a tempered ('cold') posterior (default 1)")
     p.add_argument("--draws", type=_positive_int, default=500, help="posterior draws for predictions (default 500)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
 
@@ -213,7 +225,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     print(f"Fitting {spec.name} ({built.spec.n_params()} parameters) on {data.name}: "
           f"{len(data.y_train)} training rows, {args.steps} steps.", flush=True)
     result = fit(built, n=args.steps, method=args.method, engine=args.engine, ensemble=args.ensemble,
-                 elbo=ELBO(kl=args.kl, gradient=args.gradient), random_seed=args.seed, progressbar=sys.stderr.isatty())
+                 elbo=ELBO(kl=args.kl, gradient=args.gradient, kl_weight=args.kl_weight), random_seed=args.seed, progressbar=sys.stderr.isatty())
     predictor = result.predictor()
     if result.interrupted:
         print(f"Interrupted after {result.n_steps} of {args.steps} steps (Ctrl-C): the metrics and model below "

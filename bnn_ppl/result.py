@@ -105,8 +105,9 @@ def fit(built: BuiltModel, n: int = 30_000, **options: Any) -> FitResult:
     elbo : bp.ELBO, optional
         The -ELBO estimator: ``bp.ELBO(kl="closed_form")`` takes fixed Normal prior terms in
         closed form, ``bp.ELBO(gradient="path")`` uses the path-derivative ("sticking the
-        landing") gradient (JAX and numba engines). Default ``bp.ELBO()``: every prior term
-        sampled, analytic entropy (PyMC's ADVI objective).
+        landing") gradient, ``bp.ELBO(kl_weight=beta)`` weights the KL term (beta < 1: a
+        tempered posterior; JAX and numba engines). Default ``bp.ELBO()``: every prior term
+        sampled, analytic entropy, weight 1 (PyMC's ADVI objective).
     ensemble : int
         Independent fits run together in one compiled loop (JAX engine), each from its own
         seed; the result predicts with their equal-weight mixture and exports the members on

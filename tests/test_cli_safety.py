@@ -51,8 +51,11 @@ def test_engine_choices_are_the_registry_and_are_checked_before_the_data():
 def test_predict_help_and_columns_say_what_the_csv_needs(tmp_path):
     proc = run("predict", "--help")
     assert proc.returncode == 0 and "feature columns" in proc.stdout and "--columns" in proc.stdout
-    proc = run("fit", "models/moons.toml", "--steps", "50", "--no-plots", "--out", tmp_path / "m")
+    proc = run("fit", "models/moons.toml", "--steps", "50", "--kl-weight", "0")
+    assert proc.returncode == 2 and "--kl-weight: expected a positive number, got '0'" in proc.stderr
+    proc = run("fit", "models/moons.toml", "--steps", "50", "--kl-weight", "0.5", "--no-plots", "--out", tmp_path / "m")
     assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "m" / "metrics.json").read_text())["elbo"]["kl_weight"] == 0.5
     proc = run("predict", tmp_path / "m" / "model.bnn", "--columns")
     assert proc.returncode == 0 and proc.stdout.strip() == "x0,x1"
     proc = run("predict", tmp_path / "m" / "model.bnn")

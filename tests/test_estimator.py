@@ -57,7 +57,7 @@ def _estimates(flat, fn, prior_fn, family, params, elbo, eps):
     def one(q, e):
         theta = family.sample(xp, q, e[None])
         rest, rows = fn(theta[0], X, y, jnp.asarray(1.0))
-        return elbo.neg_elbo(xp, family, q, theta, rest + rows.sum(), gaussian)
+        return elbo.neg_elbo(xp, family, q, theta, rows.sum(), rest, gaussian)
 
     return jax.vmap(jax.value_and_grad(one), in_axes=(None, 0))(params, eps)
 
@@ -136,7 +136,8 @@ def test_closed_form_fit_runs_on_every_engine_and_round_trips(data, tmp_path):
         bp.fit(built, 10, elbo="closed_form", progressbar=False)
 
 
-def test_edited_elbo_in_a_model_file_is_refused(data, tmp_path):
+@pytest.mark.parametrize("damage", [{"kl": "exact"}, {"kl_weight": -1}, {"kl_weight": "half"}, {"beta": 1}])
+def test_edited_elbo_in_a_model_file_is_refused(damage, data, tmp_path):
     import json
     import zipfile
 
@@ -150,7 +151,7 @@ def test_edited_elbo_in_a_model_file_is_refused(data, tmp_path):
             content = src.read(item.filename)
             if item.filename == "fit.json":
                 info = json.loads(content)
-                info["elbo"] = {"kl": "exact"}
+                info["elbo"] = damage
                 content = json.dumps(info).encode()
             dst.writestr(item, content)
     with pytest.raises(ModelFileError, match="elbo"):
@@ -169,6 +170,28 @@ def test_estimators_take_the_elbo_and_keep_it_through_save_and_clone(data, tmp_p
     assert loaded.get_params()["elbo"] == elbo
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
     assert "ELBO kl=closed_form" in repr(clf.result_)
+
+
+@pytest.mark.parametrize("engine", ["jax", "numba"])
+def test_kl_weight_is_the_elbo_of_data_counted_one_over_beta_times(engine, data, tmp_path):
+    """-E[log lik] + beta KL = beta (-ELBO of the rows repeated 1/beta times); Adam ignores the scale,
+    so the fits follow the same path. The weight survives save/load and shows in the summary."""
+    X, y = data
+    spec = bp.Network([bp.Dense(3), bp.Dense(1, "identity")], bp.Bernoulli(), prior=bp.Normal(1.0))
+    elbo = bp.ELBO(kl_weight=0.5)
+    kwargs = {"method": "advi", "engine": engine, "random_seed": 0, "progressbar": False}
+    cold = bp.fit(bp.build_model(spec, X, y, random_seed=1), 300, elbo=elbo, **kwargs)
+    doubled = bp.fit(bp.build_model(spec, np.tile(X, (2, 1)), np.tile(y, 2), random_seed=1), 300, **kwargs)
+    np.testing.assert_allclose(cold.losses, 0.5 * doubled.losses, rtol=1e-6)
+    np.testing.assert_allclose(cold.params()["mu"], doubled.params()["mu"], rtol=1e-5, atol=1e-7)
+    assert cold.elbo == elbo and "kl_weight=0.5" in repr(cold)
+    assert bp.load(cold.save(tmp_path / "cold.bnn")).elbo == elbo
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), True, "0.5", None])
+def test_kl_weight_must_be_a_positive_number(bad):
+    with pytest.raises(ParameterError, match="'kl_weight' of ELBO must be a finite number > 0"):
+        bp.ELBO(kl_weight=bad)
 
 
 @pytest.mark.parametrize("batch_size", [None, 8])

@@ -15,6 +15,13 @@ expectation:
   gradient's variance vanishes as q approaches the posterior. The reported loss is then a
   Monte Carlo estimate of the same -ELBO.
 
+One choice changes the objective: ``kl_weight`` (beta) multiplies every term but the network's
+likelihood, ``-E_q[log p(D | theta)] + beta KL(q || prior)``. ``beta = 1`` is the ELBO; ``beta < 1``
+is a "cold" (tempered) posterior, the same as counting every training row ``1 / beta`` times:
+narrower, more confident members, which an ensemble's mixture needs (digits 64-32-10, 4 members,
+``Normal(10)`` priors, seeds 0 and 1: ECE 0.054 / 0.049 at beta = 1, 0.036 / 0.034 at beta = 1/3,
+at 97.9 / 97.6% accuracy and NLL 0.100 / 0.098). The reported losses are then that objective.
+
 Engines hand the estimator PyMC's log density without the terms of free variables with a fixed
 Normal prior (``FlatLogp.rest_other`` plus the likelihood) and those terms' prior means and
 sigmas as flat vectors (``FlatLogp.gaussian_*``), which it evaluates in one elementwise pass
@@ -36,6 +43,8 @@ from typing import Any
 from bnn_ppl.errors import ParameterError
 from bnn_ppl.inference.families._base import HALF_LOG_2PI
 
+import math
+
 __all__ = ["ELBO", "KL_CHOICES", "GRADIENTS", "normal_logp", "resolve_elbo"]
 
 KL_CHOICES = ("mc", "closed_form")
@@ -52,11 +61,20 @@ class ELBO:
         Sample every prior term (``"mc"``), or take fixed Normal priors in closed form.
     gradient : {"reparameterization", "path"}
         Analytic entropy, or the path-derivative ("sticking the landing") gradient.
+    kl_weight : float
+        beta > 0 on the KL term (every term but the likelihood); 1 is the ELBO, below 1 a
+        tempered ("cold") posterior.
 
     Examples
     --------
     >>> ELBO(kl="closed_form")
-    ELBO(kl='closed_form', gradient='reparameterization')
+    ELBO(kl='closed_form', gradient='reparameterization', kl_weight=1.0)
+    >>> ELBO(kl_weight=0.25).label()
+    'kl_weight=0.25'
+    >>> ELBO(kl_weight=0)
+    Traceback (most recent call last):
+    ...
+    bnn_ppl.errors.ParameterError: The 'kl_weight' of ELBO must be a finite number > 0 (1 is the ELBO). Got 0 instead.
     >>> ELBO(kl="exact")
     Traceback (most recent call last):
     ...
@@ -65,18 +83,23 @@ class ELBO:
 
     kl: str = "mc"
     gradient: str = "reparameterization"
+    kl_weight: float = 1.0
 
     def __post_init__(self) -> None:
         for field, choices in (("kl", KL_CHOICES), ("gradient", GRADIENTS)):
             value = getattr(self, field)
             if value not in choices:
                 raise ParameterError(f"The {field!r} of ELBO must be one of {list(choices)}. Got {value!r} instead.")
+        beta = self.kl_weight
+        if isinstance(beta, bool) or not isinstance(beta, int | float) or not math.isfinite(beta) or beta <= 0:
+            raise ParameterError(f"The 'kl_weight' of ELBO must be a finite number > 0 (1 is the ELBO). Got {beta!r} instead.")
+        object.__setattr__(self, "kl_weight", float(beta))
 
     @property
     def is_default(self) -> bool:
         return self == ELBO()
 
-    def options(self) -> dict[str, str]:
+    def options(self) -> dict[str, Any]:
         return asdict(self)
 
     def label(self) -> str:
@@ -85,25 +108,28 @@ class ELBO:
         changed = [f"{k}={v}" for k, v in self.options().items() if getattr(default, k) != v]
         return ", ".join(changed)
 
-    def neg_elbo(self, xp: Any, family: Any, q: dict[str, Any], theta: Any, expected_logp: Any,
-                 gaussian: tuple[Any, Any, Any]) -> Any:
+    def neg_elbo(self, xp: Any, family: Any, q: dict[str, Any], theta: Any, expected_loglik: Any,
+                 expected_rest: Any, gaussian: tuple[Any, Any, Any]) -> Any:
         """The -ELBO estimate from draws ``theta`` (mc_draws, D) of ``family`` with parameters ``q``.
 
-        ``expected_logp``: the mean over the draws of the log density without the fixed Normal
-        prior terms; ``gaussian``: ``(mask, mu, sigma)`` of those terms
+        ``expected_loglik`` and ``expected_rest``: the means over the draws of the likelihood's
+        log density and of every other term but the fixed Normal prior terms (``FlatLogp.rows``
+        summed, ``FlatLogp.rest_other``); ``gaussian``: ``(mask, mu, sigma)`` of those terms
         (:class:`~bnn_ppl.inference.engines.objective.FlatLogp`).
         """
         mask, mu, sigma = gaussian
         if self.kl == "closed_form":
             var = family.marginal_var(xp, q)
             terms = -xp.log(sigma) - HALF_LOG_2PI - ((q["mu"] - mu) ** 2 + var) / (2.0 * sigma * sigma)
-            value = expected_logp + xp.sum(xp.where(mask, terms, 0.0))
+            prior = expected_rest + xp.sum(xp.where(mask, terms, 0.0))
         else:
-            value = expected_logp + xp.mean(normal_logp(xp, theta, mask, mu, sigma))
+            prior = expected_rest + xp.mean(normal_logp(xp, theta, mask, mu, sigma))
         if self.gradient == "path":
             fixed = {name: xp.stop_gradient(v) for name, v in q.items()}
-            return -value + xp.mean(family.log_density(xp, fixed, theta))
-        return -value - family.entropy(xp, q)
+            kl = xp.mean(family.log_density(xp, fixed, theta)) - prior
+        else:
+            kl = -family.entropy(xp, q) - prior
+        return -expected_loglik + (kl if self.kl_weight == 1.0 else self.kl_weight * kl)
 
 
 def normal_logp(xp: Any, theta: Any, mask: Any, mu: Any, sigma: Any) -> Any:

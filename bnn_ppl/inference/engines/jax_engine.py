@@ -70,11 +70,14 @@ def _build_step(logp_fn, family, batch_size: int | None, mc_draws: int, members:
 
         def logp(th):
             rest, rows = logp_fn(th, xb, yb, prior_scale)
-            return rest + jnp.sum(weights * rows if folds else rows)
+            return jnp.sum(weights * rows if folds else rows), rest
 
-        value = logp(theta[0]) if mc_draws == 1 else jnp.mean(jax.vmap(logp)(theta))
+        if mc_draws == 1:
+            loglik, rest = logp(theta[0])
+        else:
+            loglik, rest = (jnp.mean(part) for part in jax.vmap(logp)(theta))
         gaussian = (gaussian_mask, *prior_fn(prior_scale))
-        return elbo.neg_elbo(xp, family, q, theta, value, gaussian)
+        return elbo.neg_elbo(xp, family, q, theta, loglik, rest, gaussian)
 
     value_and_grad = jax.value_and_grad(neg_elbo)
 

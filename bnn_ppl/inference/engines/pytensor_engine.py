@@ -52,12 +52,12 @@ def _compile_chunk(flat: FlatLogp, family, shapes: dict, batch_size: int | None,
         xb, yb = (X, y) if batch_size is None else (X[idx], y[idx])
         # compiled per fit: the model's prior_scale (if any) enters as a constant
         given = {flat.x: xb, flat.y: yb, flat.prior_scale: pt.constant(flat.prior_scale_value, dtype=dtype)}
-        sampled = flat.rest_other + flat.rows.sum()
-        logp = sum(graph_replace(sampled, {flat.theta: theta[s], **given}, strict=False)
-                   for s in range(mc_draws)) / mc_draws
+        loglik, rest = (sum(graph_replace(part, {flat.theta: theta[s], **given}, strict=False)
+                            for s in range(mc_draws)) / mc_draws
+                        for part in (flat.rows.sum(), flat.rest_other))
         gaussian = (flat.gaussian_mask, *(graph_replace(g, given, strict=False)
                                           for g in (flat.gaussian_mu, flat.gaussian_sigma)))
-        loss = elbo.neg_elbo(xp, family, q, theta, logp, gaussian)
+        loss = elbo.neg_elbo(xp, family, q, theta, loglik, rest, gaussian)
         grads = pytensor.grad(loss, list(params))
         t1 = t + 1
         step_lr = lr * step_size_factor(t, n_total, lr_floor, pt)
