@@ -210,6 +210,8 @@ CALIBRATION_SETTINGS: dict[str, tuple[float, dict[str, Any]]] = {
     "Normal(10) x4": (10.0, {"method": "advi", "ensemble": 4}),
     "Normal(10) x4, kl_weight 1/3": (10.0, {"method": "advi", "ensemble": 4, "elbo": bp.ELBO(kl_weight=1 / 3)}),
     "Normal(10) x4, kl_weight 1/5": (10.0, {"method": "advi", "ensemble": 4, "elbo": bp.ELBO(kl_weight=1 / 5)}),
+    "Normal(10) x4, kl_weight 1/10": (10.0, {"method": "advi", "ensemble": 4, "elbo": bp.ELBO(kl_weight=1 / 10)}),
+    "Normal(10) x4, kl_weight 1/20": (10.0, {"method": "advi", "ensemble": 4, "elbo": bp.ELBO(kl_weight=1 / 20)}),
 }
 
 
