@@ -341,3 +341,14 @@ def test_unit_rank_blocks_follow_the_units_and_fit_end_to_end(built, data, tmp_p
     assert loaded.family == result.family
     np.testing.assert_allclose(loaded.predictor().sample(data[2][:20], draws=50, random_seed=1),
                                result.predictor().sample(data[2][:20], draws=50, random_seed=1), rtol=1e-6)
+
+
+def test_an_unbound_unit_rank_family_says_to_bind_it():
+    from bnn_ppl.errors import ParameterError
+
+    family = bp.UnitRank()
+    params = {"mu": np.zeros(3), "rho": np.zeros(3), "v": np.zeros(3)}
+    for call in (lambda: family.noise_size(3), lambda: family.sample(numpy_ops(), params, np.zeros((1, 4))),
+                 lambda: family.entropy(numpy_ops(), params), lambda: family.marginal_var(numpy_ops(), params)):
+        with pytest.raises(ParameterError, match=r"must be bound to a model first \(family.bind\(built\)\)"):
+            call()

@@ -110,6 +110,7 @@ class UnitRank(Family):
 
     @property
     def n_units(self) -> int:
+        self._check_bound()
         return int(self.units.max(initial=-1)) + 1
 
     def _check_bound(self) -> None:
@@ -132,6 +133,7 @@ class UnitRank(Family):
         return {"mu": np.asarray(mu, dtype=float), "rho": inverse_softplus(diag), "v": v}
 
     def _v(self, params: dict[str, Any]) -> Any:
+        self._check_bound()
         return params["v"] * (self.units >= 0)
 
     def _block_sum(self, xp: Any, x: Any) -> Any:
@@ -139,6 +141,7 @@ class UnitRank(Family):
         return xp.segment_sum(x, np.maximum(self.units, 0), self.n_units)
 
     def sample(self, xp: Any, params: dict[str, Any], eps: Any) -> Any:
+        self._check_bound()
         d = static_length(params["mu"])
         s = xp.softplus(params["rho"])
         shared = xp.moveaxis(xp.moveaxis(eps[..., d:], -1, 0)[np.maximum(self.units, 0)], 0, -1)
