@@ -41,13 +41,12 @@ at 4.5x the cost per step.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from bnn_ppl.errors import ParameterError
 from bnn_ppl.inference.families._base import HALF_LOG_2PI
-
-import math
 
 __all__ = ["ELBO", "KL_CHOICES", "GRADIENTS", "normal_logp", "resolve_elbo"]
 
