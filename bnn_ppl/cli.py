@@ -225,7 +225,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     print(f"Fitting {spec.name} ({built.spec.n_params()} parameters) on {data.name}: "
           f"{len(data.y_train)} training rows, {args.steps} steps.", flush=True)
     result = fit(built, n=args.steps, method=args.method, engine=args.engine, ensemble=args.ensemble,
-                 elbo=ELBO(kl=args.kl, gradient=args.gradient, kl_weight=args.kl_weight), random_seed=args.seed, progressbar=sys.stderr.isatty())
+                 elbo=ELBO(kl=args.kl, gradient=args.gradient, kl_weight=args.kl_weight), random_seed=args.seed,
+                 progressbar=sys.stderr.isatty())
     predictor = result.predictor()
     if result.interrupted:
         print(f"Interrupted after {result.n_steps} of {args.steps} steps (Ctrl-C): the metrics and model below "

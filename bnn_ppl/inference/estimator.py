@@ -95,7 +95,8 @@ class ELBO:
                 raise ParameterError(f"The {field!r} of ELBO must be one of {list(choices)}. Got {value!r} instead.")
         beta = self.kl_weight
         if isinstance(beta, bool) or not isinstance(beta, int | float) or not math.isfinite(beta) or beta <= 0:
-            raise ParameterError(f"The 'kl_weight' of ELBO must be a finite number > 0 (1 is the ELBO). Got {beta!r} instead.")
+            raise ParameterError(f"The 'kl_weight' of ELBO must be a finite number > 0 (1 is the ELBO). "
+                                 f"Got {beta!r} instead.")
         object.__setattr__(self, "kl_weight", float(beta))
 
     @property

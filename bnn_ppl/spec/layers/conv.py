@@ -118,16 +118,34 @@ class Conv2D(Layer):
         return pads
 
     def forward(self, xp: Any, params: dict[str, Any], h: Any, in_shape: tuple[int, ...], ctx: ForwardContext) -> Any:
-        c, height, width = in_shape
-        _, ho, wo = self.output_shape(in_shape)
-        (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        pads = self._padding(height, width)
+        pads = self._padding(*in_shape[1:])
         native = getattr(xp, "conv2d", None)  # JAX: lax.conv_general_dilated (bnn_ppl.array_ops.OPTIONAL)
         if native is not None:
             out = native(h, params["w"], self.stride, pads)
-            if "b" in params:
-                out = out + params["b"][..., None, :, None, None]
-            return apply_activation(xp, self.activation, out)
+        else:
+            out = self._patches(xp, params["w"], h, in_shape, pads)
+        if "b" in params:
+            out = out + params["b"][..., None, :, None, None]
+        return apply_activation(xp, self.activation, out)
+
+    def _patches(self, xp: Any, kernel: Any, h: Any, in_shape: tuple[int, ...], pads: list[tuple[int, int]]) -> Any:
+        """The convolution in the primitives: gather the patches, one (batched) matmul."""
+        c = in_shape[0]
+        _, ho, wo = self.output_shape(in_shape)
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        if any(p != (0, 0) for p in pads):
+            h = xp.pad(h, [(0, 0)] * (h.ndim - 2) + pads)
+        rows = (np.arange(ho) * sh)[:, None, None, None] + np.arange(kh)[None, None, :, None]
+        cols = (np.arange(wo) * sw)[None, :, None, None] + np.arange(kw)[None, None, None, :]
+        patches = h[..., rows, cols]  # (..., n, c, ho, wo, kh, kw)
+        patches = xp.moveaxis(patches, -5, -3)  # (..., n, ho, wo, c, kh, kw)
+        lead = lead_shape(patches, 6)
+        n = patches.shape[-6]
+        ckk = c * kh * kw
+        cols2d = patches.reshape((*lead, n * ho * wo, ckk))
+        kernel = xp.moveaxis(kernel.reshape((*lead_shape(kernel, 4), self.filters, ckk)), -1, -2)
+        out = xp.matmul(cols2d, kernel)  # (..., n*ho*wo, filters)
+        return xp.moveaxis(out.reshape((*lead_shape(out, 2), n, ho, wo, self.filters)), -1, -3)
         if any(p != (0, 0) for p in pads):
             h = xp.pad(h, [(0, 0)] * (h.ndim - 2) + pads)
         rows = (np.arange(ho) * sh)[:, None, None, None] + np.arange(kh)[None, None, :, None]
