@@ -188,10 +188,13 @@ def test_kl_weight_is_the_elbo_of_data_counted_one_over_beta_times(engine, data,
     assert bp.load(cold.save(tmp_path / "cold.bnn")).elbo == elbo
 
 
-@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), True, "0.5", None])
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), True, np.bool_(True), "0.5", None])
 def test_kl_weight_must_be_a_positive_number(bad):
     with pytest.raises(ParameterError, match="'kl_weight' of ELBO must be a finite number > 0"):
         bp.ELBO(kl_weight=bad)
+    # numpy scalars are numbers too, stored as a plain float (fit.json takes it)
+    assert bp.ELBO(kl_weight=np.float32(0.5)) == bp.ELBO(kl_weight=0.5)
+    assert type(bp.ELBO(kl_weight=np.int64(2)).kl_weight) is float
 
 
 @pytest.mark.parametrize("batch_size", [None, 8])

@@ -42,6 +42,7 @@ at 4.5x the cost per step.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -94,7 +95,7 @@ class ELBO:
             if value not in choices:
                 raise ParameterError(f"The {field!r} of ELBO must be one of {list(choices)}. Got {value!r} instead.")
         beta = self.kl_weight
-        if isinstance(beta, bool) or not isinstance(beta, int | float) or not math.isfinite(beta) or beta <= 0:
+        if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not math.isfinite(beta) or beta <= 0:
             raise ParameterError(f"The 'kl_weight' of ELBO must be a finite number > 0 (1 is the ELBO). "
                                  f"Got {beta!r} instead.")
         object.__setattr__(self, "kl_weight", float(beta))
