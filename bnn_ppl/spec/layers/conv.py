@@ -146,20 +146,3 @@ class Conv2D(Layer):
         kernel = xp.moveaxis(kernel.reshape((*lead_shape(kernel, 4), self.filters, ckk)), -1, -2)
         out = xp.matmul(cols2d, kernel)  # (..., n*ho*wo, filters)
         return xp.moveaxis(out.reshape((*lead_shape(out, 2), n, ho, wo, self.filters)), -1, -3)
-        if any(p != (0, 0) for p in pads):
-            h = xp.pad(h, [(0, 0)] * (h.ndim - 2) + pads)
-        rows = (np.arange(ho) * sh)[:, None, None, None] + np.arange(kh)[None, None, :, None]
-        cols = (np.arange(wo) * sw)[None, :, None, None] + np.arange(kw)[None, None, None, :]
-        patches = h[..., rows, cols]  # (..., n, c, ho, wo, kh, kw)
-        patches = xp.moveaxis(patches, -5, -3)  # (..., n, ho, wo, c, kh, kw)
-        lead = lead_shape(patches, 6)
-        n = patches.shape[-6]
-        ckk = c * kh * kw
-        cols2d = patches.reshape((*lead, n * ho * wo, ckk))
-        kernel = params["w"]
-        kernel = xp.moveaxis(kernel.reshape((*lead_shape(kernel, 4), self.filters, ckk)), -1, -2)
-        out = xp.matmul(cols2d, kernel)  # (..., n*ho*wo, filters)
-        out = xp.moveaxis(out.reshape((*lead_shape(out, 2), n, ho, wo, self.filters)), -1, -3)
-        if "b" in params:
-            out = out + params["b"][..., None, :, None, None]
-        return apply_activation(xp, self.activation, out)
