@@ -13,6 +13,7 @@ from bnn_ppl.array_ops import pytensor_ops
 from bnn_ppl.compile.data import as_features, as_targets, float_dtype
 from bnn_ppl.compile.likelihoods import build_likelihood, output_parameter
 from bnn_ppl.compile.priors import build_weights
+from bnn_ppl.compile.start import draw_start
 from bnn_ppl.compile.streamed import RowSource, is_streamed, row_source
 from bnn_ppl.errors import DataError, SpecError
 from bnn_ppl.spec import ForwardContext, Network, ResolvedLayer
@@ -360,4 +361,4 @@ def _set_initvals(model: pm.Model, scales: dict, locs: dict, shapes: dict, rando
     rng = np.random.default_rng(random_seed)
     for name, scale in scales.items():
         rv = model[name]
-        model.set_initval(rv, rng.normal(locs.get(name, 0.0), scale, size=shapes[name]).astype(rv.dtype))
+        model.set_initval(rv, draw_start(rng, shapes[name], scale, locs.get(name, 0.0)).astype(rv.dtype))

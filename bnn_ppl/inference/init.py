@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from bnn_ppl.compile import BuiltModel
+from bnn_ppl.compile.start import draw_start
 
 __all__ = ["DEFAULT_INIT_SIGMA", "initial_means", "inverse_softplus"]
 
@@ -31,5 +32,5 @@ def initial_means(built: BuiltModel, rng: np.random.Generator) -> dict[str, np.n
     start: dict[str, np.ndarray] = {}
     for name, scale in built.init_scales.items():
         shape = point[built.model.rvs_to_values[built.model[name]].name].shape
-        start[name] = rng.normal(built.init_locs.get(name, 0.0), scale, size=shape)
+        start[name] = draw_start(rng, shape, scale, built.init_locs.get(name, 0.0))
     return start
