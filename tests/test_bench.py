@@ -20,12 +20,17 @@ PREDICT_KEYS = {f.name for f in dataclasses.fields(PredictRow)}
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """The whole harness on moons, scaled down: every engine, NumPyro, predictive routes, one TTFR run."""
+    """The whole harness on moons, scaled down: every engine, predictive routes, one TTFR run.
+
+    NumPyro's row is left out (its first trace and compile took 16-20 s of this fixture's 39 s);
+    the ratio arithmetic against it is checked on rows in
+    ``test_ratios_use_the_same_workloads_baseline_and_skip_errors``.
+    """
     from bench.run import run_benchmark
 
     (w,) = make_workloads(["moons"], quick=True)
     w = dataclasses.replace(w, steps=2_000, pm_fit_steps=200, pymc_engine_steps=100, eval_draws=50)
-    results = run_benchmark([w], seed=1, predict_draws=20, predict_repeats=1, ttfr_targets=("bnn_ppl",),
+    results = run_benchmark([w], seed=1, numpyro=False, predict_draws=20, predict_repeats=1, ttfr_targets=("bnn_ppl",),
                             ttfr_steps=100, ttfr_fresh_cache=False, quick=True, argv=["--quick"])
     out = tmp_path_factory.mktemp("bench")
     json_path, md_path = write_results(results, out)
@@ -47,7 +52,7 @@ def test_every_registered_engine_and_both_baselines_ran(tiny_run):
     _, data, _ = tiny_run
     fits = data["fits"]
     assert [r["error"] for r in fits] == [None] * len(fits)
-    assert {r["runner"] for r in fits} == {"pm.fit default", "bnn_ppl", "numpyro"}
+    assert {r["runner"] for r in fits} == {"pm.fit default", "bnn_ppl"}
     assert {r["engine"] for r in fits if r["runner"] == "bnn_ppl"} == set(ENGINES.names())
     for r in fits:
         assert r["steps_per_s"] > 0 and r["setup_compile_s"] >= 0 and r["fit_wall_s"] > 0
@@ -60,10 +65,9 @@ def test_every_registered_engine_and_both_baselines_ran(tiny_run):
 def test_fit_ratios_are_against_this_runs_baselines(tiny_run):
     _, data, _ = tiny_run
     base = next(r for r in data["fits"] if r["runner"] == "pm.fit default")["steps_per_s"]
-    numpyro = next(r for r in data["fits"] if r["runner"] == "numpyro")["steps_per_s"]
     for r in data["fits"]:
         assert r["ratio_vs_pm_fit"] == pytest.approx(r["steps_per_s"] / base, rel=1e-12)
-        assert r["ratio_vs_numpyro"] == pytest.approx(r["steps_per_s"] / numpyro, rel=1e-12)
+        assert r["ratio_vs_numpyro"] is None  # no NumPyro row in this run
 
 
 def test_predictive_routes_and_speedups(tiny_run):
