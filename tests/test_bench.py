@@ -30,8 +30,9 @@ def tiny_run(tmp_path_factory):
 
     (w,) = make_workloads(["moons"], quick=True)
     w = dataclasses.replace(w, steps=2_000, pm_fit_steps=200, pymc_engine_steps=100, eval_draws=50)
-    results = run_benchmark([w], seed=1, numpyro=False, predict_draws=20, predict_repeats=1, ttfr_targets=("bnn_ppl",),
-                            ttfr_steps=100, ttfr_fresh_cache=False, quick=True, argv=["--quick"])
+    results = run_benchmark([w], seed=1, numpyro=False, predict_draws=20, predict_repeats=1,
+                            ttfr_targets=("bnn_ppl",), ttfr_steps=100, ttfr_fresh_cache=False, quick=True,
+                            argv=["--quick"])
     out = tmp_path_factory.mktemp("bench")
     json_path, md_path = write_results(results, out)
     return results, json.loads(json_path.read_text()), md_path.read_text()

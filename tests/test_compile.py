@@ -374,3 +374,22 @@ def test_the_model_carries_seeded_symmetry_breaking_initial_values():
     assert np.std(a["dense_0_w"]) > 0.1 and np.all(a["dense_0_b"] == 0)  # weights random, biases at 0
     np.testing.assert_array_equal(a["dense_0_w"], b["dense_0_w"])
     assert not np.allclose(a["dense_0_w"], c["dense_0_w"])
+    # every hidden unit starts in its own direction: the weights are a scaled orthogonal matrix
+    w = a["dense_0_w"]  # (inputs, 4 units), prior sigma 1
+    short = min(w.shape)
+    gram = w @ w.T if w.shape[0] == short else w.T @ w
+    np.testing.assert_allclose(gram, max(w.shape) * np.eye(short), atol=1e-10)
+
+
+def test_fit_starts_from_orthogonal_means_scaled_to_the_prior_spread():
+    from bnn_ppl.inference.init import initial_means
+
+    X, y = _data()
+    built = bp.build_model(Network([Dense(8), Dense(3), Dense(1, "identity")], Bernoulli(), prior=Normal(0.5)), X, y)
+    start = initial_means(built, np.random.default_rng(0))
+    w = start["dense_0_w"]  # (inputs, 8)
+    assert w.shape == (X.shape[1], 8)
+    short = min(w.shape)
+    gram = w @ w.T if w.shape[0] == short else w.T @ w
+    np.testing.assert_allclose(gram, max(w.shape) * 0.25 * np.eye(short), atol=1e-10)
+    np.testing.assert_allclose(start["dense_1_w"].T @ start["dense_1_w"], 8 * 0.25 * np.eye(3), atol=1e-10)
