@@ -381,6 +381,17 @@ def test_the_model_carries_seeded_symmetry_breaking_initial_values():
     np.testing.assert_allclose(gram, max(w.shape) * np.eye(short), atol=1e-10)
 
 
+def test_start_of_a_tensor_too_large_for_qr_is_iid_with_the_same_spread(monkeypatch):
+    from bnn_ppl.compile import start
+
+    monkeypatch.setattr(start, "ORTHOGONAL_MAX_WORK", 40 * 40 * 40 - 1)
+    w = start.draw_start(np.random.default_rng(0), (40, 40), 0.5)
+    assert not np.allclose(w.T @ w, 40 * 0.25 * np.eye(40), atol=1e-6)
+    assert abs(np.std(w) - 0.5) < 0.05
+    small = start.draw_start(np.random.default_rng(0), (40, 39), 0.5)
+    np.testing.assert_allclose(small.T @ small, 40 * 0.25 * np.eye(39), atol=1e-10)
+
+
 def test_fit_starts_from_orthogonal_means_scaled_to_the_prior_spread():
     from bnn_ppl.inference.init import initial_means
 
