@@ -31,9 +31,9 @@ import numpy as np
 __all__ = ["draw_start", "ORTHOGONAL_MAX_WORK"]
 
 #: Tensors whose entries x shorter side exceed this start i.i.d. ``N(loc, scale)`` instead: the
-#: QR decomposition costs about twice that in flops (a 4096 x 4096 layer took 5-13 s on this
-#: project's 2-core machine, for each of the two starts), and the columns of a wide random
-#: matrix are nearly orthogonal already.
+#: QR decomposition costs about twice that in flops (a 4096 x 4096 layer: 12.9 s on this
+#: project's 2-core machine with the other core busy, once per start), and the columns of a
+#: wide random matrix are nearly orthogonal already.
 ORTHOGONAL_MAX_WORK = 2**30
 
 
