@@ -41,12 +41,12 @@ ROWS = {
 
 def notebook(seeds: int) -> None:
     """The notebook study (see the module docstring)."""
-    import pymc as pm
     from sklearn.datasets import make_moons
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import scale
 
     import bnn_ppl as bp
+    from bench.families import notebook_cells
 
     X, y = make_moons(noise=0.2, random_state=0, n_samples=1000)
     X_tr, X_te, y_tr, y_te = train_test_split(scale(X), y, test_size=0.5, random_state=0)
@@ -63,14 +63,8 @@ def notebook(seeds: int) -> None:
                     rv = built.model[name]
                     shape = point[built.model.rvs_to_values[rv].name].shape
                     built.model.set_initval(rv, rng.normal(0.0, spread, size=shape).astype(rv.dtype))
-            with built.model:
-                approx = pm.fit(30_000, method="advi", random_seed=seed, progressbar=False)
-                pm.set_data({"X": X_te, "y": y_te})
-                trace = approx.sample(draws=500, random_seed=seed)
-                ppc = pm.sample_posterior_predictive(trace, random_seed=seed, progressbar=False)
-            (draws,) = ppc["posterior_predictive"].data_vars.values()
-            accuracy = np.mean((np.asarray(draws).mean(axis=(0, 1)) > 0.5) == y_te)
-            print(f"| {seed} | {start} | {accuracy:.3f} | {np.mean(approx.hist[-1000:]):.1f} |", flush=True)
+            accuracy, loss, _ = notebook_cells(built, X_te, y_te, seed)
+            print(f"| {seed} | {start} | {accuracy:.3f} | {loss:.1f} |", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
