@@ -1,7 +1,8 @@
 """The JAX engine: chunks of ADVI steps in one ``lax.scan``, jit-compiled once per fit shape.
 
 The model log-density comes from PyMC's own graph (``flat_logp``), translated to JAX by
-``pymc.sampling.jax.get_jaxified_graph``, except the fixed Normal prior terms, which the
+``pymc.sampling.jax.get_jaxified_graph`` (for narrow networks on CPU with the forward pass run
+features first, :mod:`~bnn_ppl.inference.engines.features_first`), except the fixed Normal prior terms, which the
 estimator (:class:`~bnn_ppl.inference.estimator.ELBO`: ``mc_draws`` reparameterised draws from
 the family) evaluates in one flat pass; the estimator, Adam and minibatch sampling (uniform
 indices with replacement, like ``pm.Minibatch``) run inside the scan. Data are jit arguments,
@@ -19,6 +20,7 @@ import numpy as np
 
 from bnn_ppl.inference.engines.base import ENGINES, EngineRun, FitRequest, step_size_factor
 from bnn_ppl.inference.engines.driver import run_chunks
+from bnn_ppl.inference.engines.features_first import features_first_logp, runs_features_first
 from bnn_ppl.inference.engines.objective import flat_logp
 from bnn_ppl.inference.estimator import ELBO
 
@@ -264,11 +266,15 @@ class JaxEngine:
         posterior = request.posterior
         flat = flat_logp(request.built, posterior.layout)
         built = request.built
-        cache_key = _structure_key(request, flat)
+        features_first = runs_features_first(built, flat, jax.default_backend(), request.mesh)
+        cache_key = (*_structure_key(request, flat), features_first)
         run = _COMPILED.get(cache_key)
         if run is None:
-            logp_fn = get_jaxified_graph(inputs=[flat.theta, flat.x, flat.y, flat.prior_scale],
-                                         outputs=[flat.rest_other, flat.rows])
+            if features_first:  # narrow networks on CPU (features_first.py)
+                logp_fn = features_first_logp(built, flat, get_jaxified_graph)
+            else:
+                logp_fn = get_jaxified_graph(inputs=[flat.theta, flat.x, flat.y, flat.prior_scale],
+                                             outputs=[flat.rest_other, flat.rows])
             prior_fn = get_jaxified_graph(inputs=[flat.prior_scale], outputs=[flat.gaussian_mu, flat.gaussian_sigma])
             run = _build_step(logp_fn, request.family, built.batch_size, request.mc_draws, posterior.members,
                               request.tolerate_divergence, _has_folds(request), _row_sharding(request.mesh),

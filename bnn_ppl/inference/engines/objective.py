@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pymc as pm
 import pytensor.tensor as pt
 from pymc.data import MinibatchOp
 from pytensor.tensor.random.basic import NormalRV
@@ -58,6 +59,16 @@ class FlatLogp:
     rest_other : TensorVariable
         ``rest`` without those Normal terms: what the engines take from PyMC's graph (every
         other prior, Jacobians, user-added variables and potentials).
+    output : TensorVariable
+        The network's last-layer output (batch, outputs) for ``theta`` and ``x``.
+    output_in, rows_given_output : TensorVariable or None
+        A symbolic stand-in for ``output`` and the likelihood's ``rows`` as a graph of it (with
+        ``theta``, ``y`` and ``prior_scale``), so an engine may compute the network's forward
+        pass its own way (:mod:`~bnn_ppl.inference.engines.features_first`); None when the
+        observed variable does not depend on the network's output as the spec built it.
+    layer_params : dict
+        Layer name -> {parameter key -> its tensor as a graph of ``theta`` and ``prior_scale``}
+        (non-centred priors included: what the layer's forward pass multiplies by).
     size : int
         D, the number of unconstrained parameters.
     X, y_data : ndarray
@@ -79,6 +90,10 @@ class FlatLogp:
     gaussian_mu: pt.TensorVariable
     gaussian_sigma: pt.TensorVariable
     rest_other: pt.TensorVariable
+    output: pt.TensorVariable
+    output_in: pt.TensorVariable | None
+    rows_given_output: pt.TensorVariable | None
+    layer_params: dict
 
 
 def _is(var, scalar_op: type) -> bool:
@@ -129,6 +144,9 @@ def flat_logp(built: BuiltModel, ordering: dict) -> FlatLogp:
     rest = model.logp(vars=others + list(model.potentials))
     normals = [rv for rv in model.free_RVs if _fixed_normal(model, rv)]
     rest_other = model.logp(vars=[rv for rv in others if rv not in normals] + list(model.potentials))
+    output = model.replace_rvs_by_values([built.output])[0]
+    names = [(layer, key) for layer, block in built.params.items() for key in block]
+    layer_values = model.replace_rvs_by_values([built.params[layer][key] for layer, key in names])
     X = np.asarray(built.X_data.get_value())
     y = np.asarray(built.y_data.get_value())
     # Static row counts: JAX traces reshapes (convolution patches) only with concrete shapes.
@@ -140,7 +158,7 @@ def flat_logp(built: BuiltModel, ordering: dict) -> FlatLogp:
     else:
         # The logp graph may hold more than one copy of the Minibatch node (the observed value
         # and the likelihood's own graph); every copy slices the same (X, y) rows.
-        nodes = {v.owner for v in ancestors([rows]) if v.owner is not None and isinstance(v.owner.op, MinibatchOp)}
+        nodes = {v.owner for v in ancestors([rows, output]) if v.owner is not None and isinstance(v.owner.op, MinibatchOp)}
         if not nodes:
             raise RuntimeError("A model built with batch_size has no Minibatch node in its logp graph")
         replacements = {}
@@ -172,9 +190,37 @@ def flat_logp(built: BuiltModel, ordering: dict) -> FlatLogp:
         mus.append(pt.broadcast_to(mu, shape).ravel().astype(X.dtype))
         sigmas.append(pt.broadcast_to(sigma, shape).ravel().astype(X.dtype))
     g_mu, g_sigma = pt.concatenate(mus), pt.concatenate(sigmas)
-    rest, rows, rest_other, g_mu, g_sigma = (graph_replace(part, replacements, strict=False)
-                                             for part in (rest, rows, rest_other, g_mu, g_sigma))
+    output_in = pt.tensor("output", shape=(batch, *built.layers[-1].out_shape), dtype=X.dtype)
+    rows_given = _rows_given_output(built, output_in, y_in)
+    parts = [rest, rows, rest_other, g_mu, g_sigma, output, *layer_values]
+    if rows_given is not None:
+        parts.append(rows_given)
+    replaced = graph_replace(parts, replacements, strict=False)
+    rest, rows, rest_other, g_mu, g_sigma, output = replaced[:6]
+    layer_params: dict = {layer: {} for layer in built.params}
+    for (layer, key), value in zip(names, replaced[6:6 + len(names)], strict=True):
+        layer_params[layer][key] = value
+    rows_given = replaced[-1] if rows_given is not None else None
     return FlatLogp(theta=theta, x=x_in, y=y_in, prior_scale=scale, prior_scale_value=scale_value, rest=rest,
                     rows=rows, logp=rest + rows.sum(), size=size, X=X, y_data=y,
                     gaussian_mask=mask, gaussian_mu=g_mu, gaussian_sigma=g_sigma,
-                    rest_other=rest_other)
+                    rest_other=rest_other, output=output, output_in=output_in if rows_given is not None else None,
+                    rows_given_output=rows_given, layer_params=layer_params)
+
+
+def _rows_given_output(built: BuiltModel, output_in: pt.TensorVariable, y_in: pt.TensorVariable):
+    """The likelihood's rows as PyMC computes them, with the network's output replaced by ``output_in``.
+
+    PyMC's logp of the observed variable lifts its ``output[:, 0]`` into the last layer's
+    matmul, so the output cannot be found in ``rows`` afterwards: the observed variable is
+    cloned with ``output_in`` in place of the output, and its logp (``total_size`` scaling and
+    bounds checks included) taken again. None when that clone no longer depends on the output.
+    """
+    model = built.model
+    observed = graph_replace(model[OBSERVED_NAME], {built.output: output_in}, strict=False)
+    if output_in not in set(ancestors([observed])):
+        return None
+    rows = model.replace_rvs_by_values([pm.logp(observed, y_in)])[0]
+    if any(v.owner is not None and isinstance(v.owner.op, RandomVariable) for v in ancestors([rows])):
+        return None
+    return lean_bernoulli_rows(rows)

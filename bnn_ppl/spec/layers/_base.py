@@ -141,6 +141,8 @@ class Layer:
     prefix: ClassVar[str] = ""
     #: True when the forward pass normalises with statistics of the batch (see ForwardContext).
     batch_statistics: ClassVar[bool] = False
+    #: True when the kind implements :meth:`forward_features_first`.
+    features_first: ClassVar[bool] = False
     name: str | None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -159,6 +161,15 @@ class Layer:
     def forward(self, xp: Any, params: dict[str, Any], h: Any, in_shape: tuple[int, ...], ctx: ForwardContext) -> Any:
         """``h`` (..., rows, *in_shape) -> (..., rows, *output_shape(in_shape))."""
         raise NotImplementedError
+
+    def forward_features_first(self, xp: Any, params: dict[str, Any], h: Any, in_shape: tuple[int, ...]) -> Any:
+        """The map of :meth:`forward` on a batch stored features first, for one draw of the parameters:
+        ``h`` (*in_shape, rows) -> (*output_shape(in_shape), rows).
+
+        Optional (set ``features_first = True``): the JAX engine runs a network of such layers
+        this way on CPUs when the network is narrow (:mod:`bnn_ppl.inference.engines.features_first`).
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no features-first forward pass")
 
     def scratch_size(self, in_shape: tuple[int, ...]) -> int:
         """Values per example held by the forward pass beyond its input and output (memory budgets)."""

@@ -81,6 +81,14 @@ class Dense(Layer):
             out = out + params["b"][..., None, :]
         return apply_activation(xp, self.activation, out)
 
+    features_first: ClassVar[bool] = True
+
+    def forward_features_first(self, xp: Any, params: dict[str, Any], h: Any, in_shape: tuple[int, ...]) -> Any:
+        out = xp.matmul(xp.moveaxis(params["w"], -1, -2), h)  # (units, in) @ (in, rows)
+        if "b" in params:
+            out = out + params["b"][:, None]
+        return apply_activation(xp, self.activation, out)
+
     def fixed_output_shape(self) -> tuple[int, ...]:
         return (self.units,)
 

@@ -1,0 +1,126 @@
+"""The JAX engine's features-first forward pass for narrow networks: the same objective, chosen where it pays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import bnn_ppl as bp
+from bnn_ppl.array_ops import numpy_ops
+from bnn_ppl.inference.engines import features_first as ff
+from bnn_ppl.inference.engines.objective import flat_logp
+from bnn_ppl.spec.activations import ACTIVATIONS
+
+jax = pytest.importorskip("jax")
+
+
+def _layout(built):
+    """The flat layout bp.fit uses (the approximation's ordering), from PyMC's ADVI."""
+    import pymc as pm
+
+    with built.model:
+        return pm.ADVI(random_seed=0).approx.groups[0].ordering
+
+
+def _data(rows, kind, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(rows, 3))
+    if kind == "bernoulli":
+        return X, (X[:, 0] + 0.3 * rng.normal(size=rows) > 0).astype(int)
+    if kind == "categorical":
+        return X, np.digitize(X[:, 0] + 0.5 * X[:, 1], [-0.5, 0.5])
+    return X, np.sin(X[:, 0]) + 0.1 * rng.normal(size=rows)
+
+
+CASES = {
+    "bernoulli full batch": (bp.Network([bp.Dense(5, "tanh"), bp.Dense(4, "relu"), bp.Dense(1, "identity")],
+                                        bp.Bernoulli()), "bernoulli", 200, None, {}),
+    "categorical minibatch": (bp.Network([bp.Dense(6, "gelu"), bp.Dense(3, "identity")], bp.Categorical(3)),
+                              "categorical", 400, 128, {}),
+    "normal with free noise, minibatch": (bp.Network([bp.Dense(5, "silu"), bp.Dense(1, "identity")],
+                                                     bp.NormalLikelihood()), "normal", 300, 150, {}),
+    "hierarchical and horseshoe priors": (bp.Network([bp.Dense(5, "tanh", prior=bp.Hierarchical()),
+                                                      bp.Dense(1, "identity", prior=bp.Horseshoe())], bp.Bernoulli()),
+                                          "bernoulli", 150, None, {}),
+    "prior_scale container, no bias": (bp.Network([bp.Dense(4, "softplus", bias=False), bp.Dense(1, "identity")],
+                                                  bp.Bernoulli()), "bernoulli", 160, None, {"prior_scale": 0.7}),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_features_first_logp_and_gradient_equal_pymc_graph(case):
+    from bnn_ppl.array_ops import pymc_jax_bridge
+
+    jaxify = pymc_jax_bridge().get_jaxified_graph
+    spec, kind, rows, batch, extra = CASES[case]
+    X, y = _data(rows, kind)
+    built = bp.build_model(spec, X, y, batch_size=batch, random_seed=0, **extra)
+    flat = flat_logp(built, _layout(built))
+    assert ff.runs_features_first(built, flat, "cpu")
+    reference = jaxify(inputs=[flat.theta, flat.x, flat.y, flat.prior_scale], outputs=[flat.rest_other, flat.rows])
+    lean = ff.features_first_logp(built, flat, jaxify)
+
+    rng = np.random.default_rng(1)
+    n = flat.x.type.shape[0]
+    xb, yb = flat.X[:n], flat.y_data[:n]
+    for _ in range(2):
+        theta = rng.normal(0, 0.8, flat.size)
+        scale = flat.prior_scale_value
+
+        def total(fn, th):
+            rest, rows_ = fn(th, xb, yb, scale)
+            return rest + rows_.sum()
+
+        want_rest, want_rows = reference(theta, xb, yb, scale)
+        got_rest, got_rows = lean(theta, xb, yb, scale)
+        np.testing.assert_allclose(got_rows, want_rows, rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(got_rest, want_rest, rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(jax.grad(lambda th: total(lean, th))(theta),
+                                   jax.grad(lambda th: total(reference, th))(theta), rtol=1e-8, atol=1e-8)
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_dense_features_first_forward_is_its_forward_transposed(activation):
+    rng = np.random.default_rng(0)
+    layer = bp.Dense(4, activation)
+    params = {"w": rng.normal(size=(3, 4)), "b": rng.normal(size=4)}
+    h = rng.normal(size=(7, 3))
+    from bnn_ppl.spec.layers import ForwardContext
+
+    want = layer.forward(numpy_ops(), params, h, (3,), ForwardContext())
+    got = layer.forward_features_first(numpy_ops(), params, h.T, (3,))
+    np.testing.assert_allclose(got.T, want, rtol=1e-12, atol=1e-12)
+
+
+def test_features_first_is_chosen_only_where_it_measured_faster():
+    X, y = _data(300, "bernoulli")
+    narrow = bp.Network([bp.Dense(5, "tanh"), bp.Dense(5, "tanh"), bp.Dense(1, "identity")], bp.Bernoulli())
+    wide = bp.Network([bp.Dense(ff.NARROW_UNITS + 1, "tanh"), bp.Dense(1, "identity")], bp.Bernoulli())
+
+    def choice(spec, batch=None, backend="cpu", rows=300):
+        built = bp.build_model(spec, X[:rows], y[:rows], batch_size=batch, random_seed=0)
+        return ff.runs_features_first(built, flat_logp(built, _layout(built)), backend)
+
+    assert choice(narrow)
+    assert not choice(wide)
+    assert not choice(narrow, batch=ff.MIN_ROWS - 1)  # small batches: rows first measured faster
+    assert not choice(narrow, rows=ff.MIN_ROWS - 1)
+    assert not choice(narrow, backend="gpu")
+    image = bp.Network([bp.Conv2D(2, 3, activation="relu"), bp.Flatten(), bp.Dense(1, "identity")], bp.Bernoulli(),
+                       input_shape=(1, 4, 4))
+    built = bp.build_model(image, np.random.default_rng(0).normal(size=(200, 1, 4, 4)), y[:200], random_seed=0)
+    assert not ff.runs_features_first(built, flat_logp(built, _layout(built)), "cpu")
+
+
+def test_a_fit_follows_the_same_path_either_way(monkeypatch):
+    X, y = _data(256, "bernoulli", seed=3)
+    spec = bp.Network([bp.Dense(5, "tanh"), bp.Dense(1, "identity")], bp.Bernoulli())
+    built = bp.build_model(spec, X, y, random_seed=0)
+    fits = []
+    for narrow in (ff.NARROW_UNITS, 0):
+        monkeypatch.setattr(ff, "NARROW_UNITS", narrow)
+        fits.append(bp.fit(built, n=600, method="advi", random_seed=2, progressbar=False))
+    lean, reference = fits
+    np.testing.assert_allclose(lean.losses, reference.losses, rtol=1e-7)
+    for name, value in reference.posterior.values().items():
+        np.testing.assert_allclose(lean.posterior.values()[name], value, rtol=1e-7, atol=1e-9)
