@@ -55,8 +55,12 @@ class Limit:
 
 
 def build_limit(workload: Workload, *, noise: str = "step", kl: str = "mc", learning_rate: float = 0.01,
-                dtype: str = "float32") -> Limit:
-    """The hand-written mean-field ADVI loop of ``workload`` (dense layers, Normal/FanInNormal priors)."""
+                dtype: str = "float32", layout: str = "rows") -> Limit:
+    """The hand-written mean-field ADVI loop of ``workload`` (dense layers, Normal/FanInNormal priors).
+
+    ``layout="features"`` runs the forward pass on the batch stored features first, ``W.T @ h.T``
+    (what bnn_ppl's JAX engine does for narrow networks on CPU): shown beside the limit, which
+    is written as anyone writes it, rows first."""
     import jax
     import jax.numpy as jnp
     import optax
@@ -79,16 +83,18 @@ def build_limit(workload: Workload, *, noise: str = "step", kl: str = "mc", lear
     n_obs, batch = X.shape[0], workload.batch_size
 
     def logits(theta, x):
-        h, k = x, 0
+        features = layout == "features"
+        h, k = (x.T if features else x), 0
         for layer, act in zip(layers, acts):
             w = theta[offsets[k]:offsets[k + 1]].reshape(layer.fan_in, layer.units)
             k += 1
-            h = h @ w
+            h = w.T @ h if features else h @ w
             if layer.bias:
-                h = h + theta[offsets[k]:offsets[k + 1]]
+                b = theta[offsets[k]:offsets[k + 1]]
+                h = h + (b[:, None] if features else b)
                 k += 1
             h = act(h)
-        return h
+        return h.T if features else h
 
     def loglik(theta, xb, yb):
         z = logits(theta, xb)
@@ -152,7 +158,8 @@ def build_limit(workload: Workload, *, noise: str = "step", kl: str = "mc", lear
         return jax.nn.sigmoid(z[..., 0]) if bernoulli else jax.nn.softmax(z, axis=-1)
 
     run_jit = jax.jit(run, static_argnums=(2,))
-    return Limit(run=run_jit, state=state, predict=predict, dim=dim, variant=f"noise={noise}, kl={kl}", loglik=loglik)
+    return Limit(run=run_jit, state=state, predict=predict, dim=dim, variant=f"noise={noise}, kl={kl}, layout={layout}",
+                 loglik=loglik)
 
 
 def floor_breakdown(workload: Workload, steps: int, dtype: str = "float32", repeats: int = 3) -> dict[str, float]:

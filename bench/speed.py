@@ -11,8 +11,11 @@ test NLL after the same number of steps:
 - ``limit``: the hand-written mean-field ADVI in JAX (:mod:`bench.limit`), noise drawn in the
   step and per chunk (the faster of the two is the limit);
 - ``limit closed-form KL``: the same with the closed-form Gaussian KL;
+- ``limit features-first``: the limit with its forward pass on the batch stored features
+  first (``W.T @ h.T``), what bnn_ppl's JAX engine does for narrow networks on CPU;
 - ``bnn_ppl``: ``bp.fit(built, n, method="advi")`` with the default engine; ``bnn_ppl
-  closed-form KL``: with ``elbo=bp.ELBO(kl="closed_form")``.
+  closed-form KL``: with ``elbo=bp.ELBO(kl="closed_form")``; ``bnn_ppl rows first``: the
+  default with the features-first forward pass switched off (PyMC's graph throughout).
 
 Runners run interleaved (A B C ... A B C ..., ``--repeats`` rounds) and the table reports
 medians: ratios between programs move by tens of percent with background load, and
@@ -48,8 +51,8 @@ CONFIGS = {
     },
     "defaults": {},
 }
-RUNNERS = ("pm.fit default", "pm.fit adam", "numpyro AutoNormal", "numpyro AutoDiagonalNormal", "limit", "limit closed-form KL", "bnn_ppl",
-           "bnn_ppl closed-form KL")
+RUNNERS = ("pm.fit default", "pm.fit adam", "numpyro AutoNormal", "numpyro AutoDiagonalNormal", "limit", "limit closed-form KL",
+           "limit features-first", "bnn_ppl", "bnn_ppl closed-form KL", "bnn_ppl rows first")
 
 
 def _log(message: str) -> None:
@@ -63,21 +66,31 @@ def _nll(draws: np.ndarray, y: np.ndarray) -> float:
 
 
 class _Bnn:
-    def __init__(self, workload: Any, elbo: Any) -> None:
+    def __init__(self, workload: Any, elbo: Any, features_first: bool = True) -> None:
         import bnn_ppl as bp
 
-        self.workload, self.elbo = workload, elbo
+        self.workload, self.elbo, self.features_first = workload, elbo, features_first
         self.built = bp.build_model(workload.spec, workload.X_train, workload.y_train, batch_size=workload.batch_size)
-        bp.fit(self.built, min(workload.steps, 2000), method="advi", elbo=elbo, random_seed=99, progressbar=False)
+        self._fit(min(workload.steps, 2000), 99, ())
+
+    def _fit(self, steps: int, seed: int, callbacks: tuple) -> Any:
+        import bnn_ppl as bp
+        from bnn_ppl.inference.engines import features_first as ff
+
+        saved = ff.NARROW_UNITS
+        ff.NARROW_UNITS = saved if self.features_first else 0
+        try:
+            return bp.fit(self.built, steps, method="advi", elbo=self.elbo, random_seed=seed, progressbar=False,
+                          callbacks=callbacks)
+        finally:
+            ff.NARROW_UNITS = saved
 
     def run(self, seed: int) -> dict[str, Any]:
-        import bnn_ppl as bp
         from bench.measure import StepClock
 
         clock = StepClock()
         t0 = time.perf_counter()
-        result = bp.fit(self.built, self.workload.steps, method="advi", elbo=self.elbo, random_seed=seed,
-                        progressbar=False, callbacks=(clock,))
+        result = self._fit(self.workload.steps, seed, (clock,))
         wall = time.perf_counter() - t0
         proba = result.predictor().sample(self.workload.X_test, draws=self.workload.eval_draws, random_seed=seed)
         return {"steps_per_s": clock.steps_per_s, "final_neg_elbo": float(np.mean(result.losses[-1000:])),
@@ -119,11 +132,12 @@ def predict_times(workload: Any, draws: int = 500) -> dict[str, float]:
 
 
 class _Limit:
-    def __init__(self, workload: Any, kl: str, dtype: str) -> None:
+    def __init__(self, workload: Any, kl: str, dtype: str, layout: str = "rows") -> None:
         from bench.limit import build_limit
 
         self.workload = workload
-        self.variants = [build_limit(workload, noise=noise, kl=kl, dtype=dtype) for noise in ("step", "chunk")]
+        self.variants = [build_limit(workload, noise=noise, kl=kl, dtype=dtype, layout=layout)
+                         for noise in ("step", "chunk")]
         for limit in self.variants:
             limit.fit(workload.steps)  # compile
 
@@ -170,6 +184,8 @@ def run_config(config: str, workloads: list[str], repeats: int, quick: bool, par
             "limit closed-form KL": _Limit(workload, "closed_form", dtype),
             "bnn_ppl": _Bnn(workload, bp.ELBO()),
             "bnn_ppl closed-form KL": _Bnn(workload, bp.ELBO(kl="closed_form")),
+            "limit features-first": _Limit(workload, "mc", dtype, layout="features"),
+            "bnn_ppl rows first": _Bnn(workload, bp.ELBO(), features_first=False),
         }
         calls = {
             "pm.fit default": lambda seed: _row_of(fit_pm_default(workload, seed, workload.pm_fit_steps)[0]),
@@ -235,7 +251,7 @@ def to_markdown(results: list[dict[str, Any]]) -> str:
         for name, w in res["workloads"].items():
             t = w["runners"]
             base = t["pm.fit default"].get("wall_s", math.nan)
-            for runner in ("pm.fit default", "pm.fit adam", "bnn_ppl", "bnn_ppl closed-form KL"):
+            for runner in ("pm.fit default", "pm.fit adam", "bnn_ppl", "bnn_ppl closed-form KL", "bnn_ppl rows first"):
                 wall = t[runner].get("wall_s", math.nan)
                 if math.isfinite(wall):
                     lines.append(f"| {name} | {runner} | {wall:.2f} | {base / wall if math.isfinite(base) else math.nan:.1f}x |")
