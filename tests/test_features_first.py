@@ -45,15 +45,16 @@ CASES = {
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_features_first_logp_and_gradient_equal_pymc_graph(case):
-    from bnn_ppl.array_ops import pymc_jax_bridge
+    from bnn_ppl.array_ops import jaxify, pymc_jax_bridge
 
-    jaxify = pymc_jax_bridge().get_jaxified_graph
+    get_jaxified_graph = pymc_jax_bridge().get_jaxified_graph  # PyMC's own bridge, for the reference
     spec, kind, rows, batch, extra = CASES[case]
     X, y = _data(rows, kind)
     built = bp.build_model(spec, X, y, batch_size=batch, random_seed=0, **extra)
     flat = flat_logp(built, _layout(built))
     assert ff.runs_features_first(built, flat, "cpu")
-    reference = jaxify(inputs=[flat.theta, flat.x, flat.y, flat.prior_scale], outputs=[flat.rest_other, flat.rows])
+    reference = get_jaxified_graph(inputs=[flat.theta, flat.x, flat.y, flat.prior_scale],
+                                   outputs=[flat.rest_other, flat.rows])
     lean = ff.features_first_logp(built, flat, jaxify)
 
     n = flat.x.type.shape[0]

@@ -1,7 +1,7 @@
 """The JAX engine: chunks of ADVI steps in one ``lax.scan``, jit-compiled once per fit shape.
 
 The model log-density comes from PyMC's own graph (``flat_logp``), translated to JAX by
-``pymc.sampling.jax.get_jaxified_graph`` (for narrow networks on CPU with the forward pass run
+:func:`bnn_ppl.array_ops.jaxify` (PyMC's ``get_jaxified_graph``; for narrow networks on CPU with the forward pass run
 features first, :mod:`~bnn_ppl.inference.engines.features_first`), except the fixed Normal prior terms, which the
 estimator (:class:`~bnn_ppl.inference.estimator.ELBO`: ``mc_draws`` reparameterised draws from
 the family) evaluates in one flat pass; the estimator, Adam and minibatch sampling (uniform
@@ -39,7 +39,7 @@ JAX_CACHE_BYTES = 512 * 2**20
 
 def _build_step(logp_fn, family, batch_size: int | None, mc_draws: int, members: int, tolerate: bool, folds: bool,
                 row_sharding: Any = None, streamed: bool = False, *, elbo: ELBO, prior_fn: Any, gaussian_mask: Any):
-    """The jitted chunk function ``run(carry, key, X, y, n_total, hyper, length)``.
+    """The jitted chunk function ``run(carry, key_data, X, y, n_total, hyper, length)`` (``key_data``: a PRNG key's raw data).
 
     ``hyper`` holds what may differ between members without changing the compiled graph (a
     leading members axis when ``members > 1``): ``learning_rate``, ``lr_floor``,
@@ -114,8 +114,8 @@ def _build_step(logp_fn, family, batch_size: int | None, mc_draws: int, members:
 
     noise_size = 0
 
-    def run_member(carry, key, X, y, n_total, hyper, length):
-        k_eps, k_idx = jax.random.split(key)
+    def run_member(carry, key_data, X, y, n_total, hyper, length):
+        k_eps, k_idx = jax.random.split(jax.random.wrap_key_data(key_data))
         dtype = carry[0][0].dtype
         if length * mc_draws * noise_size * members <= MAX_CHUNK_DRAWS:
             # Small networks: the noise of the whole chunk in one call; drawing it step by step
@@ -138,7 +138,7 @@ def _build_step(logp_fn, family, batch_size: int | None, mc_draws: int, members:
         nonlocal noise_size, scales
         noise_size = family.noise_size(d)
         given = family.step_scales(d)
-        scales = tuple(jnp.asarray(given[name]) if name in given else 1.0 for name in names)
+        scales = tuple(np.asarray(given[name]) if name in given else 1.0 for name in names)
         if members == 1:
             return jax.jit(run_member, static_argnums=(6,))
 
@@ -257,9 +257,7 @@ class JaxEngine:
     def run(self, request: FitRequest) -> EngineRun:
         import jax
         import jax.numpy as jnp
-        from bnn_ppl.array_ops import pymc_jax_bridge
-
-        get_jaxified_graph = pymc_jax_bridge().get_jaxified_graph
+        from bnn_ppl.array_ops import jaxify as get_jaxified_graph
 
         use_persistent_cache()
         t0 = time.perf_counter()
@@ -285,18 +283,21 @@ class JaxEngine:
                 _COMPILED.pop(next(iter(_COMPILED)))
         names = request.family.engine_names
         values = request.family.to_engine(posterior.values())
-        params = tuple(jnp.asarray(values[name]) for name in names)
-        zeros = tuple(jnp.zeros_like(p) for p in params)
+        # host arrays moved with device_put: an eager jnp call compiles a conversion per new
+        # shape (~10 ms each in a fresh process), before the first step
+        put = jax.device_put
+        dtype = jax.dtypes.canonicalize_dtype(np.asarray(values[names[0]]).dtype)
+        params = tuple(put(np.asarray(values[name], dtype=dtype)) for name in names)
+        zeros = tuple(put(np.zeros(np.shape(values[name]), dtype=dtype)) for name in names)
         members = posterior.members
-        dtype = params[0].dtype
         lead = (members,) if members > 1 else ()
-        state = (params, zeros, zeros, jnp.zeros(lead, dtype=dtype), jnp.ones(lead, dtype=bool))
-        X, y = jnp.asarray(flat.X), jnp.asarray(flat.y_data)
+        state = (params, zeros, zeros, put(np.zeros(lead, dtype=dtype)), put(np.ones(lead, dtype=bool)))
+        X, y = put(flat.X), put(flat.y_data)
         if request.mesh is not None:  # data and parameters on every device of the mesh
             replicated = jax.sharding.NamedSharding(request.mesh, jax.sharding.PartitionSpec())
             X, y, state = jax.device_put((X, y, state), replicated)
-        n_total = jnp.asarray(request.n, dtype=dtype)
-        hyper = {name: jnp.asarray(value) for name, value in _member_hyper(request, flat, dtype).items()}
+        n_total = put(np.asarray(request.n, dtype=dtype))
+        hyper = {name: put(value) for name, value in _member_hyper(request, flat, dtype).items()}
         draws_per_step = request.mc_draws * request.family.noise_size(flat.size) * members
         chunk = request.chunk(chunk_length(request.n, draws_per_step))
         if built.source is not None:  # a chunk's streamed rows stay within STREAM_CHUNK_BYTES
@@ -304,14 +305,17 @@ class JaxEngine:
         n_chunks = -(-request.n // chunk)
         seeds = request.member_seeds or (request.seed(),)
         # member k's chunk keys are those of a one-member fit seeded with member_seeds[k]
-        member_keys = [jax.random.split(jax.random.key(seed), n_chunks) for seed in seeds]
+        # (members, chunks, 2) key data on the host: the compiled chunk wraps its key (no eager indexing)
+        key_data = np.stack([np.asarray(jax.random.key_data(jax.random.split(jax.random.key(seed), n_chunks)))
+                             for seed in seeds])
         chunk_keys = iter(range(n_chunks))
-        stream = None if built.source is None else _Stream(built, member_keys[0], chunk, request.n, flat.y_data.dtype)
+        stream = (None if built.source is None else
+                  _Stream(built, jax.random.wrap_key_data(key_data[0]), chunk, request.n, flat.y_data.dtype))
 
         def run_chunk(carry, n_active):
             # the last chunk may be shorter: one more compilation at most, no masked steps
             i = next(chunk_keys)
-            key = member_keys[0][i] if members == 1 else jnp.stack([k[i] for k in member_keys])
+            key = key_data[0, i] if members == 1 else key_data[:, i]
             data = (X, y) if stream is None else stream.batches(i)
             new, losses = run(carry, key, *data, n_total, hyper, n_active)
             return new, np.asarray(losses)

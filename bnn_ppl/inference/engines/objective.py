@@ -40,14 +40,9 @@ class FlatLogp:
         built with ``build_model(prior_scale=...)``); unused by the graph of other models.
     prior_scale_value : float
         The value that container holds now (1.0 without one).
-    rest : TensorVariable
-        Log-density of everything but the network's likelihood: priors with their Jacobians,
-        other random variables and potentials a user added.
     rows : TensorVariable
         The likelihood's term of every row of the batch, scaled by ``n_obs / batch`` when the
         model was built with a ``batch_size`` (PyMC's ``total_size``).
-    logp : TensorVariable
-        The model log-density, ``rest + rows.sum()`` (equal to ``model.logp()``).
     gaussian_mask : ndarray of bool
         (D,): True at every coordinate of a free variable with a Normal prior whose mean and
         sigma are fixed (constants and ``prior_scale``, no other random variable). The engines
@@ -57,8 +52,9 @@ class FlatLogp:
         (D,): those coordinates' prior means and sigmas (graphs of ``prior_scale`` only; 0 and
         1 elsewhere).
     rest_other : TensorVariable
-        ``rest`` without those Normal terms: what the engines take from PyMC's graph (every
-        other prior, Jacobians, user-added variables and potentials).
+        The log-density of everything but the likelihood and those Normal terms: what the
+        engines take from PyMC's graph (every other prior, Jacobians, user-added variables and
+        potentials). ``rest_other + rows.sum()`` plus the Normal terms is ``model.logp()``.
     output : TensorVariable
         The network's last-layer output (batch, outputs) for ``theta`` and ``x``.
     output_in, rows_given_output : TensorVariable or None
@@ -80,9 +76,7 @@ class FlatLogp:
     y: pt.TensorVariable
     prior_scale: pt.TensorVariable
     prior_scale_value: float
-    rest: pt.TensorVariable
     rows: pt.TensorVariable
-    logp: pt.TensorVariable
     size: int
     X: np.ndarray
     y_data: np.ndarray
@@ -141,7 +135,6 @@ def flat_logp(built: BuiltModel, ordering: dict) -> FlatLogp:
     observed = model[OBSERVED_NAME]
     rows = lean_bernoulli_rows(model.logp(vars=[observed], sum=False)[0])
     others = [rv for rv in model.basic_RVs if rv is not observed]
-    rest = model.logp(vars=others + list(model.potentials))
     normals = [rv for rv in model.free_RVs if _fixed_normal(model, rv)]
     rest_other = model.logp(vars=[rv for rv in others if rv not in normals] + list(model.potentials))
     output = model.replace_rvs_by_values([built.output])[0]
@@ -192,17 +185,17 @@ def flat_logp(built: BuiltModel, ordering: dict) -> FlatLogp:
     g_mu, g_sigma = pt.concatenate(mus), pt.concatenate(sigmas)
     output_in = pt.tensor("output", shape=(batch, *built.layers[-1].out_shape), dtype=X.dtype)
     rows_given = _rows_given_output(built, output_in, y_in)
-    parts = [rest, rows, rest_other, g_mu, g_sigma, output, *layer_values]
+    parts = [rows, rest_other, g_mu, g_sigma, output, *layer_values]
     if rows_given is not None:
         parts.append(rows_given)
     replaced = graph_replace(parts, replacements, strict=False)
-    rest, rows, rest_other, g_mu, g_sigma, output = replaced[:6]
+    rows, rest_other, g_mu, g_sigma, output = replaced[:5]
     layer_params: dict = {layer: {} for layer in built.params}
-    for (layer, key), value in zip(names, replaced[6:6 + len(names)], strict=True):
+    for (layer, key), value in zip(names, replaced[5:5 + len(names)], strict=True):
         layer_params[layer][key] = value
     rows_given = replaced[-1] if rows_given is not None else None
-    return FlatLogp(theta=theta, x=x_in, y=y_in, prior_scale=scale, prior_scale_value=scale_value, rest=rest,
-                    rows=rows, logp=rest + rows.sum(), size=size, X=X, y_data=y,
+    return FlatLogp(theta=theta, x=x_in, y=y_in, prior_scale=scale, prior_scale_value=scale_value,
+                    rows=rows, size=size, X=X, y_data=y,
                     gaussian_mask=mask, gaussian_mu=g_mu, gaussian_sigma=g_sigma,
                     rest_other=rest_other, output=output, output_in=output_in if rows_given is not None else None,
                     rows_given_output=rows_given, layer_params=layer_params)
