@@ -79,6 +79,8 @@ def _z_max(a, b):
 @pytest.mark.parametrize("kind", ["auto", "sample_node"])
 def test_compiled_once_across_calls_rows_and_draws(binary_fit, count_compiles, kind):
     binary_fit._predictors.pop((None, kind), None)  # start from an empty cache whatever ran before
+    binary_fit.approx  # noqa: B018 - PyMC's approximation is made on first use, with its own initial-point compile
+    count_compiles.clear()
     pred = binary_fit.predictor(kind=kind)
     # sample_node compiles PyMC's scan; the batched sampler of Normal-prior weights slices the
     # draws and compiles nothing

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pymc.initial_point import make_initial_point_fn
 
 from bnn_ppl.compile import BuiltModel
 from bnn_ppl.compile.model import MAX_PARAMETERS
@@ -17,7 +16,7 @@ from bnn_ppl.inference.devices import resolve_mesh
 from bnn_ppl.inference.engines import ENGINES, FitRequest, resolve_engine
 from bnn_ppl.inference.estimator import ELBO, resolve_elbo
 from bnn_ppl.inference.families import Family, flat_layout, resolve_family
-from bnn_ppl.inference.init import DEFAULT_INIT_SIGMA, initial_means
+from bnn_ppl.inference.init import DEFAULT_INIT_SIGMA, initial_means, transformed_point
 from bnn_ppl.inference.posterior import VariationalPosterior
 from bnn_ppl.inference.result import FitRecord
 
@@ -62,7 +61,7 @@ def _member_start(built: BuiltModel, family: Family, seed: int | None, init_sigm
     rng = np.random.default_rng(seed)
     start = initial_means(built, rng)
     family_rng = np.random.default_rng(_child_seed(rng))
-    point = make_initial_point_fn(model=built.model, overrides=start, jitter_rvs={}, return_transformed=True)(0)
+    point = transformed_point(built.model, start)
     layout = flat_layout(built.model)
     mu = np.concatenate([np.asarray(point[name], dtype=float).ravel() for name in layout])
     return family.initial_params(mu, init_sigma, family_rng), _child_seed(rng)

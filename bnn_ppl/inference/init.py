@@ -9,6 +9,8 @@ matrices), the rule ``build_model``'s ``initval`` uses too; its docstring has th
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from bnn_ppl.compile import BuiltModel
@@ -30,9 +32,31 @@ def initial_means(built: BuiltModel, rng: np.random.Generator) -> dict[str, np.n
     Weights get random means around 0 (symmetry breaking); normalisation scales start at their
     prior centre (``init_locs``, 1 for ``Normal(1, mu=1)``) with spread 0.
     """
-    point = built.model.initial_point()
+    from bnn_ppl.inference.families import flat_layout
+
+    layout = flat_layout(built.model)
     start: dict[str, np.ndarray] = {}
     for name, scale in built.init_scales.items():
-        shape = point[built.model.rvs_to_values[built.model[name]].name].shape
+        shape = layout[built.model.rvs_to_values[built.model[name]].name][2]
         start[name] = draw_start(rng, shape, scale, built.init_locs.get(name, 0.0))
     return start
+
+
+def transformed_point(model: Any, overrides: dict[str, np.ndarray], seed: int = 0) -> dict[str, np.ndarray]:
+    """Value name -> initial value in the transformed space: PyMC's
+    ``make_initial_point_fn(model=model, overrides=overrides, jitter_rvs={}, return_transformed=True)(seed)``.
+
+    The same graph, evaluated with PyTensor's Python linker: PyMC compiles it with the VM
+    linker, which on a machine's first run builds PyTensor's C lazy linker (~1 s before the first fit).
+    """
+    from pymc.initial_point import convert_str_to_rv_dict, make_initial_point_expression
+    from pymc.pytensorf import compile, find_rng_nodes, replace_rng_nodes, reseed_rngs
+    from pytensor.compile.mode import Mode
+
+    strategies = {**model.rvs_to_initial_values, **convert_str_to_rv_dict(model, overrides)}
+    values = make_initial_point_expression(free_rvs=model.free_RVs, rvs_to_transforms=model.rvs_to_transforms,
+                                           initval_strategies=strategies, jitter_rvs=set(),
+                                           default_strategy="support_point", return_transformed=True)
+    fn = compile(inputs=[], outputs=replace_rng_nodes(values), mode=Mode(linker="py", optimizer="fast_compile"))
+    reseed_rngs(find_rng_nodes(fn.maker.fgraph.outputs), seed)
+    return {model.rvs_to_values[rv].name: np.asarray(value) for rv, value in zip(model.free_RVs, fn(), strict=True)}

@@ -56,15 +56,12 @@ class VariationalPosterior:
         self.members = int(members)
         self.layout = flat_layout(model)
         self.size = sum(slc.stop - slc.start for _, slc, _, _ in self.layout.values())
+        # PyMC's approximation is made when first asked for: making one compiles the model's
+        # initial point (on a machine's first run that builds PyTensor's C linker, ~1 s)
         self._approx = None
-        if self.members == 1 and family.pymc_group is not None:
-            import pymc as pm
-
-            self._approx = getattr(pm, family.pymc_group)(model=model, random_seed=random_seed)
-            self._shared = dict(self._approx.groups[0].params_dict)
-        else:
-            self._shared = {name: pytensor.shared(floatX(np.asarray(values[name])), name=name)
-                            for name in family.param_names}
+        self._pymc = (model, random_seed) if self.members == 1 and family.pymc_group is not None else None
+        self._shared = {name: pytensor.shared(floatX(np.asarray(values[name])), name=name)
+                        for name in family.param_names}
         self.set_values(values)
 
     @property
@@ -77,19 +74,27 @@ class VariationalPosterior:
             For families PyMC does not have (low-rank) and for ensembles: use the fit's
             predictor, ``to_datatree`` or, for an ensemble, ``result.member(k).approx``.
         """
-        if self._approx is None:
+        if self._pymc is None:
             what = (f"an ensemble of {self.members} fits" if self.members > 1
                     else f"method={self.family.name!r}, a family PyMC does not have")
             raise ParameterError(
                 f"This fit has no PyMC approximation ({what}). Use result.predictor(), result.to_datatree() "
                 "or result.posterior.draw(...)" + (", or result.member(k).approx" if self.members > 1 else "") + "."
             )
+        if self._approx is None:
+            import pymc as pm
+
+            model, random_seed = self._pymc
+            values = self.values()
+            self._approx = getattr(pm, self.family.pymc_group)(model=model, random_seed=random_seed)
+            self._shared = dict(self._approx.groups[0].params_dict)  # from now on the parameters live there
+            self.set_values(values)
         return self._approx
 
     @property
     def has_approx(self) -> bool:
-        """Whether PyMC's approximation holds these parameters (mean-field/full-rank, one member)."""
-        return self._approx is not None
+        """Whether PyMC's approximation holds (or, asked for, will hold) these parameters (mean-field/full-rank, one member)."""
+        return self._pymc is not None
 
     @property
     def params(self) -> list[Any]:

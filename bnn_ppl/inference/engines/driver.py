@@ -97,7 +97,7 @@ def run_chunks(
     from bnn_ppl.inference.progress import Progress
 
     start = time.perf_counter()
-    approx = request.callback_target
+    approx = request.callback_target if request.callbacks else None  # made only for callbacks
     losses: list[np.ndarray] = []
     done = 0
     stop_reason = "completed"
