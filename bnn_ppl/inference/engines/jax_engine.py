@@ -256,7 +256,6 @@ class JaxEngine:
 
     def run(self, request: FitRequest) -> EngineRun:
         import jax
-        import jax.numpy as jnp
         from bnn_ppl.array_ops import jaxify as get_jaxified_graph
 
         use_persistent_cache()
