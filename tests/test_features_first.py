@@ -61,18 +61,18 @@ def test_features_first_logp_and_gradient_equal_pymc_graph(case):
     xb, yb = flat.X[:n], flat.y_data[:n]
     theta = np.random.default_rng(1).normal(0, 0.8, flat.size)
     scale = flat.prior_scale_value
-    with jax.disable_jit():  # op by op: compiling these small graphs would cost more than it saves
+    reference, lean = jax.jit(reference), jax.jit(lean)  # compiled: faster than op by op here
 
-        def total(fn, th):
-            rest, rows_ = fn(th, xb, yb, scale)
-            return rest + rows_.sum()
+    def total(fn, th):
+        rest, rows_ = fn(th, xb, yb, scale)
+        return rest + rows_.sum()
 
-        want_rest, want_rows = reference(theta, xb, yb, scale)
-        got_rest, got_rows = lean(theta, xb, yb, scale)
-        np.testing.assert_allclose(got_rows, want_rows, rtol=1e-10, atol=1e-10)
-        np.testing.assert_allclose(got_rest, want_rest, rtol=1e-10, atol=1e-10)
-        np.testing.assert_allclose(jax.grad(lambda th: total(lean, th))(theta),
-                                   jax.grad(lambda th: total(reference, th))(theta), rtol=1e-8, atol=1e-8)
+    want_rest, want_rows = reference(theta, xb, yb, scale)
+    got_rest, got_rows = lean(theta, xb, yb, scale)
+    np.testing.assert_allclose(got_rows, want_rows, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(got_rest, want_rest, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(jax.grad(lambda th: total(lean, th))(theta),
+                               jax.grad(lambda th: total(reference, th))(theta), rtol=1e-8, atol=1e-8)
 
 
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
