@@ -4,10 +4,11 @@ PyMC's graph stores a batch rows first, ``(rows, units)``. For a network whose l
 few units wide (the seed notebook's 2-5-5-1 moons net), XLA on a CPU then vectorises every
 activation, bias and gradient row sum along an axis of 5 values, shorter than one vector
 register. Stored features first, ``(units, rows)``, the rows become that axis. The likelihood's
-value and gradient of such nets took 1.1-3x less time this way (``bench/LAST_RUN.md``, Session 9;
-2-5-5-1 on 500 rows: 2.7x at float32, 1.5x at float64), while wider layers or small batches
-gained nothing or lost (784-256-10, batch 256: 1.25x slower), hence :data:`NARROW_UNITS` and
-:data:`MIN_ROWS`.
+value and gradient of nets up to 16 wide on 500 rows took 1.2-3x less time this way
+(``bench/LAST_RUN.md``, Session 9; 2-5-5-1: 2.7x at float32, 1.5x at float64; 8-16-1 on 2,000
+rows: 1.6x / 1.0x), while wider layers or small batches gained nothing or lost (20-50-50-1: equal;
+784-256-10 at batch 256: 1.26x slower; 16-64-3 at batch 64: 1.3x slower), hence
+:data:`NARROW_UNITS` and :data:`MIN_ROWS`.
 
 Only the network's forward pass changes: each layer's own ``forward_features_first``
 (:meth:`bnn_ppl.spec.layers.Layer.forward_features_first`) on the parameter tensors PyMC's
