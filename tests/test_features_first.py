@@ -98,6 +98,10 @@ def test_features_first_is_chosen_only_where_it_measured_faster():
         return ff.runs_features_first(built, flat_logp(built, _layout(built)), backend)
 
     assert choice(narrow)
+    built = bp.build_model(narrow, X, y, random_seed=0)
+    assert ff.could_run_features_first(built, "cpu")
+    lean_only = flat_logp(built, _layout(built), output_split=False)  # what the engine builds for other networks
+    assert lean_only.rows_given_output is None and not ff.runs_features_first(built, lean_only, "cpu")
     assert not choice(wide)
     assert not choice(narrow, batch=ff.MIN_ROWS - 1)  # small batches: rows first measured faster
     assert not choice(narrow, rows=ff.MIN_ROWS - 1)

@@ -21,10 +21,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from bnn_ppl.compile import BuiltModel
 from bnn_ppl.inference.engines.objective import FlatLogp
 
-__all__ = ["NARROW_UNITS", "MIN_ROWS", "runs_features_first", "features_first_logp"]
+__all__ = ["NARROW_UNITS", "MIN_ROWS", "could_run_features_first", "runs_features_first", "features_first_logp"]
 
 #: The widest layer (units, or input features) of a network run features first.
 NARROW_UNITS = 16
@@ -32,19 +34,25 @@ NARROW_UNITS = 16
 MIN_ROWS = 128
 
 
-def runs_features_first(built: BuiltModel, flat: FlatLogp, backend: str, mesh: Any = None) -> bool:
-    """Whether the JAX engine runs ``built``'s forward pass features first (see the module notes).
+def could_run_features_first(built: BuiltModel, backend: str, mesh: Any = None) -> bool:
+    """Whether ``built`` is a network the JAX engine runs features first (see the module notes).
 
     True for a CPU fit without a device mesh, on data held in memory, of a network whose layers
     all implement ``forward_features_first``, at most :data:`NARROW_UNITS` wide, on batches of
-    at least :data:`MIN_ROWS` rows, whose likelihood PyMC's graph gives in terms of the output.
+    at least :data:`MIN_ROWS` rows.
     """
     layers = built.layers
+    if not all(layer.layer.features_first and len(layer.in_shape) == 1 for layer in layers):
+        return False
     widest = max(max(layer.in_shape[0], layer.out_shape[0]) for layer in layers)
+    rows = built.batch_size or np.shape(built.X_data.get_value())[0]
     return (backend == "cpu" and mesh is None and built.source is None
-            and flat.rows_given_output is not None
-            and all(layer.layer.features_first and len(layer.in_shape) == 1 for layer in layers)
-            and widest <= NARROW_UNITS and flat.x.type.shape[0] >= MIN_ROWS)
+            and widest <= NARROW_UNITS and rows >= MIN_ROWS)
+
+
+def runs_features_first(built: BuiltModel, flat: FlatLogp, backend: str, mesh: Any = None) -> bool:
+    """:func:`could_run_features_first`, and PyMC's graph gives the likelihood in terms of the network's output."""
+    return could_run_features_first(built, backend, mesh) and flat.rows_given_output is not None
 
 
 def features_first_logp(built: BuiltModel, flat: FlatLogp, jaxify: Callable) -> Callable:

@@ -20,7 +20,7 @@ import numpy as np
 
 from bnn_ppl.inference.engines.base import ENGINES, EngineRun, FitRequest, step_size_factor
 from bnn_ppl.inference.engines.driver import run_chunks
-from bnn_ppl.inference.engines.features_first import features_first_logp, runs_features_first
+from bnn_ppl.inference.engines.features_first import could_run_features_first, features_first_logp
 from bnn_ppl.inference.engines.objective import flat_logp
 from bnn_ppl.inference.estimator import ELBO
 
@@ -261,9 +261,10 @@ class JaxEngine:
         use_persistent_cache()
         t0 = time.perf_counter()
         posterior = request.posterior
-        flat = flat_logp(request.built, posterior.layout)
         built = request.built
-        features_first = runs_features_first(built, flat, jax.default_backend(), request.mesh)
+        candidate = could_run_features_first(built, jax.default_backend(), request.mesh)
+        flat = flat_logp(built, posterior.layout, output_split=candidate)
+        features_first = candidate and flat.rows_given_output is not None
         cache_key = (*_structure_key(request, flat), features_first)
         run = _COMPILED.get(cache_key)
         if run is None:

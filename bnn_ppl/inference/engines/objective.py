@@ -61,10 +61,12 @@ class FlatLogp:
         A symbolic stand-in for ``output`` and the likelihood's ``rows`` as a graph of it (with
         ``theta``, ``y`` and ``prior_scale``), so an engine may compute the network's forward
         pass its own way (:mod:`~bnn_ppl.inference.engines.features_first`); None when the
-        observed variable does not depend on the network's output as the spec built it.
+        observed variable does not depend on the network's output as the spec built it, or
+        with ``output_split=False``.
     layer_params : dict
         Layer name -> {parameter key -> its tensor as a graph of ``theta`` and ``prior_scale``}
-        (non-centred priors included: what the layer's forward pass multiplies by).
+        (non-centred priors included: what the layer's forward pass multiplies by); empty with
+        ``output_split=False``.
     size : int
         D, the number of unconstrained parameters.
     X, y_data : ndarray
@@ -129,8 +131,12 @@ def _fixed_normal(model, rv) -> bool:
                    for v in ancestors(params))
 
 
-def flat_logp(built: BuiltModel, ordering: dict) -> FlatLogp:
-    """Build :class:`FlatLogp` for ``built`` in the layout of an approximation's ``ordering``."""
+def flat_logp(built: BuiltModel, ordering: dict, output_split: bool = True) -> FlatLogp:
+    """Build :class:`FlatLogp` for ``built`` in the layout of an approximation's ``ordering``.
+
+    ``output_split=False`` leaves out ``rows_given_output`` and ``layer_params`` (one more PyMC
+    logp of the likelihood), for an engine that will not compute the forward pass itself.
+    """
     model = built.model
     observed = model[OBSERVED_NAME]
     rows = lean_bernoulli_rows(model.logp(vars=[observed], sum=False)[0])
@@ -138,8 +144,8 @@ def flat_logp(built: BuiltModel, ordering: dict) -> FlatLogp:
     normals = [rv for rv in model.free_RVs if _fixed_normal(model, rv)]
     rest_other = model.logp(vars=[rv for rv in others if rv not in normals] + list(model.potentials))
     output = model.replace_rvs_by_values([built.output])[0]
-    names = [(layer, key) for layer, block in built.params.items() for key in block]
-    layer_values = model.replace_rvs_by_values([built.params[layer][key] for layer, key in names])
+    names = [(layer, key) for layer, block in built.params.items() for key in block] if output_split else []
+    layer_values = model.replace_rvs_by_values([built.params[layer][key] for layer, key in names]) if names else []
     X = np.asarray(built.X_data.get_value())
     y = np.asarray(built.y_data.get_value())
     # Static row counts: JAX traces reshapes (convolution patches) only with concrete shapes.
@@ -184,13 +190,13 @@ def flat_logp(built: BuiltModel, ordering: dict) -> FlatLogp:
         sigmas.append(pt.broadcast_to(sigma, shape).ravel().astype(X.dtype))
     g_mu, g_sigma = pt.concatenate(mus), pt.concatenate(sigmas)
     output_in = pt.tensor("output", shape=(batch, *built.layers[-1].out_shape), dtype=X.dtype)
-    rows_given = _rows_given_output(built, output_in, y_in)
+    rows_given = _rows_given_output(built, output_in, y_in) if output_split else None
     parts = [rows, rest_other, g_mu, g_sigma, output, *layer_values]
     if rows_given is not None:
         parts.append(rows_given)
     replaced = graph_replace(parts, replacements, strict=False)
     rows, rest_other, g_mu, g_sigma, output = replaced[:5]
-    layer_params: dict = {layer: {} for layer in built.params}
+    layer_params: dict = {layer: {} for layer in built.params} if output_split else {}
     for (layer, key), value in zip(names, replaced[5:5 + len(names)], strict=True):
         layer_params[layer][key] = value
     rows_given = replaced[-1] if rows_given is not None else None
