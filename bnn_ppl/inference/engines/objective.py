@@ -55,8 +55,6 @@ class FlatLogp:
         The log-density of everything but the likelihood and those Normal terms: what the
         engines take from PyMC's graph (every other prior, Jacobians, user-added variables and
         potentials). ``rest_other + rows.sum()`` plus the Normal terms is ``model.logp()``.
-    output : TensorVariable
-        The network's last-layer output (batch, outputs) for ``theta`` and ``x``.
     output_in, rows_given_output : TensorVariable or None
         A symbolic stand-in for ``output`` and the likelihood's ``rows`` as a graph of it (with
         ``theta``, ``y`` and ``prior_scale``), so an engine may compute the network's forward
@@ -86,7 +84,6 @@ class FlatLogp:
     gaussian_mu: pt.TensorVariable
     gaussian_sigma: pt.TensorVariable
     rest_other: pt.TensorVariable
-    output: pt.TensorVariable
     output_in: pt.TensorVariable | None
     rows_given_output: pt.TensorVariable | None
     layer_params: dict
@@ -143,7 +140,7 @@ def flat_logp(built: BuiltModel, ordering: dict, output_split: bool = True) -> F
     others = [rv for rv in model.basic_RVs if rv is not observed]
     normals = [rv for rv in model.free_RVs if _fixed_normal(model, rv)]
     rest_other = model.logp(vars=[rv for rv in others if rv not in normals] + list(model.potentials))
-    output = model.replace_rvs_by_values([built.output])[0]
+    output = model.replace_rvs_by_values([built.output])[0]  # only to find every Minibatch node below
     names = [(layer, key) for layer, block in built.params.items() for key in block] if output_split else []
     layer_values = model.replace_rvs_by_values([built.params[layer][key] for layer, key in names]) if names else []
     X = np.asarray(built.X_data.get_value())
@@ -191,19 +188,19 @@ def flat_logp(built: BuiltModel, ordering: dict, output_split: bool = True) -> F
     g_mu, g_sigma = pt.concatenate(mus), pt.concatenate(sigmas)
     output_in = pt.tensor("output", shape=(batch, *built.layers[-1].out_shape), dtype=X.dtype)
     rows_given = _rows_given_output(built, output_in, y_in) if output_split else None
-    parts = [rows, rest_other, g_mu, g_sigma, output, *layer_values]
+    parts = [rows, rest_other, g_mu, g_sigma, *layer_values]
     if rows_given is not None:
         parts.append(rows_given)
     replaced = graph_replace(parts, replacements, strict=False)
-    rows, rest_other, g_mu, g_sigma, output = replaced[:5]
+    rows, rest_other, g_mu, g_sigma = replaced[:4]
     layer_params: dict = {layer: {} for layer in built.params} if output_split else {}
-    for (layer, key), value in zip(names, replaced[5:5 + len(names)], strict=True):
+    for (layer, key), value in zip(names, replaced[4:4 + len(names)], strict=True):
         layer_params[layer][key] = value
     rows_given = replaced[-1] if rows_given is not None else None
     return FlatLogp(theta=theta, x=x_in, y=y_in, prior_scale=scale, prior_scale_value=scale_value,
                     rows=rows, size=size, X=X, y_data=y,
                     gaussian_mask=mask, gaussian_mu=g_mu, gaussian_sigma=g_sigma,
-                    rest_other=rest_other, output=output, output_in=output_in if rows_given is not None else None,
+                    rest_other=rest_other, output_in=output_in if rows_given is not None else None,
                     rows_given_output=rows_given, layer_params=layer_params)
 
 
