@@ -140,7 +140,6 @@ def flat_logp(built: BuiltModel, ordering: dict, output_split: bool = True) -> F
     others = [rv for rv in model.basic_RVs if rv is not observed]
     normals = [rv for rv in model.free_RVs if _fixed_normal(model, rv)]
     rest_other = model.logp(vars=[rv for rv in others if rv not in normals] + list(model.potentials))
-    output = model.replace_rvs_by_values([built.output])[0]  # only to find every Minibatch node below
     names = [(layer, key) for layer, block in built.params.items() for key in block] if output_split else []
     layer_values = model.replace_rvs_by_values([built.params[layer][key] for layer, key in names]) if names else []
     X = np.asarray(built.X_data.get_value())
@@ -154,7 +153,7 @@ def flat_logp(built: BuiltModel, ordering: dict, output_split: bool = True) -> F
     else:
         # The logp graph may hold more than one copy of the Minibatch node (the observed value
         # and the likelihood's own graph); every copy slices the same (X, y) rows.
-        nodes = {v.owner for v in ancestors([rows, output]) if v.owner is not None and isinstance(v.owner.op, MinibatchOp)}
+        nodes = {v.owner for v in ancestors([rows]) if v.owner is not None and isinstance(v.owner.op, MinibatchOp)}
         if not nodes:
             raise RuntimeError("A model built with batch_size has no Minibatch node in its logp graph")
         replacements = {}
