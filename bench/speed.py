@@ -77,13 +77,13 @@ class _Bnn:
         import bnn_ppl as bp
         from bnn_ppl.inference.engines import features_first as ff
 
-        saved = ff.NARROW_UNITS
-        ff.NARROW_UNITS = saved if self.features_first else 0
+        saved = ff.ROWS_PER_UNIT
+        ff.ROWS_PER_UNIT = saved if self.features_first else math.inf
         try:
             return bp.fit(self.built, steps, method="advi", elbo=self.elbo, random_seed=seed, progressbar=False,
                           callbacks=callbacks)
         finally:
-            ff.NARROW_UNITS = saved
+            ff.ROWS_PER_UNIT = saved
 
     def run(self, seed: int) -> dict[str, Any]:
         from bench.measure import StepClock

@@ -236,3 +236,12 @@ def test_speed_table_reports_ratios_against_the_limit_and_pm_fit():
     text = to_markdown([{"config": "c", "floatX": "float32", "workloads": {"w": {"description": "", "runners": runners}}}])
     assert "| w | pm.fit default | 10 | – |" in text and "FloatingPointError" in text
     assert f"| w | bnn_ppl | 10 | {bnn:,.0f} | 1 / 2 / 3 | {bnn / limit:.2f} | – |" in text
+
+
+def test_layout_bench_times_every_layout_on_full_and_minibatch_data():
+    pytest.importorskip("jax")
+    from bench.layout import LAYOUTS, step_times
+
+    for batch, widths in ((None, [2, 3, 1]), (8, [3, 4, 3])):
+        times = step_times(40, widths, batch, "float32", steps=20, rounds=1)
+        assert set(times) == set(LAYOUTS) and all(math.isfinite(t) and t > 0 for t in times.values())

@@ -1,6 +1,8 @@
-"""The JAX engine's features-first forward pass for narrow networks: the same objective, chosen where it pays."""
+"""The JAX engine's features-first forward pass for dense networks: the same objective, chosen where it pays."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
@@ -37,6 +39,8 @@ CASES = {
         "bernoulli", 200, None, {"prior_scale": 0.7}),
     "categorical, minibatch": (bp.Network([bp.Dense(6, "gelu"), bp.Dense(3, "identity")], bp.Categorical(3)),
                                "categorical", 400, 128, {}),
+    "categorical, a layer wider than the input, minibatch": (
+        bp.Network([bp.Dense(40, "tanh"), bp.Dense(3, "identity")], bp.Categorical(3)), "categorical", 400, 64, {}),
     "normal with free noise, minibatch, hierarchical and horseshoe priors": (
         bp.Network([bp.Dense(5, "silu", prior=bp.Hierarchical()), bp.Dense(1, "identity", prior=bp.Horseshoe())],
                    bp.NormalLikelihood()), "normal", 300, 150, {}),
@@ -88,10 +92,9 @@ def test_dense_features_first_forward_is_its_forward_transposed(activation):
     np.testing.assert_allclose(got.T, want, rtol=1e-12, atol=1e-12)
 
 
-def test_features_first_is_chosen_only_where_it_measured_faster():
+def test_features_first_is_chosen_where_it_measured_equal_or_faster():
     X, y = _data(300, "bernoulli")
     narrow = bp.Network([bp.Dense(5, "tanh"), bp.Dense(5, "tanh"), bp.Dense(1, "identity")], bp.Bernoulli())
-    wide = bp.Network([bp.Dense(ff.NARROW_UNITS + 1, "tanh"), bp.Dense(1, "identity")], bp.Bernoulli())
 
     def choice(spec, batch=None, backend="cpu", rows=300):
         built = bp.build_model(spec, X[:rows], y[:rows], batch_size=batch, random_seed=0)
@@ -102,9 +105,10 @@ def test_features_first_is_chosen_only_where_it_measured_faster():
     assert ff.could_run_features_first(built, "cpu")
     lean_only = flat_logp(built, _layout(built), output_split=False)  # what the engine builds for other networks
     assert lean_only.rows_given_output is None and not ff.runs_features_first(built, lean_only, "cpu")
-    assert not choice(wide)
-    assert not choice(narrow, batch=ff.MIN_ROWS - 1)  # small batches: rows first measured faster
-    assert not choice(narrow, rows=ff.MIN_ROWS - 1)
+    # rows per step at least the widest layer's width (units or input features): features first
+    assert choice(narrow, batch=5) and not choice(narrow, batch=4)
+    assert choice(bp.Network([bp.Dense(300, "tanh"), bp.Dense(1, "identity")], bp.Bernoulli()))
+    assert not choice(bp.Network([bp.Dense(301, "tanh"), bp.Dense(1, "identity")], bp.Bernoulli()))
     assert not choice(narrow, backend="gpu")
     image = bp.Network([bp.Conv2D(2, 3, activation="relu"), bp.Flatten(), bp.Dense(1, "identity")], bp.Bernoulli(),
                        input_shape=(1, 4, 4))
@@ -117,8 +121,8 @@ def test_a_fit_follows_the_same_path_either_way(monkeypatch):
     spec = bp.Network([bp.Dense(5, "tanh"), bp.Dense(1, "identity")], bp.Bernoulli())
     built = bp.build_model(spec, X, y, random_seed=0)
     fits = []
-    for narrow in (ff.NARROW_UNITS, 0):
-        monkeypatch.setattr(ff, "NARROW_UNITS", narrow)
+    for rows_per_unit in (ff.ROWS_PER_UNIT, math.inf):
+        monkeypatch.setattr(ff, "ROWS_PER_UNIT", rows_per_unit)
         fits.append(bp.fit(built, n=600, method="advi", random_seed=2, progressbar=False))
     lean, reference = fits
     np.testing.assert_allclose(lean.losses, reference.losses, rtol=1e-7)

@@ -1,14 +1,20 @@
-"""Narrow networks on CPU: the JAX engine runs the forward pass with the batch stored features first.
+"""Dense networks on CPU: the JAX engine runs the forward pass with the batch stored features first.
 
-PyMC's graph stores a batch rows first, ``(rows, units)``. For a network whose layers are a
-few units wide (the seed notebook's 2-5-5-1 moons net), XLA on a CPU then vectorises every
-activation, bias and gradient row sum along an axis of 5 values, shorter than one vector
-register. Stored features first, ``(units, rows)``, the rows become that axis. The likelihood's
-value and gradient of nets up to 16 wide on 500 rows took 1.2-3x less time this way
-(``bench/LAST_RUN.md``, Session 9; 2-5-5-1: 2.7x at float32, 1.5x at float64; 8-16-1 on 2,000
-rows: 1.6x / 1.0x), while wider layers or small batches gained nothing or lost (20-50-50-1: equal;
-784-256-10 at batch 256: 1.26x slower; 16-64-3 at batch 64: 1.3x slower), hence
-:data:`NARROW_UNITS` and :data:`MIN_ROWS`.
+PyMC's graph stores a batch rows first, ``(rows, units)``. XLA on a CPU vectorises along the
+last axis: for a layer a few units wide (the seed notebook's 2-5-5-1 moons net) that axis is
+shorter than one vector register. Stored features first, ``(units, rows)``, the rows become that
+axis. The batch is transposed once per step into a new array (``optimization_barrier``): left
+as a transpose, XLA folds it into the first layer's products, whose weight gradient then
+contracts the batch's leading axis, a slow form (moons 2-5-5-1 at float32: 19.8 vs 15.3 us per
+step; digits 64-32-10 at batch 128: 71.2 vs 51.1).
+
+The likelihood's value and gradient, one thread, us per step (``bench/LAST_RUN.md``, Session 10),
+rows first / features first: 2-5-5-1 on 500 rows 34.7 / 15.3 (float32), 48.3 / 27.9 (float64);
+64-32-10 at batch 128 72.1 / 51.1 and 114 / 90; 100-100-1 on 1,000 rows 537 / 366; 2-8-1 at batch
+64 5.4 / 4.0; 784-256-10 at batch 256 1,956 / 1,916 and 3,716 / 3,726 (equal); but wide layers on
+small batches lose: 784-256-10 at batch 32 296 / 439, 64-256-256-10 at batch 32 270 / 367. Rows
+per step at least the widest layer's width were equal or faster in every case measured, hence
+:data:`ROWS_PER_UNIT`.
 
 Only the network's forward pass changes: each layer's own ``forward_features_first``
 (:meth:`bnn_ppl.spec.layers.Layer.forward_features_first`) on the parameter tensors PyMC's
@@ -26,20 +32,19 @@ import numpy as np
 from bnn_ppl.compile import BuiltModel
 from bnn_ppl.inference.engines.objective import FlatLogp
 
-__all__ = ["NARROW_UNITS", "MIN_ROWS", "could_run_features_first", "runs_features_first", "features_first_logp"]
+__all__ = ["ROWS_PER_UNIT", "could_run_features_first", "runs_features_first", "features_first_logp"]
 
-#: The widest layer (units, or input features) of a network run features first.
-NARROW_UNITS = 16
-#: The fewest rows per step (the batch) for which features first is chosen.
-MIN_ROWS = 128
+#: Features first when a step's rows (the batch) are at least this many times the widest layer's
+#: width (its units, or the input features); ``math.inf`` turns the features-first pass off.
+ROWS_PER_UNIT = 1.0
 
 
 def could_run_features_first(built: BuiltModel, backend: str, mesh: Any = None) -> bool:
     """Whether ``built`` is a network the JAX engine runs features first (see the module notes).
 
     True for a CPU fit without a device mesh, on data held in memory, of a network whose layers
-    all implement ``forward_features_first``, at most :data:`NARROW_UNITS` wide, on batches of
-    at least :data:`MIN_ROWS` rows.
+    all implement ``forward_features_first``, on batches of at least :data:`ROWS_PER_UNIT` times
+    its widest layer's width (units or input features) rows.
     """
     layers = built.layers
     if not all(layer.layer.features_first and len(layer.in_shape) == 1 for layer in layers):
@@ -47,7 +52,7 @@ def could_run_features_first(built: BuiltModel, backend: str, mesh: Any = None) 
     widest = max(max(layer.in_shape[0], layer.out_shape[0]) for layer in layers)
     rows = built.batch_size or np.shape(built.X_data.get_value())[0]
     return (backend == "cpu" and mesh is None and built.source is None
-            and widest <= NARROW_UNITS and rows >= MIN_ROWS)
+            and rows >= ROWS_PER_UNIT * widest)
 
 
 def runs_features_first(built: BuiltModel, flat: FlatLogp, backend: str, mesh: Any = None) -> bool:
@@ -61,6 +66,8 @@ def features_first_logp(built: BuiltModel, flat: FlatLogp, jaxify: Callable) -> 
     ``jaxify(inputs=..., outputs=...)`` turns PyTensor graphs into a JAX function (PyMC's
     ``get_jaxified_graph``). The result equals the engine's PyMC-graph function up to rounding.
     """
+    import jax
+
     from bnn_ppl.array_ops import jax_ops
 
     xp = jax_ops()
@@ -77,7 +84,7 @@ def features_first_logp(built: BuiltModel, flat: FlatLogp, jaxify: Callable) -> 
         params: dict[str, dict[str, Any]] = {layer.name: {} for layer in built.layers}
         for (name, key), value in zip(keys, values, strict=True):
             params[name][key] = value
-        h = xb.T  # (features, rows)
+        h = jax.lax.optimization_barrier(xb.T)  # (features, rows), a new array (see the module notes)
         for layer in built.layers:
             h = layer.layer.forward_features_first(xp, params[layer.name], h, layer.in_shape)
         (rest,) = rest_fn(theta, prior_scale)

@@ -1,7 +1,7 @@
 """The JAX engine: chunks of ADVI steps in one ``lax.scan``, jit-compiled once per fit shape.
 
 The model log-density comes from PyMC's own graph (``flat_logp``), translated to JAX by
-:func:`bnn_ppl.array_ops.jaxify` (PyMC's ``get_jaxified_graph``; for narrow networks on CPU with the forward pass run
+:func:`bnn_ppl.array_ops.jaxify` (PyMC's ``get_jaxified_graph``; for dense networks on CPU with the forward pass run
 features first, :mod:`~bnn_ppl.inference.engines.features_first`), except the fixed Normal prior terms, which the
 estimator (:class:`~bnn_ppl.inference.estimator.ELBO`: ``mc_draws`` reparameterised draws from
 the family) evaluates in one flat pass; the estimator, Adam and minibatch sampling (uniform
@@ -268,7 +268,7 @@ class JaxEngine:
         cache_key = (*_structure_key(request, flat), features_first)
         run = _COMPILED.get(cache_key)
         if run is None:
-            if features_first:  # narrow networks on CPU (features_first.py)
+            if features_first:  # dense networks on CPU (features_first.py)
                 logp_fn = features_first_logp(built, flat, get_jaxified_graph)
             else:
                 logp_fn = get_jaxified_graph(inputs=[flat.theta, flat.x, flat.y, flat.prior_scale],

@@ -167,7 +167,8 @@ class Layer:
         ``h`` (*in_shape, rows) -> (*output_shape(in_shape), rows).
 
         Optional (set ``features_first = True``): the JAX engine runs a network of such layers
-        this way on CPUs when the network is narrow (:mod:`bnn_ppl.inference.engines.features_first`).
+        this way on CPUs when its batches are at least as many rows as its widest layer
+        (:mod:`bnn_ppl.inference.engines.features_first`).
         """
         raise NotImplementedError(f"{type(self).__name__} has no features-first forward pass")
 
