@@ -5,15 +5,16 @@ last axis: for a layer a few units wide (the seed notebook's 2-5-5-1 moons net) 
 shorter than one vector register. Stored features first, ``(units, rows)``, the rows become that
 axis. The batch is transposed once per step into a new array (``optimization_barrier``): left
 as a transpose, XLA folds it into the first layer's products, whose weight gradient then
-contracts the batch's leading axis, a slow form (moons 2-5-5-1 at float32: 19.8 vs 15.3 us per
-step; digits 64-32-10 at batch 128: 71.2 vs 51.1).
+contracts the batch's leading axis, a slow form.
 
-The likelihood's value and gradient, one thread, us per step (``bench/LAST_RUN.md``, Session 10),
-rows first / features first: 2-5-5-1 on 500 rows 34.7 / 15.3 (float32), 48.3 / 27.9 (float64);
-64-32-10 at batch 128 72.1 / 51.1 and 114 / 90; 100-100-1 on 1,000 rows 537 / 366; 2-8-1 at batch
-64 5.4 / 4.0; 784-256-10 at batch 256 1,956 / 1,916 and 3,716 / 3,726 (equal); but wide layers on
-small batches lose: 784-256-10 at batch 32 296 / 439, 64-256-256-10 at batch 32 270 / 367. Rows
-per step at least the widest layer's width were equal or faster in every case measured, hence
+The likelihood's value and gradient, one thread, us per step, rows first / features first with
+the transpose folded / features first as run here (``python -m bench.layout``, ``bench/LAST_RUN.md``,
+Session 10): 2-5-5-1 on 500 rows 39.4 / 22.4 / 17.0 at float32, 49.6 / 28.2 / 26.7 at float64;
+64-32-10 at batch 128 67.9 / 64.1 / 49.2 and 112.6 / 111.2 / 90.2; 100-100-1 on 1,000 rows
+578 / 527 / 440; 2-8-1 at batch 64 4.7 / 4.6 / 3.6. Wide layers on small batches lose:
+784-256-10 at batch 32 308 / 489 / 467, 64-256-256-10 at batch 32 407 / 506 / 490. With a step's
+rows at least the widest layer's width, features first was equal or faster in every case but
+10-128-128-1 at batch 256 at float64 (852 rows first, 973; 760 / 785 in an earlier run), hence
 :data:`ROWS_PER_UNIT`.
 
 Only the network's forward pass changes: each layer's own ``forward_features_first``
