@@ -3,8 +3,8 @@
 PyMC's graph stores a batch rows first, ``(rows, units)``. XLA on a CPU vectorises along the
 last axis: for a layer a few units wide (the seed notebook's 2-5-5-1 moons net) that axis is
 shorter than one vector register. Stored features first, ``(units, rows)``, the rows become that
-axis. The batch is transposed once per step into a new array (``optimization_barrier``): left
-as a transpose, XLA folds it into the first layer's products, whose weight gradient then
+axis. The batch is transposed into a new array (``optimization_barrier``; for a full batch XLA
+hoists it out of the loop, a minibatch pays one copy per step): left as a transpose, XLA folds it into the first layer's products, whose weight gradient then
 contracts the batch's leading axis, a slow form.
 
 The likelihood's value and gradient, one thread, us per step, rows first / features first with
