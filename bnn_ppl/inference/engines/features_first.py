@@ -4,8 +4,9 @@ PyMC's graph stores a batch rows first, ``(rows, units)``. XLA on a CPU vectoris
 last axis: for a layer a few units wide (the seed notebook's 2-5-5-1 moons net) that axis is
 shorter than one vector register. Stored features first, ``(units, rows)``, the rows become that
 axis. The batch is transposed into a new array (``optimization_barrier``; for a full batch XLA
-hoists it out of the loop, a minibatch pays one copy per step): left as a transpose, XLA folds it into the first layer's products, whose weight gradient then
-contracts the batch's leading axis, a slow form.
+hoists it out of the loop, a minibatch pays one copy per step): left as a transpose, XLA folds
+it into the first layer's products, whose weight gradient then contracts the batch's leading
+axis, a slow form.
 
 The likelihood's value and gradient, one thread, us per step, rows first / features first with
 the transpose folded / features first as run here (``python -m bench.layout``, ``bench/LAST_RUN.md``,
