@@ -73,12 +73,12 @@ class Workload:
 
 
 def _moons(quick: bool) -> Workload:
-    from sklearn.datasets import make_moons
-    from sklearn.model_selection import train_test_split
-    from sklearn.preprocessing import scale
+    from bnn_ppl.datasets import load_dataset
 
-    X, y = make_moons(noise=0.2, random_state=0, n_samples=1000)
-    X_train, X_test, y_train, y_test = train_test_split(scale(X), y, test_size=0.5, random_state=0)
+    # sklearn's make_moons(noise=0.2, random_state=0), scaled, train_test_split(random_state=0),
+    # made with NumPy alone (tests/test_compile.py compares the arrays with scikit-learn's)
+    data = load_dataset("moons", random_seed=0)
+    X_train, X_test, y_train, y_test = data.X_train, data.X_test, data.y_train, data.y_test
     spec = bp.Network(
         [bp.Dense(5, "tanh"), bp.Dense(5, "tanh"), bp.Dense(1, "identity")],
         bp.Bernoulli(),

@@ -329,6 +329,53 @@ def test_csv_with_an_empty_target_cell_is_a_data_error(tmp_path, task, cell):
     assert load_dataset(path, task="classification").class_names == ["no", "yes"]
 
 
+@pytest.mark.parametrize(("n", "noise", "seed", "test_size"), [(1000, 0.2, 0, 0.5), (7, 0.3, 5, 0.3), (1001, 0.1, 3, 0.25)])
+def test_embedded_moons_and_split_equal_scikit_learns(n, noise, seed, test_size):
+    from sklearn.datasets import make_moons as sk_moons
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import scale
+
+    from bnn_ppl.datasets import _standardise, make_moons, shuffle_split
+
+    X, y = make_moons(n, noise=noise, random_state=seed)
+    X_sk, y_sk = sk_moons(n, noise=noise, random_state=seed)
+    np.testing.assert_array_equal(X, X_sk)
+    np.testing.assert_array_equal(y, y_sk)
+    ours = shuffle_split(_standardise(X), y, test_size=test_size, random_state=seed + 1)
+    theirs = train_test_split(scale(X_sk), y_sk, test_size=test_size, random_state=seed + 1)
+    for a, b in zip(ours, theirs, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_load_dataset_moons_and_regression_csv_import_no_scikit_learn(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "data.csv"
+    path.write_text("a,b,t\n" + "\n".join(f"{i},{i % 3},{i * 0.5 + 0.25}" for i in range(10)) + "\n")
+    code = ("import sys; from bnn_ppl.datasets import load_dataset; a = load_dataset('moons'); "
+            f"b = load_dataset({str(path)!r}); print(a.X_train.shape, b.X_test.shape, 'sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["(500,", "2)", "(5,", "2)", "False"]
+
+
+@pytest.mark.parametrize("test_size", [0.0, 1.0, -0.2, "half"])
+def test_load_dataset_rejects_a_test_size_outside_0_1(test_size):
+    from bnn_ppl.datasets import load_dataset
+
+    with pytest.raises(DataError, match="'test_size' parameter must be a fraction between 0 and 1"):
+        load_dataset("moons", test_size=test_size)
+
+
+def test_a_test_size_leaving_no_train_rows_is_a_data_error(tmp_path):
+    from bnn_ppl.datasets import load_dataset
+
+    path = tmp_path / "two.csv"
+    path.write_text("a,t\n1,0.5\n2,1.5\n")
+    with pytest.raises(DataError, match=r"test_size=0.9 of 2 rows leaves no train or no test rows"):
+        load_dataset(path, test_size=0.9)
+
+
 # ---------------------------------------------------------------- numerics
 def test_categorical_gradient_finite_with_logits_spread_beyond_1000():
     X = np.array([[1.0, -1.0], [-2.0, 0.5], [3.0, 2.0]])
