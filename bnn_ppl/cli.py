@@ -13,9 +13,7 @@ import csv
 import io
 import json
 import math
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -90,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "default reparameterization")
     p.add_argument("--kl-weight", type=_positive_float, default=1.0,
                    help="weight of the KL term: 1 is the ELBO, below 1 a tempered ('cold') posterior (default 1)")
+    p.add_argument("--local-reparameterization", action="store_true",
+                   help="sample each dense layer's pre-activations instead of its weights (mean-field, needs "
+                        "--kl closed_form, JAX engine)")
     p.add_argument("--draws", type=_positive_int, default=500, help="posterior draws for predictions (default 500)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
 
@@ -225,7 +226,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     print(f"Fitting {spec.name} ({built.spec.n_params()} parameters) on {data.name}: "
           f"{len(data.y_train)} training rows, {args.steps} steps.", flush=True)
     result = fit(built, n=args.steps, method=args.method, engine=args.engine, ensemble=args.ensemble,
-                 elbo=ELBO(kl=args.kl, gradient=args.gradient, kl_weight=args.kl_weight), random_seed=args.seed,
+                 elbo=ELBO(kl=args.kl, gradient=args.gradient, kl_weight=args.kl_weight,
+                           local_reparameterization=args.local_reparameterization), random_seed=args.seed,
                  progressbar=sys.stderr.isatty())
     predictor = result.predictor()
     if result.interrupted:

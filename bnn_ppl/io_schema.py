@@ -49,11 +49,11 @@ FIT_SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
     "member_seeds": (lambda v: isinstance(v, list) and all(_is_int(s, 0) for s in v), "a list of seeds"),
     "mc_draws": (lambda v: _is_int(v, 1), "a positive integer"),
     "elbo": (lambda v: isinstance(v, dict) and v.get("kl", "mc") in KL_CHOICES
-             and v.get("gradient", "reparameterization") in GRADIENTS and set(v) <= {"kl", "gradient", "kl_weight"}
+             and v.get("gradient", "reparameterization") in GRADIENTS and set(v) <= {"kl", "gradient", "kl_weight", "local_reparameterization"}
              and _is_number(v.get("kl_weight", 1.0)) and math.isfinite(v.get("kl_weight", 1.0))
-             and v.get("kl_weight", 1.0) > 0,
-             f"an object with 'kl' (one of {list(KL_CHOICES)}), 'gradient' (one of {list(GRADIENTS)}) and "
-             "'kl_weight' (a number > 0)"),
+             and v.get("kl_weight", 1.0) > 0 and isinstance(v.get("local_reparameterization", False), bool),
+             f"an object with 'kl' (one of {list(KL_CHOICES)}), 'gradient' (one of {list(GRADIENTS)}), "
+             "'kl_weight' (a number > 0) and 'local_reparameterization' (true or false)"),
     "engine": (lambda v: isinstance(v, str), "an engine name (a string)"),
     "backend": (lambda v: v is None or isinstance(v, str), "a backend name (a string) or null"),
     "learning_rate": (lambda v: _is_number(v) and math.isfinite(v) and v > 0, "a positive number"),

@@ -28,7 +28,7 @@ from bnn_ppl.compile.model import MAX_PARAMETERS, spec_for_data
 from bnn_ppl.errors import ParameterError, SpecError
 from bnn_ppl.inference import FitRecord
 from bnn_ppl.inference.families import flat_layout, resolve_family
-from bnn_ppl.inference.fit import DEFAULT_LR_FLOOR, Member, check_options, run_members
+from bnn_ppl.inference.fit import DEFAULT_LR_FLOOR, Member, check_elbo, check_options, run_members
 from bnn_ppl.inference.init import DEFAULT_INIT_SIGMA
 from bnn_ppl.inference.estimator import resolve_elbo
 from bnn_ppl.predictive import Predictor
@@ -193,6 +193,7 @@ def fit_many(
     n_params = sum(slc.stop - slc.start for _, slc, _, _ in flat_layout(base.model).values())
     family = resolve_family(method, n_params=n_params).bind(base)
     family.check_size(n_params)
+    check_elbo(elbo, "jax", base, family)
     names = list(grid)
     combos = list(itertools.product(*(grid[name] for name in names)))
     settings = [{**dict(zip(names, combo, strict=True)), "seed": seed, "fold": fold}

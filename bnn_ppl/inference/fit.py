@@ -49,8 +49,15 @@ def check_options(*, n: Any, learning_rate: Any, lr_floor: Any, init_sigma: Any,
     return n, _positive_int(mc_draws, "mc_draws", "1", caller)
 
 
-def check_elbo(elbo: ELBO, engine_name: str) -> None:
-    """PyMC's own loop (``engine="pymc"``) runs PyMC's objective: only the default estimator."""
+def check_elbo(elbo: ELBO, engine_name: str, built: BuiltModel, family: Family) -> None:
+    """PyMC's own loop (``engine="pymc"``) runs PyMC's objective: only the default estimator; local
+    reparameterisation needs the JAX engine, mean-field and dense layers (:func:`local_problem`)."""
+    if elbo.local_reparameterization:
+        from bnn_ppl.inference.engines.local import local_problem
+
+        problem = local_problem(built, family.name, engine_name)
+        if problem is not None:
+            raise ParameterError(problem)
     if engine_name == "pymc" and not elbo.is_default:
         raise ParameterError(f"engine='pymc' runs PyMC's own ADVI objective, which has no {elbo.label()}; "
                              "use engine='jax' or 'numba'.")
@@ -105,7 +112,7 @@ def fit_record(
     elbo = resolve_elbo(elbo)
     _check_data_rows(built)
     engine_name = resolve_engine(engine)
-    check_elbo(elbo, engine_name)
+    check_elbo(elbo, engine_name, built, family)
     if members > 1 and engine_name != "jax":
         raise ParameterError(f"ensemble={members} runs the members in one vmapped JAX loop: use engine='jax' "
                              f"(or 'auto' with jax installed). Got engine={engine!r}.")

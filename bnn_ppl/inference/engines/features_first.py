@@ -34,7 +34,8 @@ import numpy as np
 from bnn_ppl.compile import BuiltModel
 from bnn_ppl.inference.engines.objective import FlatLogp
 
-__all__ = ["ROWS_PER_UNIT", "could_run_features_first", "runs_features_first", "features_first_logp"]
+__all__ = ["ROWS_PER_UNIT", "could_run_features_first", "runs_features_first", "features_first_logp",
+           "rest_and_rows_fns"]
 
 #: Features first when a step's rows (the batch) are at least this many times the widest layer's
 #: width (its units, or the input features); ``math.inf`` turns the features-first pass off.
@@ -62,6 +63,15 @@ def runs_features_first(built: BuiltModel, flat: FlatLogp, backend: str, mesh: A
     return could_run_features_first(built, backend, mesh) and flat.rows_given_output is not None
 
 
+def rest_and_rows_fns(flat: FlatLogp, jaxify: Callable) -> tuple[Callable, Callable]:
+    """JAX functions ``rest(theta, prior_scale)`` and ``rows(theta, output, X_batch, y_batch, prior_scale)`` of PyMC's graph."""
+    rest_fn = jaxify(inputs=[flat.theta, flat.prior_scale], outputs=[flat.rest_other])
+    # the batch's X stays an input: the observed variable's size may be read off its rows
+    rows_fn = jaxify(inputs=[flat.theta, flat.output_in, flat.x, flat.y, flat.prior_scale],
+                     outputs=[flat.rows_given_output])
+    return rest_fn, rows_fn
+
+
 def features_first_logp(built: BuiltModel, flat: FlatLogp, jaxify: Callable) -> Callable:
     """``logp_fn(theta, X_batch, y_batch, prior_scale) -> (rest_other, rows)`` with the forward pass features first.
 
@@ -76,10 +86,7 @@ def features_first_logp(built: BuiltModel, flat: FlatLogp, jaxify: Callable) -> 
     keys = [(layer.name, key) for layer in built.layers for key in flat.layer_params[layer.name]]
     params_fn = jaxify(inputs=[flat.theta, flat.prior_scale],
                        outputs=[flat.layer_params[name][key] for name, key in keys])
-    rest_fn = jaxify(inputs=[flat.theta, flat.prior_scale], outputs=[flat.rest_other])
-    # the batch's X stays an input: the observed variable's size may be read off its rows
-    rows_fn = jaxify(inputs=[flat.theta, flat.output_in, flat.x, flat.y, flat.prior_scale],
-                     outputs=[flat.rows_given_output])
+    rest_fn, rows_fn = rest_and_rows_fns(flat, jaxify)
 
     def logp_fn(theta, xb, yb, prior_scale):
         values = params_fn(theta, prior_scale)

@@ -21,6 +21,7 @@ import numpy as np
 from bnn_ppl.inference.engines.base import ENGINES, EngineRun, FitRequest, step_size_factor
 from bnn_ppl.inference.engines.driver import run_chunks
 from bnn_ppl.inference.engines.features_first import could_run_features_first, features_first_logp
+from bnn_ppl.inference.engines.local import LocalLogp, local_logp, local_theta
 from bnn_ppl.inference.engines.objective import flat_logp
 from bnn_ppl.inference.estimator import ELBO
 
@@ -38,7 +39,8 @@ JAX_CACHE_BYTES = 512 * 2**20
 
 
 def _build_step(logp_fn, family, batch_size: int | None, mc_draws: int, members: int, tolerate: bool, folds: bool,
-                row_sharding: Any = None, streamed: bool = False, *, elbo: ELBO, prior_fn: Any, gaussian_mask: Any):
+                row_sharding: Any = None, streamed: bool = False, *, elbo: ELBO, prior_fn: Any, gaussian_mask: Any,
+                local: LocalLogp | None = None):
     """The jitted chunk function ``run(carry, key_data, X, y, n_total, hyper, length)`` (``key_data``: a PRNG key's raw data).
 
     ``hyper`` holds what may differ between members without changing the compiled graph (a
@@ -55,6 +57,8 @@ def _build_step(logp_fn, family, batch_size: int | None, mc_draws: int, members:
     parameters and reports NaN losses from then on, while the others go on.
     ``elbo`` is the estimator; ``logp_fn`` leaves out the fixed Normal prior terms and
     ``prior_fn(prior_scale) -> (mu, sigma)`` gives them (``gaussian_mask``: where).
+    With ``local`` (:mod:`~bnn_ppl.inference.engines.local`) the dense layers' pre-activations are
+    drawn in place of their weights, and ``logp_fn`` is not used.
     """
     import jax
     import jax.numpy as jnp
@@ -68,16 +72,25 @@ def _build_step(logp_fn, family, batch_size: int | None, mc_draws: int, members:
     def neg_elbo(params, eps, xb, yb, weights, prior_scale):
         # -ELBO = -E_q[log p(theta, D)] - H[q], estimated as ``elbo`` says (ELBO.neg_elbo)
         q = dict(zip(names, params, strict=True))
-        theta = family.sample(xp, q, eps)  # (mc_draws, D)
+        if local is None:
+            theta = draws = family.sample(xp, q, eps)  # (mc_draws, D)
 
-        def logp(th):
-            rest, rows = logp_fn(th, xb, yb, prior_scale)
-            return jnp.sum(weights * rows if folds else rows), rest
+            def logp(th):
+                rest, rows = logp_fn(th, xb, yb, prior_scale)
+                return jnp.sum(weights * rows if folds else rows), rest
+        else:
+            var = family.marginal_var(xp, q)
+            theta, draws = q["mu"][None], eps  # closed-form prior terms and entropy read q alone
+
+            def logp(e):
+                th, noise = local_theta(family, xp, q, local, e)
+                rest, rows = local.fn(th, q["mu"], var, noise, xb, yb, prior_scale)
+                return jnp.sum(weights * rows if folds else rows), rest
 
         if mc_draws == 1:
-            loglik, rest = logp(theta[0])
+            loglik, rest = logp(draws[0])
         else:
-            loglik, rest = (jnp.mean(part) for part in jax.vmap(logp)(theta))
+            loglik, rest = (jnp.mean(part) for part in jax.vmap(logp)(draws))
         gaussian = (gaussian_mask, *prior_fn(prior_scale))
         return elbo.neg_elbo(xp, family, q, theta, loglik, rest, gaussian)
 
@@ -136,7 +149,7 @@ def _build_step(logp_fn, family, batch_size: int | None, mc_draws: int, members:
 
     def build(d: int):
         nonlocal noise_size, scales
-        noise_size = family.noise_size(d)
+        noise_size = family.noise_size(d) if local is None else local.other.size + local.n_local
         given = family.step_scales(d)
         scales = tuple(np.asarray(given[name]) if name in given else 1.0 for name in names)
         if members == 1:
@@ -263,12 +276,17 @@ class JaxEngine:
         posterior = request.posterior
         built = request.built
         candidate = could_run_features_first(built, jax.default_backend(), request.mesh)
-        flat = flat_logp(built, posterior.layout, output_split=candidate)
+        local_on = request.elbo.local_reparameterization
+        flat = flat_logp(built, posterior.layout, output_split=candidate or local_on)
         features_first = candidate and flat.rows_given_output is not None
         cache_key = (*_structure_key(request, flat), features_first)
-        run = _COMPILED.get(cache_key)
+        run, noise_size = _COMPILED.get(cache_key, (None, 0))
         if run is None:
-            if features_first:  # dense networks on CPU (features_first.py)
+            local = None
+            if local_on:  # pre-activations drawn in place of the weights (local.py)
+                local = local_logp(built, flat, posterior.layout, get_jaxified_graph, features_first=features_first)
+                logp_fn = None
+            elif features_first:  # dense networks on CPU (features_first.py)
                 logp_fn = features_first_logp(built, flat, get_jaxified_graph)
             else:
                 logp_fn = get_jaxified_graph(inputs=[flat.theta, flat.x, flat.y, flat.prior_scale],
@@ -277,8 +295,9 @@ class JaxEngine:
             run = _build_step(logp_fn, request.family, built.batch_size, request.mc_draws, posterior.members,
                               request.tolerate_divergence, _has_folds(request), _row_sharding(request.mesh),
                               streamed=built.source is not None, elbo=request.elbo, prior_fn=prior_fn,
-                              gaussian_mask=flat.gaussian_mask)(flat.size)
-            _COMPILED[cache_key] = run
+                              gaussian_mask=flat.gaussian_mask, local=local)(flat.size)
+            noise_size = request.family.noise_size(flat.size) if local is None else local.other.size + local.n_local
+            _COMPILED[cache_key] = run, noise_size
             while len(_COMPILED) > _CACHE_SIZE:
                 _COMPILED.pop(next(iter(_COMPILED)))
         names = request.family.engine_names
@@ -298,7 +317,7 @@ class JaxEngine:
             X, y, state = jax.device_put((X, y, state), replicated)
         n_total = put(np.asarray(request.n, dtype=dtype))
         hyper = {name: put(value) for name, value in _member_hyper(request, flat, dtype).items()}
-        draws_per_step = request.mc_draws * request.family.noise_size(flat.size) * members
+        draws_per_step = request.mc_draws * noise_size * members
         chunk = request.chunk(chunk_length(request.n, draws_per_step))
         if built.source is not None:  # a chunk's streamed rows stay within STREAM_CHUNK_BYTES
             chunk = max(1, min(chunk, STREAM_CHUNK_BYTES // (built.batch_size * built.source.native_row_bytes)))

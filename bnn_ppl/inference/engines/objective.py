@@ -24,7 +24,7 @@ from pytensor.tensor.random.type import RandomType
 from bnn_ppl.compile import BuiltModel
 from bnn_ppl.compile.likelihoods import OBSERVED_NAME
 
-__all__ = ["FlatLogp", "flat_logp", "lean_bernoulli_rows"]
+__all__ = ["FlatLogp", "fixed_normal", "flat_logp", "lean_bernoulli_rows"]
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ def lean_bernoulli_rows(rows: pt.TensorVariable) -> pt.TensorVariable:
     return graph_replace(rows, replacements, strict=False) if replacements else rows
 
 
-def _fixed_normal(model, rv) -> bool:
+def fixed_normal(model, rv) -> bool:
     """A Normal free variable, untransformed, whose mean and sigma depend on no random variable."""
     if not isinstance(rv.owner.op, NormalRV) or model.rvs_to_transforms.get(rv) is not None:
         return False
@@ -138,7 +138,7 @@ def flat_logp(built: BuiltModel, ordering: dict, output_split: bool = True) -> F
     observed = model[OBSERVED_NAME]
     rows = lean_bernoulli_rows(model.logp(vars=[observed], sum=False)[0])
     others = [rv for rv in model.basic_RVs if rv is not observed]
-    normals = [rv for rv in model.free_RVs if _fixed_normal(model, rv)]
+    normals = [rv for rv in model.free_RVs if fixed_normal(model, rv)]
     rest_other = model.logp(vars=[rv for rv in others if rv not in normals] + list(model.potentials))
     names = [(layer, key) for layer, block in built.params.items() for key in block] if output_split else []
     layer_values = model.replace_rvs_by_values([built.params[layer][key] for layer, key in names]) if names else []

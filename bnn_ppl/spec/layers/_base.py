@@ -143,6 +143,11 @@ class Layer:
     batch_statistics: ClassVar[bool] = False
     #: True when the kind implements :meth:`forward_features_first`.
     features_first: ClassVar[bool] = False
+    #: True when the kind implements :meth:`preactivation`, each output unit a sum of input x
+    #: parameter products (plus a bias) whose parameters no other unit of the same example uses:
+    #: under a mean-field q the units' pre-activations are then independent Gaussians given the
+    #: input, which ``bp.ELBO(local_reparameterization=True)`` samples in place of the weights.
+    local_reparameterization: ClassVar[bool] = False
     name: str | None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -171,6 +176,17 @@ class Layer:
         (:mod:`bnn_ppl.inference.engines.features_first`).
         """
         raise NotImplementedError(f"{type(self).__name__} has no features-first forward pass")
+
+    def preactivation(self, xp: Any, params: dict[str, Any], h: Any, in_shape: tuple[int, ...],
+                      features_first: bool = False) -> Any:
+        """The layer's map before its activation, for one draw of the parameters: ``forward`` is
+        ``activation(preactivation(...))``. ``h`` is (rows, *in_shape), or (*in_shape, rows) with
+        ``features_first``.
+
+        Optional (set ``local_reparameterization = True``): given ``h``, its mean under a
+        mean-field q is ``preactivation(means, h)`` and its variance ``preactivation(variances, h * h)``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no pre-activation map")
 
     def scratch_size(self, in_shape: tuple[int, ...]) -> int:
         """Values per example held by the forward pass beyond its input and output (memory budgets)."""

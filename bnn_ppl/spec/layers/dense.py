@@ -76,18 +76,21 @@ class Dense(Layer):
         return (self.units,)
 
     def forward(self, xp: Any, params: dict[str, Any], h: Any, in_shape: tuple[int, ...], ctx: ForwardContext) -> Any:
-        out = xp.matmul(h, params["w"])
-        if "b" in params:
-            out = out + params["b"][..., None, :]
-        return apply_activation(xp, self.activation, out)
+        return apply_activation(xp, self.activation, self.preactivation(xp, params, h, in_shape))
 
     features_first: ClassVar[bool] = True
+    local_reparameterization: ClassVar[bool] = True
 
     def forward_features_first(self, xp: Any, params: dict[str, Any], h: Any, in_shape: tuple[int, ...]) -> Any:
-        out = xp.matmul(xp.moveaxis(params["w"], -1, -2), h)  # (units, in) @ (in, rows)
-        if "b" in params:
-            out = out + params["b"][:, None]
-        return apply_activation(xp, self.activation, out)
+        return apply_activation(xp, self.activation, self.preactivation(xp, params, h, in_shape, features_first=True))
+
+    def preactivation(self, xp: Any, params: dict[str, Any], h: Any, in_shape: tuple[int, ...],
+                      features_first: bool = False) -> Any:
+        if features_first:
+            out = xp.matmul(xp.moveaxis(params["w"], -1, -2), h)  # (units, in) @ (in, rows)
+            return out + params["b"][:, None] if "b" in params else out
+        out = xp.matmul(h, params["w"])
+        return out + params["b"][..., None, :] if "b" in params else out
 
     def fixed_output_shape(self) -> tuple[int, ...]:
         return (self.units,)
