@@ -1,8 +1,8 @@
 """``python -m bench.estimators``: the -ELBO estimator options measured before any becomes a default.
 
 For each workload (moons 2-5-5-1 full batch, digits 64-32-10 batch 128) and estimator
-(``bp.ELBO()`` = PyMC's objective; ``kl="closed_form"``; ``gradient="path"``; both; and
-``mc_draws=4``), in one process, BLAS/XLA as the caller pins them:
+(``bp.ELBO()`` = PyMC's objective; ``kl="closed_form"``; ``gradient="path"``; both;
+``mc_draws=4``; and closed-form KL with ``local_reparameterization=True``), in one process, BLAS/XLA as the caller pins them:
 
 - **gradient variance**: at the q of a default fit (``--steps`` steps, seed 0), the summed
   variance of the gradient's ``mu`` and ``rho`` parts over ``--draws`` independent estimates
@@ -35,6 +35,7 @@ ESTIMATORS: dict[str, tuple[Any, int]] = {
     "path gradient": (bp.ELBO(gradient="path"), 1),
     "closed-form KL + path": (bp.ELBO(kl="closed_form", gradient="path"), 1),
     "mc_draws=4": (bp.ELBO(), 4),
+    "closed-form KL + local reparameterization": (bp.ELBO(kl="closed_form", local_reparameterization=True), 1),
 }
 
 
@@ -65,16 +66,29 @@ def gradient_variance(result: Any, elbo: Any, mc_draws: int, draws: int, seed: i
     params = {k: jnp.asarray(v) for k, v in family.to_engine(result.posterior.values()).items()}
     batch = built.batch_size
 
+    local = None
+    if elbo.local_reparameterization:
+        from bnn_ppl.inference.engines.local import local_logp, local_theta
+
+        local = local_logp(built, flat, result.posterior.layout, get_jaxified_graph, features_first=False)
+
     def loss(q, key):
         k_eps, k_idx = jax.random.split(key)
-        eps = jax.random.normal(k_eps, (mc_draws, family.noise_size(flat.size)), X.dtype)
-        theta = family.sample(xp, q, eps)
+        size = family.noise_size(flat.size) if local is None else local.other.size + local.n_local
+        eps = jax.random.normal(k_eps, (mc_draws, size), X.dtype)
         if batch is None:
             xb, yb = X, y
         else:
             idx = jax.random.randint(k_idx, (batch,), 0, X.shape[0])
             xb, yb = X[idx], y[idx]
-        parts = [fn(theta[s], xb, yb, one) for s in range(mc_draws)]  # (rest, rows) per draw
+        if local is not None:  # pre-activations drawn per row (bnn_ppl.inference.engines.local)
+            draws = [local_theta(family, xp, q, local, e) for e in eps]
+            theta = q["mu"][None]
+            var = family.marginal_var(xp, q)
+            parts = [local.fn(th, q["mu"], var, noise, xb, yb, one) for th, noise in draws]
+        else:
+            theta = family.sample(xp, q, eps)
+            parts = [fn(theta[s], xb, yb, one) for s in range(mc_draws)]  # (rest, rows) per draw
         loglik = sum(rows.sum() for _, rows in parts) / mc_draws
         rest = sum(r for r, _ in parts) / mc_draws
         return elbo.neg_elbo(xp, family, q, theta, loglik, rest, gaussian)

@@ -80,3 +80,16 @@ def test_an_interrupted_fit_says_so_records_it_and_exits_130(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["interrupted"] is True and metrics["stop_reason"] == "interrupted"
     assert 0 < metrics["steps"] < 100_000_000 and (out / "model.bnn").is_file()
+
+
+def test_fit_local_reparameterization_from_the_command_line(tmp_path):
+    proc = run("fit", "models/moons.toml", "--steps", "50", "--local-reparameterization", "--no-plots",
+               "--out", tmp_path / "bad")
+    assert proc.returncode != 0 and "use ELBO(kl='closed_form'" in proc.stderr
+    proc = run("fit", "models/moons.toml", "--steps", "50", "--kl", "closed_form", "--local-reparameterization",
+               "--no-plots", "--out", tmp_path / "fullrank")
+    assert proc.returncode != 0 and "needs a mean-field q (method='advi')" in proc.stderr
+    proc = run("fit", "models/moons.toml", "--steps", "300", "--method", "advi", "--kl", "closed_form",
+               "--local-reparameterization", "--no-plots", "--out", tmp_path / "m")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "m" / "metrics.json").read_text())["elbo"]["local_reparameterization"] is True

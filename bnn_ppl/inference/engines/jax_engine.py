@@ -149,7 +149,7 @@ def _build_step(logp_fn, family, batch_size: int | None, mc_draws: int, members:
 
     def build(d: int):
         nonlocal noise_size, scales
-        noise_size = family.noise_size(d) if local is None else local.other.size + local.n_local
+        noise_size = _noise_size(family, d, local)
         given = family.step_scales(d)
         scales = tuple(np.asarray(given[name]) if name in given else 1.0 for name in names)
         if members == 1:
@@ -162,6 +162,12 @@ def _build_step(logp_fn, family, batch_size: int | None, mc_draws: int, members:
         return jax.jit(batched, static_argnums=(6,))
 
     return build
+
+
+def _noise_size(family: Any, d: int, local: LocalLogp | None) -> int:
+    """Standard normals one Monte Carlo draw of a step needs: the family's, or with local
+    reparameterisation the other coordinates' and every row's pre-activations."""
+    return family.noise_size(d) if local is None else local.other.size + local.n_local
 
 
 #: Jitted chunk functions of recent fits, by model structure: refitting the same network on
@@ -296,7 +302,7 @@ class JaxEngine:
                               request.tolerate_divergence, _has_folds(request), _row_sharding(request.mesh),
                               streamed=built.source is not None, elbo=request.elbo, prior_fn=prior_fn,
                               gaussian_mask=flat.gaussian_mask, local=local)(flat.size)
-            noise_size = request.family.noise_size(flat.size) if local is None else local.other.size + local.n_local
+            noise_size = _noise_size(request.family, flat.size, local)
             _COMPILED[cache_key] = run, noise_size
             while len(_COMPILED) > _CACHE_SIZE:
                 _COMPILED.pop(next(iter(_COMPILED)))
