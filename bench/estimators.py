@@ -107,7 +107,8 @@ def study(workload: Any, steps: int, seeds: int, draws: int) -> list[dict[str, A
     built = bp.build_model(workload.spec, workload.X_train, workload.y_train, batch_size=workload.batch_size)
     fits: dict[str, list[tuple[float, np.ndarray]]] = {}
     for name, (elbo, mc_draws) in ESTIMATORS.items():
-        bp.fit(built, 2000, method="advi", elbo=elbo, mc_draws=mc_draws, random_seed=99, progressbar=False)  # compile
+        bp.fit(built, min(2000, steps), method="advi", elbo=elbo, mc_draws=mc_draws, random_seed=99,
+               progressbar=False)  # compile
         runs = []
         for seed in range(seeds):
             clock = StepClock()

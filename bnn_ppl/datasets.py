@@ -286,7 +286,8 @@ def write_large_synthetic(directory: str | os.PathLike, rows: int, features: int
 
     Examples
     --------
-    >>> X, y = write_large_synthetic(".", rows=1000, features=8, classes=3)
+    >>> import tempfile
+    >>> X, y = write_large_synthetic(tempfile.mkdtemp(), rows=1000, features=8, classes=3)
     >>> X.shape, X.dtype.name, int(y.max())
     ((1000, 8), 'float32', 2)
     """
