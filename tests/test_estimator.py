@@ -258,7 +258,8 @@ def _local_estimates(built, flat, layout, family, params, eps, features_first):
     return jax.vmap(jax.value_and_grad(one), in_axes=(None, 0))(params, noise), local
 
 
-@pytest.mark.parametrize(("likelihood", "features_first"), [("bernoulli", True), ("bernoulli", False), ("normal", False)])
+@pytest.mark.parametrize(("likelihood", "features_first"),
+                         [("bernoulli", True), ("bernoulli", False), ("normal", False), ("categorical", True)])
 def test_local_reparameterization_has_the_weight_draws_expected_loss_and_gradient(data, likelihood, features_first):
     """Drawing every row's pre-activations (two hidden layers) in place of the weights keeps the
     expected -ELBO and its gradient (within 4-5 standard errors, 4,000 draws each) and lowers the
@@ -267,6 +268,9 @@ def test_local_reparameterization_has_the_weight_draws_expected_loss_and_gradien
     if likelihood == "normal":
         spec = bp.Network([bp.Dense(3), bp.Dense(3), bp.Dense(1, "identity")], bp.NormalLikelihood(), prior=bp.FanInNormal())
         y = X[:, 0] - 0.5 * X[:, 1]
+    elif likelihood == "categorical":  # 3 classes: 40 x (3 + 3 + 3) pre-activations, as many as 2-3-3-1's + 80
+        spec = bp.Network([bp.Dense(3), bp.Dense(3), bp.Dense(3, "identity")], bp.Categorical(3), prior=bp.FanInNormal())
+        y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5).astype(int)
     else:
         spec = bp.Network([bp.Dense(3), bp.Dense(3), bp.Dense(1, "identity")], bp.Bernoulli(), prior=bp.Normal(1.0))
     built = bp.build_model(spec, X, y)
@@ -274,9 +278,9 @@ def test_local_reparameterization_has_the_weight_draws_expected_loss_and_gradien
     flat, fn, prior_fn, params, layout = _setup(built, family, seed=5)
     draws = 4000
     (local_values, local_grads), local = _local_estimates(
-        built, flat, layout, family, params, jax.random.normal(jax.random.key(7), (draws, 40 * 7 + flat.size)),
+        built, flat, layout, family, params, jax.random.normal(jax.random.key(7), (draws, 40 * 9 + flat.size)),
         features_first)
-    assert local.n_local == 40 * (3 + 3 + 1)
+    assert local.n_local == 40 * (3 + 3 + (3 if likelihood == "categorical" else 1))
     assert local.other.size == (1 if likelihood == "normal" else 0)  # the likelihood's sigma
     eps = jax.random.normal(jax.random.key(8), (draws, flat.size))
     values, grads = _estimates(flat, fn, prior_fn, family, params, bp.ELBO(kl="closed_form"), eps)
