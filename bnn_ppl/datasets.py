@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,7 +95,7 @@ def load_dataset(
     """
     if task not in _TASKS:
         raise DataError(f"The 'task' parameter must be one of {list(_TASKS)}. Got {task!r} instead.")
-    if not (isinstance(test_size, (int, float)) and 0.0 < test_size < 1.0):
+    if isinstance(test_size, bool) or not (isinstance(test_size, numbers.Real) and 0.0 < test_size < 1.0):
         raise DataError(f"The 'test_size' parameter must be a fraction between 0 and 1. Got {test_size!r} instead.")
     if name == "moons":
         X, y = make_moons(1000, noise=0.2, random_state=0)

@@ -359,12 +359,18 @@ def test_load_dataset_moons_and_regression_csv_import_no_scikit_learn(tmp_path):
     assert out.split() == ["(500,", "2)", "(5,", "2)", "False"]
 
 
-@pytest.mark.parametrize("test_size", [0.0, 1.0, -0.2, "half"])
+@pytest.mark.parametrize("test_size", [0.0, 1.0, -0.2, "half", True, np.float32(1.5)])
 def test_load_dataset_rejects_a_test_size_outside_0_1(test_size):
     from bnn_ppl.datasets import load_dataset
 
     with pytest.raises(DataError, match="'test_size' parameter must be a fraction between 0 and 1"):
         load_dataset("moons", test_size=test_size)
+
+
+def test_load_dataset_takes_a_numpy_test_size():
+    from bnn_ppl.datasets import load_dataset
+
+    assert load_dataset("moons", test_size=np.float32(0.25)).X_test.shape == (250, 2)
 
 
 def test_a_test_size_leaving_no_train_rows_is_a_data_error(tmp_path):
