@@ -171,3 +171,44 @@ def test_the_jax_bridge_leaves_xla_flags_as_they_were():
             "import jax; print(os.environ['XLA_FLAGS'], len(jax.devices('cpu')), callable(bridge.get_jaxified_graph))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["--xla_cpu_enable_fast_math=false", "1", "True"]
+
+
+@pytest.fixture(scope="module")
+def wide_built():
+    """A net drawing >= PREFETCH_MIN_DRAWS normals a step (1,153 weights), minibatched: the JAX
+    engine draws a chunk's noise and rows on a second thread during the previous chunk."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(300, 10))
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(int)
+    spec = bp.Network([bp.Dense(96, "tanh"), bp.Dense(1, "identity")], bp.Bernoulli())
+    return bp.build_model(spec, X, y, batch_size=32)
+
+
+def _wide_fit(built, prefetch, monkeypatch, n=250, **options):
+    monkeypatch.setattr(jax_engine, "PREFETCH", prefetch)
+    drawn = []
+    monkeypatch.setattr(jax_engine._DrawAhead, "get", lambda self, i, *a, _get=jax_engine._DrawAhead.get:
+                        drawn.append(i) or _get(self, i, *a))
+    # chunks of 100 steps (callbacks every 100): three chunks, the last one shorter
+    result = bp.fit(built, n, method="advi", random_seed=3, progressbar=False, callback_every=100,
+                    callbacks=[options.pop("callback", lambda approx, losses, i: None)], **options)
+    return result, drawn
+
+
+@pytest.mark.parametrize("ensemble", [1, 2])
+def test_noise_drawn_ahead_on_a_second_thread_is_the_fused_calls_noise(wide_built, monkeypatch, ensemble):
+    ahead, drawn = _wide_fit(wide_built, True, monkeypatch, ensemble=ensemble)
+    fused, not_drawn = _wide_fit(wide_built, False, monkeypatch, ensemble=ensemble)
+    assert drawn == [0, 1, 2] and not_drawn == []
+    np.testing.assert_array_equal(ahead.losses, fused.losses)
+    for name, value in fused.params().items():
+        np.testing.assert_array_equal(ahead.params()[name], value)
+
+
+def test_a_fit_stopped_with_a_draw_pending_returns_at_once(wide_built, monkeypatch):
+    def stop(approx, losses, i):
+        if i >= 100:
+            raise StopIteration
+
+    result, drawn = _wide_fit(wide_built, True, monkeypatch, n=100_000, callback=stop)
+    assert result.stop_reason == "callback" and result.n_steps == 100 and drawn == [0]
