@@ -15,7 +15,9 @@ test NLL after the same number of steps:
   first (``W.T @ h.T``), what bnn_ppl's JAX engine does for narrow networks on CPU;
 - ``bnn_ppl``: ``bp.fit(built, n, method="advi")`` with the default engine; ``bnn_ppl
   closed-form KL``: with ``elbo=bp.ELBO(kl="closed_form")``; ``bnn_ppl rows first``: the
-  default with the features-first forward pass switched off (PyMC's graph throughout).
+  default with the features-first forward pass switched off (PyMC's graph throughout);
+  ``bnn_ppl one core``: the default without drawing the next chunk's noise on a second thread
+  (``jax_engine.PREFETCH``; the limit and NumPyro draw theirs on the core that runs the step).
 
 Runners run interleaved (A B C ... A B C ..., ``--repeats`` rounds) and the table reports
 medians: ratios between programs move by tens of percent with background load, and
@@ -52,7 +54,7 @@ CONFIGS = {
     "defaults": {},
 }
 RUNNERS = ("pm.fit default", "pm.fit adam", "numpyro AutoNormal", "numpyro AutoDiagonalNormal", "limit", "limit closed-form KL",
-           "limit features-first", "bnn_ppl", "bnn_ppl closed-form KL", "bnn_ppl rows first")
+           "limit features-first", "bnn_ppl", "bnn_ppl closed-form KL", "bnn_ppl rows first", "bnn_ppl one core")
 
 
 def _log(message: str) -> None:
@@ -66,24 +68,26 @@ def _nll(draws: np.ndarray, y: np.ndarray) -> float:
 
 
 class _Bnn:
-    def __init__(self, workload: Any, elbo: Any, features_first: bool = True) -> None:
+    def __init__(self, workload: Any, elbo: Any, features_first: bool = True, draw_ahead: bool = True) -> None:
         import bnn_ppl as bp
 
-        self.workload, self.elbo, self.features_first = workload, elbo, features_first
+        self.workload, self.elbo, self.features_first, self.draw_ahead = workload, elbo, features_first, draw_ahead
         self.built = bp.build_model(workload.spec, workload.X_train, workload.y_train, batch_size=workload.batch_size)
         self._fit(min(workload.steps, 2000), 99, ())
 
     def _fit(self, steps: int, seed: int, callbacks: tuple) -> Any:
         import bnn_ppl as bp
         from bnn_ppl.inference.engines import features_first as ff
+        from bnn_ppl.inference.engines import jax_engine
 
-        saved = ff.ROWS_PER_UNIT
+        saved, saved_ahead = ff.ROWS_PER_UNIT, jax_engine.PREFETCH
         ff.ROWS_PER_UNIT = saved if self.features_first else math.inf
+        jax_engine.PREFETCH = saved_ahead and self.draw_ahead
         try:
             return bp.fit(self.built, steps, method="advi", elbo=self.elbo, random_seed=seed, progressbar=False,
                           callbacks=callbacks)
         finally:
-            ff.ROWS_PER_UNIT = saved
+            ff.ROWS_PER_UNIT, jax_engine.PREFETCH = saved, saved_ahead
 
     def run(self, seed: int) -> dict[str, Any]:
         from bench.measure import StepClock
@@ -186,6 +190,7 @@ def run_config(config: str, workloads: list[str], repeats: int, quick: bool, par
             "bnn_ppl closed-form KL": _Bnn(workload, bp.ELBO(kl="closed_form")),
             "limit features-first": _Limit(workload, "mc", dtype, layout="features"),
             "bnn_ppl rows first": _Bnn(workload, bp.ELBO(), features_first=False),
+            "bnn_ppl one core": _Bnn(workload, bp.ELBO(), draw_ahead=False),
         }
         calls = {
             "pm.fit default": lambda seed: _row_of(fit_pm_default(workload, seed, workload.pm_fit_steps)[0]),
@@ -251,7 +256,7 @@ def to_markdown(results: list[dict[str, Any]]) -> str:
         for name, w in res["workloads"].items():
             t = w["runners"]
             base = t["pm.fit default"].get("wall_s", math.nan)
-            for runner in ("pm.fit default", "pm.fit adam", "bnn_ppl", "bnn_ppl closed-form KL", "bnn_ppl rows first"):
+            for runner in ("pm.fit default", "pm.fit adam", "bnn_ppl", "bnn_ppl closed-form KL", "bnn_ppl rows first", "bnn_ppl one core"):
                 wall = t[runner].get("wall_s", math.nan)
                 if math.isfinite(wall):
                     lines.append(f"| {name} | {runner} | {wall:.2f} | {base / wall if math.isfinite(base) else math.nan:.1f}x |")

@@ -205,10 +205,12 @@ def test_noise_drawn_ahead_on_a_second_thread_is_the_fused_calls_noise(wide_buil
         np.testing.assert_array_equal(ahead.params()[name], value)
 
 
-def test_a_fit_stopped_with_a_draw_pending_returns_at_once(wide_built, monkeypatch):
+@pytest.mark.parametrize(("signal", "reason"), [(StopIteration, "callback"), (KeyboardInterrupt, "interrupted")])
+def test_a_fit_stopped_with_a_draw_pending_returns_at_once(wide_built, monkeypatch, signal, reason):
     def stop(approx, losses, i):
         if i >= 100:
-            raise StopIteration
+            raise signal
 
     result, drawn = _wide_fit(wide_built, True, monkeypatch, n=100_000, callback=stop)
-    assert result.stop_reason == "callback" and result.n_steps == 100 and drawn == [0]
+    assert result.stop_reason == reason and result.n_steps == 100 and drawn == [0]
+    assert np.all(np.isfinite(result.params()["mu"]))

@@ -6,7 +6,9 @@ features first, :mod:`~bnn_ppl.inference.engines.features_first`), except the fi
 estimator (:class:`~bnn_ppl.inference.estimator.ELBO`: ``mc_draws`` reparameterised draws from
 the family) evaluates in one flat pass; the estimator, Adam and minibatch sampling (uniform
 indices with replacement, like ``pm.Minibatch``) run inside the scan. Data are jit arguments,
-never constants. Runs on a GPU when JAX sees one.
+never constants. Runs on a GPU when JAX sees one. On a CPU, when a chunk's noise is large
+enough to matter (``PREFETCH_MIN_DRAWS``), the next chunk's noise and rows are drawn on a second
+thread while the current chunk runs (:class:`_DrawAhead`): the same numbers, from the same keys.
 """
 
 from __future__ import annotations
