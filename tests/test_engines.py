@@ -173,22 +173,34 @@ def test_the_jax_bridge_leaves_xla_flags_as_they_were():
     assert out == ["--xla_cpu_enable_fast_math=false", "1", "True"]
 
 
+WIDE_SPEC = bp.Network([bp.Dense(96, "tanh"), bp.Dense(1, "identity")], bp.Bernoulli())
+
+
 @pytest.fixture(scope="module")
-def wide_built():
-    """A net drawing >= PREFETCH_MIN_DRAWS normals a step (1,153 weights), minibatched: the JAX
-    engine draws a chunk's noise and rows on a second thread during the previous chunk."""
+def wide_data():
     rng = np.random.default_rng(5)
     X = rng.normal(size=(300, 10))
-    y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(int)
-    spec = bp.Network([bp.Dense(96, "tanh"), bp.Dense(1, "identity")], bp.Bernoulli())
-    return bp.build_model(spec, X, y, batch_size=32)
+    return X, (X[:, 0] + 0.5 * X[:, 1] > 0).astype(int)
 
 
-def _wide_fit(built, prefetch, monkeypatch, n=250, **options):
+@pytest.fixture(scope="module")
+def wide_built(wide_data):
+    """A net drawing >= PREFETCH_MIN_DRAWS normals a step (1,153 weights), minibatched: the JAX
+    engine draws a chunk's noise and rows on a second thread during the previous chunk."""
+    return bp.build_model(WIDE_SPEC, *wide_data, batch_size=32)
+
+
+def _count_draws_ahead(monkeypatch, prefetch):
+    """Sets ``PREFETCH``; the list it returns fills with the chunks whose inputs were drawn ahead."""
     monkeypatch.setattr(jax_engine, "PREFETCH", prefetch)
     drawn = []
     monkeypatch.setattr(jax_engine._DrawAhead, "get", lambda self, i, *a, _get=jax_engine._DrawAhead.get:
                         drawn.append(i) or _get(self, i, *a))
+    return drawn
+
+
+def _wide_fit(built, prefetch, monkeypatch, n=250, **options):
+    drawn = _count_draws_ahead(monkeypatch, prefetch)
     # chunks of 100 steps (callbacks every 100): three chunks, the last one shorter
     result = bp.fit(built, n, method="advi", random_seed=3, progressbar=False, callback_every=100,
                     callbacks=[options.pop("callback", lambda approx, losses, i: None)], **options)
@@ -214,3 +226,16 @@ def test_a_fit_stopped_with_a_draw_pending_returns_at_once(wide_built, monkeypat
     result, drawn = _wide_fit(wide_built, True, monkeypatch, n=100_000, callback=stop)
     assert result.stop_reason == reason and result.n_steps == 100 and drawn == [0]
     assert np.all(np.isfinite(result.params()["mu"]))
+
+
+def test_folds_drawn_ahead_train_on_the_same_rows_as_the_fused_call(wide_data, monkeypatch):
+    # fit_many's folds: each member draws its minibatch rows among its own training rows
+    fits = {}
+    for prefetch in (True, False):
+        drawn = _count_draws_ahead(monkeypatch, prefetch)
+        many = bp.fit_many(WIDE_SPEC, *wide_data, folds=2, seeds=[4], n=2100, batch_size=32, method="advi",
+                           draws=20, progressbar=False)
+        fits[prefetch] = many.results
+        assert drawn == ([0, 1, 2] if prefetch else [])
+    for ahead, fused in zip(fits[True], fits[False], strict=True):
+        np.testing.assert_array_equal(ahead.losses, fused.losses)

@@ -48,7 +48,8 @@ JAX_CACHE_BYTES = 512 * 2**20
 def _build_step(logp_fn, family, batch_size: int | None, mc_draws: int, members: int, tolerate: bool, folds: bool,
                 row_sharding: Any = None, streamed: bool = False, *, elbo: ELBO, prior_fn: Any, gaussian_mask: Any,
                 local: LocalLogp | None = None):
-    """The jitted chunk function ``run(carry, key_data, X, y, n_total, hyper, length)`` (``key_data``: a PRNG key's raw data).
+    """``build(d)``: the jitted chunk functions ``(draw, run, fused)`` (see ``build``); ``fused(carry,
+    key_data, X, y, n_total, hyper, length)`` runs a chunk from its key (``key_data``: a PRNG key's raw data).
 
     ``hyper`` holds what may differ between members without changing the compiled graph (a
     leading members axis when ``members > 1``): ``learning_rate``, ``lr_floor``,
@@ -322,9 +323,9 @@ class JaxEngine:
                                              outputs=[flat.rest_other, flat.rows])
             prior_fn = get_jaxified_graph(inputs=[flat.prior_scale], outputs=[flat.gaussian_mu, flat.gaussian_sigma])
             compiled = _build_step(logp_fn, request.family, built.batch_size, request.mc_draws, posterior.members,
-                              request.tolerate_divergence, _has_folds(request), _row_sharding(request.mesh),
-                              streamed=built.source is not None, elbo=request.elbo, prior_fn=prior_fn,
-                              gaussian_mask=flat.gaussian_mask, local=local)(flat.size)
+                                   request.tolerate_divergence, _has_folds(request), _row_sharding(request.mesh),
+                                   streamed=built.source is not None, elbo=request.elbo, prior_fn=prior_fn,
+                                   gaussian_mask=flat.gaussian_mask, local=local)(flat.size)
             noise_size = _noise_size(request.family, flat.size, local)
             _COMPILED[cache_key] = compiled, noise_size
             while len(_COMPILED) > _CACHE_SIZE:
