@@ -259,7 +259,8 @@ def to_markdown(results: list[dict[str, Any]]) -> str:
             for runner in ("pm.fit default", "pm.fit adam", "bnn_ppl", "bnn_ppl closed-form KL", "bnn_ppl rows first", "bnn_ppl one core"):
                 wall = t[runner].get("wall_s", math.nan)
                 if math.isfinite(wall):
-                    lines.append(f"| {name} | {runner} | {wall:.2f} | {base / wall if math.isfinite(base) else math.nan:.1f}x |")
+                    ratio = f"{base / wall:.1f}x" if math.isfinite(base) else "–"  # pm.fit failed: no ratio
+                    lines.append(f"| {name} | {runner} | {wall:.2f} | {ratio} |")
         lines.append("")
         predict = {name: w["predict_ms"] for name, w in res["workloads"].items() if "predict_ms" in w}
         if predict:
