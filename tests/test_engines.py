@@ -101,6 +101,20 @@ def test_data_are_inputs_not_constants_and_refits_reuse_the_compiled_loop(logist
     np.testing.assert_allclose(mu_flipped, -mu, atol=0.15)
 
 
+def test_a_potential_added_after_a_fit_is_in_the_next_fit(logistic_data):
+    # the compiled-loop cache must not hand back the loop of the model before the Potential
+    import pymc as pm
+
+    X, y = logistic_data
+    built = bp.build_model(_logistic_spec(), X, y)
+    before = bp.fit(built, 1000, method="advi", random_seed=0, progressbar=False).params()["mu"]
+    with built.model:
+        pm.Potential("pull", -1000.0 * sum(pm.math.sum((rv - 3.0) ** 2) for rv in built.model.free_RVs))
+    after = bp.fit(built, 1000, method="advi", random_seed=0, progressbar=False).params()["mu"]
+    assert np.all(np.abs(before - 3.0) > 1.0)
+    np.testing.assert_allclose(after, 3.0, atol=0.3)
+
+
 def test_float32_end_to_end(tmp_path):
     script = textwrap.dedent(
         """

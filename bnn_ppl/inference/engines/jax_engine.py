@@ -203,10 +203,14 @@ _CACHE_SIZE = 16
 def _structure_key(request: FitRequest, flat: Any) -> tuple:
     """Everything the compiled step depends on: the spec, data shapes/dtypes, family, estimator.
 
-    Learning rates, prior scales and training rows are inputs (``hyper``), not part of the key."""
+    Learning rates, prior scales and training rows are inputs (``hyper``), not part of the key.
+    The model's variables are (by name): a ``pm.Potential`` or a variable a user adds to
+    ``built.model`` after a fit changes the log-density, so the next fit compiles anew."""
     built = request.built
+    model = built.model
     return (
         built.spec,  # frozen dataclasses: hashable and compared by value
+        tuple(tuple(v.name for v in group) for group in (model.free_RVs, model.observed_RVs, model.potentials)),
         flat.X.shape[1:],
         str(flat.X.dtype),
         str(flat.y_data.dtype),
