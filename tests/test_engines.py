@@ -14,6 +14,7 @@ import pytest
 import bnn_ppl as bp
 from bnn_ppl.inference.engines import ENGINES
 from bnn_ppl.inference.engines import jax_engine
+from bnn_ppl.inference.engines.ahead import ChunkAhead
 
 FAST_ENGINES = [name for name in ("jax", "numba") if name in ENGINES]
 
@@ -208,8 +209,7 @@ def _count_draws_ahead(monkeypatch, prefetch):
     """Sets ``PREFETCH``; the list it returns fills with the chunks whose inputs were drawn ahead."""
     monkeypatch.setattr(jax_engine, "PREFETCH", prefetch)
     drawn = []
-    monkeypatch.setattr(jax_engine._DrawAhead, "get", lambda self, i, *a, _get=jax_engine._DrawAhead.get:
-                        drawn.append(i) or _get(self, i, *a))
+    monkeypatch.setattr(ChunkAhead, "get", lambda self, i, _get=ChunkAhead.get: drawn.append(i) or _get(self, i))
     return drawn
 
 

@@ -8,7 +8,9 @@ the family) evaluates in one flat pass; the estimator, Adam and minibatch sampli
 indices with replacement, like ``pm.Minibatch``) run inside the scan. Data are jit arguments,
 never constants. Runs on a GPU when JAX sees one. On a CPU, when a chunk's noise is large
 enough to matter (``PREFETCH_MIN_DRAWS``), the next chunk's noise and rows are drawn on a second
-thread while the current chunk runs (:class:`_DrawAhead`): the same numbers, from the same keys.
+thread while the current chunk runs (:class:`~bnn_ppl.inference.engines.ahead.ChunkAhead`): the
+same numbers, from the same keys. On a CPU one compiled call runs on one core and threefry noise
+is 15-25% of a mid-sized network's step (digits 64-32-10, batch 128), which the second core takes.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from bnn_ppl.inference.engines.ahead import ChunkAhead, chunk_lengths
 from bnn_ppl.inference.engines.base import ENGINES, EngineRun, FitRequest, step_size_factor
 from bnn_ppl.inference.engines.driver import run_chunks
 from bnn_ppl.inference.engines.features_first import could_run_features_first, features_first_logp
@@ -372,7 +375,10 @@ class JaxEngine:
         draw, run, fused = compiled
         key_of = (lambda i: key_data[0, i]) if members == 1 else (lambda i: key_data[:, i])
         n_obs = 0 if stream is not None else int(X.shape[0])
-        ahead = _DrawAhead(lambda i, length: draw(key_of(i), hyper, n_obs, length, dtype)) if prefetch else None
+        lengths = chunk_lengths(request.n, chunk)
+        # the draw itself compiles on the second thread, during the first chunk's compilation
+        ahead = (ChunkAhead(lambda i: jax.block_until_ready(draw(key_of(i), hyper, n_obs, lengths[i], dtype)),
+                            n_chunks, start=True, name="bnn_ppl-draw-ahead") if prefetch else None)
 
         def run_chunk(carry, n_active):
             # the last chunk may be shorter: one more compilation at most, no masked steps
@@ -380,9 +386,8 @@ class JaxEngine:
             data = (X, y) if stream is None else stream.batches(i)
             if ahead is None:
                 new, losses = fused(carry, key_of(i), *data, n_total, hyper, n_active)
-            else:
-                inputs = ahead.get(i, n_active, min(chunk, request.n - (i + 1) * chunk) if i + 1 < n_chunks else 0)
-                new, losses = run(carry, inputs, *data, n_total, hyper)
+            else:  # lengths[i] == n_active
+                new, losses = run(carry, ahead.get(i), *data, n_total, hyper)
             return new, np.asarray(losses)
 
         def write_back(carry):
@@ -399,41 +404,6 @@ class JaxEngine:
                 ahead.close()
 
 
-class _DrawAhead:
-    """Chunk ``i + 1``'s random inputs (``draw(i, length)``: noise and minibatch rows) computed on a
-    second thread while chunk ``i`` runs.
-
-    On a CPU one compiled call runs on one core; threefry noise is 15-25% of a mid-sized
-    network's step (digits 64-32-10, batch 128), which the second core then takes. The draws
-    are the same numbers the fused call makes from the same key (``draw`` is its first half).
-    """
-
-    def __init__(self, draw: Any) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        import jax
-
-        self._draw = lambda i, length: jax.block_until_ready(draw(i, length))
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bnn_ppl-draw-ahead")
-        self._pending: tuple[int, int, Any] | None = None
-
-    def get(self, i: int, length: int, next_length: int) -> Any:
-        """Chunk ``i``'s inputs (drawn now unless drawn ahead); starts drawing chunk ``i + 1``'s
-        (``next_length`` steps; 0: none)."""
-        pending, self._pending = self._pending, None
-        if pending is not None and pending[:2] == (i, length):
-            inputs = pending[2].result()
-        else:
-            inputs = self._draw(i, length)
-        if next_length:
-            self._pending = (i + 1, next_length, self._pool.submit(self._draw, i + 1, next_length))
-        return inputs
-
-    def close(self) -> None:
-        """Drop a draw still pending (a fit stopped early) without waiting for it."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
-
 class _Stream:
     """The minibatch rows of each chunk, read from data larger than memory one chunk ahead.
 
@@ -444,12 +414,9 @@ class _Stream:
     """
 
     def __init__(self, built: Any, keys: Any, chunk: int, n: int, y_dtype: Any) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
         self.built, self.keys, self.y_dtype = built, keys, y_dtype
-        self.lengths = [min(chunk, n - start) for start in range(0, n, chunk)]
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bnn_ppl-stream")
-        self.pending = {0: self.pool.submit(self._read, 0)}
+        self.lengths = chunk_lengths(n, chunk)
+        self.ahead = ChunkAhead(self._read, len(self.lengths), start=True, name="bnn_ppl-stream")
 
     def _read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         import jax
@@ -462,12 +429,10 @@ class _Stream:
         return jax.device_put(X), jax.device_put(built.source_y[idx].astype(self.y_dtype))
 
     def batches(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        future = self.pending.pop(i, None) or self.pool.submit(self._read, i)
-        if i + 1 < len(self.lengths):
-            self.pending[i + 1] = self.pool.submit(self._read, i + 1)
-        return future.result()
+        return self.ahead.get(i)
 
     def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.ahead.close(wait=True)
+
 
 ENGINES.add("jax", JaxEngine)
