@@ -102,18 +102,34 @@ def test_data_are_inputs_not_constants_and_refits_reuse_the_compiled_loop(logist
     np.testing.assert_allclose(mu_flipped, -mu, atol=0.15)
 
 
-def test_a_potential_added_after_a_fit_is_in_the_next_fit(logistic_data):
-    # the compiled-loop cache must not hand back the loop of the model before the Potential
+def test_a_model_a_user_extended_is_never_fitted_with_a_stale_compiled_loop(logistic_data):
+    # the compiled-loop cache keys on the spec; a Potential or pm.Data a user adds is not the spec's
     import pymc as pm
 
     X, y = logistic_data
+
+    def fit(built):
+        return bp.fit(built, 1000, method="advi", random_seed=0, progressbar=False).params()["mu"]
+
+    def pull(built, target):  # a Potential pulling every weight to `target`
+        return -1000.0 * sum(pm.math.sum((rv - target) ** 2) for rv in built.model.free_RVs)
+
     built = bp.build_model(_logistic_spec(), X, y)
-    before = bp.fit(built, 1000, method="advi", random_seed=0, progressbar=False).params()["mu"]
+    assert not built.extended and np.all(np.abs(fit(built) - 3.0) > 1.0)
     with built.model:
-        pm.Potential("pull", -1000.0 * sum(pm.math.sum((rv - 3.0) ** 2) for rv in built.model.free_RVs))
-    after = bp.fit(built, 1000, method="advi", random_seed=0, progressbar=False).params()["mu"]
-    assert np.all(np.abs(before - 3.0) > 1.0)
-    np.testing.assert_allclose(after, 3.0, atol=0.3)
+        pm.Potential("pull", pull(built, 3.0))
+    assert built.extended
+    np.testing.assert_allclose(fit(built), 3.0, atol=0.3)  # added after a fit: in the next one
+    other = bp.build_model(_logistic_spec(), X, y)
+    with other.model:
+        pm.Potential("pull", pull(other, -3.0))  # same name, another model: its own loop
+    np.testing.assert_allclose(fit(other), -3.0, atol=0.3)
+    with other.model:
+        target = pm.Data("target", 2.0)
+        pm.Potential("pull_data", pull(other, target))
+    np.testing.assert_allclose(fit(other), -0.5, atol=0.3)  # halfway between -3 and 2
+    pm.set_data({"target": -1.0}, model=other.model)  # a user's own pm.Data: its new value is used
+    np.testing.assert_allclose(fit(other), -2.0, atol=0.3)
 
 
 def test_float32_end_to_end(tmp_path):

@@ -70,6 +70,9 @@ class BuiltModel:
         with ``random_seed``; the predictor normalises every posterior draw with their statistics.
     built_rv_names : tuple of str
         The free random variables the spec created (``save`` refuses models a user extended).
+    built_var_names : tuple of str
+        Every named variable of the model as built (random variables, deterministics, potentials,
+        data): :attr:`extended` compares the model with it.
     prior_scale_data : TensorSharedVariable or None
         The ``pm.Data`` ``"prior_scale"`` of a model built with ``prior_scale=`` (None otherwise).
     source, source_y : RowSource and ndarray, or None
@@ -93,6 +96,7 @@ class BuiltModel:
     class_names: list | None = None
     reference_X: np.ndarray | None = None
     built_rv_names: tuple[str, ...] = ()
+    built_var_names: tuple[str, ...] = ()
     prior_scale_data: Any = None
     source: RowSource | None = None
     source_y: np.ndarray | None = None
@@ -135,6 +139,12 @@ class BuiltModel:
     @property
     def free_rv_names(self) -> list[str]:
         return [rv.name for rv in self.model.free_RVs]
+
+    @property
+    def extended(self) -> bool:
+        """Whether a user added variables to ``model`` after it was built (a ``pm.Potential``, a
+        prior, a ``pm.Data`` container, ...): its log-density is then no longer the spec's alone."""
+        return set(self.model.named_vars) != set(self.built_var_names)
 
 
 def _label_storage(labels: np.ndarray) -> np.ndarray:
@@ -306,6 +316,7 @@ def build_model(
         built.output = built.forward(x_in)
         build_likelihood(spec.likelihood, built.output, y_in, total, dims)
     built.built_rv_names = tuple(rv.name for rv in model.free_RVs)
+    built.built_var_names = tuple(model.named_vars)
     return built
 
 

@@ -207,13 +207,10 @@ def _structure_key(request: FitRequest, flat: Any) -> tuple:
     """Everything the compiled step depends on: the spec, data shapes/dtypes, family, estimator.
 
     Learning rates, prior scales and training rows are inputs (``hyper``), not part of the key.
-    The model's variables are (by name): a ``pm.Potential`` or a variable a user adds to
-    ``built.model`` after a fit changes the log-density, so the next fit compiles anew."""
+    A model a user extended (``built.extended``) is never looked up by it (see ``run``)."""
     built = request.built
-    model = built.model
     return (
         built.spec,  # frozen dataclasses: hashable and compared by value
-        tuple(tuple(v.name for v in group) for group in (model.free_RVs, model.observed_RVs, model.potentials)),
         flat.X.shape[1:],
         str(flat.X.dtype),
         str(flat.y_data.dtype),
@@ -316,7 +313,9 @@ class JaxEngine:
         local_on = request.elbo.local_reparameterization
         flat = flat_logp(built, posterior.layout, output_split=candidate or local_on)
         features_first = candidate and flat.rows_given_output is not None
-        cache_key = (*_structure_key(request, flat), features_first)
+        # a model a user extended (a Potential, a prior, a pm.Data of their own, whose values the JAX
+        # graph holds as constants) compiles anew for every fit: the key sees only the spec's model
+        cache_key = None if built.extended else (*_structure_key(request, flat), features_first)
         compiled, noise_size = _COMPILED.get(cache_key, (None, 0))
         if compiled is None:
             local = None
@@ -334,7 +333,8 @@ class JaxEngine:
                                    streamed=built.source is not None, elbo=request.elbo, prior_fn=prior_fn,
                                    gaussian_mask=flat.gaussian_mask, local=local)(flat.size)
             noise_size = _noise_size(request.family, flat.size, local)
-            _COMPILED[cache_key] = compiled, noise_size
+            if cache_key is not None:
+                _COMPILED[cache_key] = compiled, noise_size
             while len(_COMPILED) > _CACHE_SIZE:
                 _COMPILED.pop(next(iter(_COMPILED)))
         names = request.family.engine_names
