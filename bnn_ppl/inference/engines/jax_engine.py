@@ -358,7 +358,8 @@ class JaxEngine:
         chunk = request.chunk(chunk_length(request.n, draws_per_step))
         if built.source is not None:  # a chunk's streamed rows stay within STREAM_CHUNK_BYTES
             chunk = max(1, min(chunk, STREAM_CHUNK_BYTES // (built.batch_size * built.source.native_row_bytes)))
-        n_chunks = -(-request.n // chunk)
+        lengths = chunk_lengths(request.n, chunk)
+        n_chunks = len(lengths)
         # on a CPU, a chunk's noise (when drawn for the whole chunk) and rows are drawn on a second
         # thread during the previous chunk (larger networks draw each step's noise in the step:
         # drawn ahead as a chunk, 784-256-10 ran 0.75x)
@@ -371,11 +372,10 @@ class JaxEngine:
                              for seed in seeds])
         chunk_keys = iter(range(n_chunks))
         stream = (None if built.source is None else
-                  _Stream(built, jax.random.wrap_key_data(key_data[0]), chunk, request.n, flat.y_data.dtype))
+                  _Stream(built, jax.random.wrap_key_data(key_data[0]), lengths, flat.y_data.dtype))
         draw, run, fused = compiled
         key_of = (lambda i: key_data[0, i]) if members == 1 else (lambda i: key_data[:, i])
         n_obs = 0 if stream is not None else int(X.shape[0])
-        lengths = chunk_lengths(request.n, chunk)
         # the draw itself compiles on the second thread, during the first chunk's compilation
         ahead = (ChunkAhead(lambda i: jax.block_until_ready(draw(key_of(i), hyper, n_obs, lengths[i], dtype)),
                             n_chunks, start=True, name="bnn_ppl-draw-ahead") if prefetch else None)
@@ -413,9 +413,8 @@ class _Stream:
     ``STREAM_CHUNK_BYTES`` of rows). While chunk ``i`` runs, a thread reads chunk ``i + 1``'s rows.
     """
 
-    def __init__(self, built: Any, keys: Any, chunk: int, n: int, y_dtype: Any) -> None:
-        self.built, self.keys, self.y_dtype = built, keys, y_dtype
-        self.lengths = chunk_lengths(n, chunk)
+    def __init__(self, built: Any, keys: Any, lengths: list[int], y_dtype: Any) -> None:
+        self.built, self.keys, self.y_dtype, self.lengths = built, keys, y_dtype, lengths
         self.ahead = ChunkAhead(self._read, len(self.lengths), start=True, name="bnn_ppl-stream")
 
     def _read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
