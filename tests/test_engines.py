@@ -91,15 +91,27 @@ def test_keyboard_interrupt_keeps_the_last_good_parameters(logistic_data, engine
     np.testing.assert_array_equal(result.params()["mu"], seen["mu"])
 
 
-def test_data_are_inputs_not_constants_and_refits_reuse_the_compiled_loop(logistic_data):
+@pytest.mark.parametrize("engine", FAST_ENGINES)
+def test_data_are_inputs_not_constants_and_refits_reuse_the_compiled_loop(logistic_data, engine):
+    from bnn_ppl.inference.engines import pytensor_engine
+
+    compiled = {"jax": jax_engine, "numba": pytensor_engine}[engine]._COMPILED
     X, y = logistic_data
-    _logistic_fit(X, y, "jax", seed=0, n=1000)
-    cached = dict(jax_engine._COMPILED)
-    _, mu_flipped, _ = _logistic_fit(X, 1 - y, "jax", seed=0, n=3000)
-    assert jax_engine._COMPILED == cached, "a refit of the same structure must reuse the compiled loop"
-    _, mu, _ = _logistic_fit(X, y, "jax", seed=0, n=3000)
+    _logistic_fit(X, y, engine, seed=0, n=1000)
+    cached = dict(compiled)
+    _, mu_flipped, _ = _logistic_fit(X, 1 - y, engine, seed=0, n=3000)
+    assert compiled == cached, "a refit of the same structure must reuse the compiled loop"
+    _, mu, _ = _logistic_fit(X, y, engine, seed=0, n=3000)
     # Flipping every label flips the sign of the logistic weights: the new data were used.
     np.testing.assert_allclose(mu_flipped, -mu, atol=0.15)
+    # the learning rate is an input too: a cached loop at another rate is a fresh compile's
+    built = bp.build_model(_logistic_spec(), X, y)
+    fit = lambda: bp.fit(built, 500, engine=engine, method="advi", random_seed=3, learning_rate=0.05,  # noqa: E731
+                         progressbar=False).params()["mu"]
+    from_cache = fit()
+    assert compiled == cached
+    compiled.clear()
+    np.testing.assert_array_equal(from_cache, fit())
 
 
 def test_a_model_a_user_extended_is_never_fitted_with_a_stale_compiled_loop(logistic_data):
@@ -269,3 +281,33 @@ def test_folds_drawn_ahead_train_on_the_same_rows_as_the_fused_call(wide_data, m
         assert drawn == ([0, 1, 2] if prefetch else [])
     for ahead, fused in zip(fits[True], fits[False], strict=True):
         np.testing.assert_array_equal(ahead.losses, fused.losses)
+
+
+def test_numba_loop_takes_the_steps_constant_arrays_as_inputs(logistic_data, monkeypatch):
+    """numba embeds a constant in the compiled code, and one past 1 MB (a full-rank family's (d, d)
+    mask at d > 353) kept it from caching the loop on disk: every process compiled it again."""
+    from pytensor.graph.traversal import ancestors
+    from pytensor.scan.op import Scan
+    from pytensor.tensor.variable import TensorConstant
+
+    from bnn_ppl.inference.engines import pytensor_engine
+
+    compiled = []
+
+    def capture(*args, **kwargs):
+        compiled.append(pytensor_engine_compile(*args, **kwargs))
+        raise KeyboardInterrupt  # stop before the first call: numba compiles there
+
+    pytensor_engine_compile = pytensor_engine._compile_chunk
+    monkeypatch.setattr(pytensor_engine, "_compile_chunk", capture)
+    X, y = logistic_data
+    built = bp.build_model(bp.Network([bp.Dense(6, "tanh"), bp.Dense(1, "identity")], bp.Bernoulli()), X, y)
+    with pytest.raises(KeyboardInterrupt):
+        bp.fit(built, 10, engine="numba", method="fullrank_advi", random_seed=0, progressbar=False)
+    (chunk,) = compiled
+    scans = [node.op for node in chunk.function.maker.fgraph.apply_nodes if isinstance(node.op, Scan)]
+    assert scans
+    sizes = [c.data.size for op in scans for c in ancestors(op.fgraph.outputs) if isinstance(c, TensorConstant)]
+    assert max(sizes) < pytensor_engine.LIFT_MIN_SIZE
+    d = 2 * 6 + 6 + 6 + 1
+    assert any(np.shape(v) == (d, d) for v in chunk.values)  # the masks arrive as inputs

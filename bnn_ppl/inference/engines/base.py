@@ -138,3 +138,34 @@ def resolve_engine(engine: str) -> str:
             f"The 'engine' parameter must be one of {['auto', *ENGINES.names()]}. Got {engine!r} instead."
         )
     return engine
+
+
+def has_folds(request: FitRequest) -> bool:
+    """Whether each member trains on rows of its own (``member_hyper["rows"]``: cross-validation folds)."""
+    return "rows" in (request.member_hyper or {})
+
+
+def structure_key(request: FitRequest, flat: Any) -> tuple:
+    """Everything the compiled step depends on: the spec, data shapes/dtypes, family, estimator.
+
+    Learning rates, prior scales and training rows are inputs (``hyper``), not part of the key.
+    A model a user extended (``built.extended``) is never looked up by it (see the engines)."""
+    built = request.built
+    return (
+        built.spec,  # frozen dataclasses: hashable and compared by value
+        flat.X.shape[1:],
+        str(flat.X.dtype),
+        str(flat.y_data.dtype),
+        flat.size,
+        built.n_obs,
+        built.batch_size,
+        built.prior_scale_data is not None,
+        request.family,
+        request.mc_draws,
+        request.elbo,
+        request.posterior.members,
+        request.tolerate_divergence,
+        has_folds(request),
+        None if request.mesh is None else (tuple(d.id for d in request.mesh.devices.flat), request.mesh.axis_names),
+        built.source is not None,
+    )

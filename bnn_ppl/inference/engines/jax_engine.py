@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from bnn_ppl.inference.engines.ahead import ChunkAhead, chunk_lengths
-from bnn_ppl.inference.engines.base import ENGINES, EngineRun, FitRequest, step_size_factor
+from bnn_ppl.inference.engines.base import ENGINES, EngineRun, FitRequest, has_folds, step_size_factor, structure_key
 from bnn_ppl.inference.engines.driver import run_chunks
 from bnn_ppl.inference.engines.features_first import could_run_features_first, features_first_logp
 from bnn_ppl.inference.engines.local import LocalLogp, local_logp, local_theta
@@ -203,32 +203,6 @@ _COMPILED: dict[tuple, Any] = {}
 _CACHE_SIZE = 16
 
 
-def _structure_key(request: FitRequest, flat: Any) -> tuple:
-    """Everything the compiled step depends on: the spec, data shapes/dtypes, family, estimator.
-
-    Learning rates, prior scales and training rows are inputs (``hyper``), not part of the key.
-    A model a user extended (``built.extended``) is never looked up by it (see ``run``)."""
-    built = request.built
-    return (
-        built.spec,  # frozen dataclasses: hashable and compared by value
-        flat.X.shape[1:],
-        str(flat.X.dtype),
-        str(flat.y_data.dtype),
-        flat.size,
-        built.n_obs,
-        built.batch_size,
-        built.prior_scale_data is not None,
-        request.family,
-        request.mc_draws,
-        request.elbo,
-        request.posterior.members,
-        request.tolerate_divergence,
-        _has_folds(request),
-        None if request.mesh is None else (tuple(d.id for d in request.mesh.devices.flat), request.mesh.axis_names),
-        built.source is not None,
-    )
-
-
 def chunk_length(n: int, n_params: int) -> int:
     """Steps per compiled call: ``CHUNK_SIZE``, or for large networks (whose steps take
     milliseconds) as many as make about ``MAX_CHUNK_DRAWS`` parameter updates, at least 50."""
@@ -243,10 +217,6 @@ def _row_sharding(mesh: Any) -> Any:
 
     axis = mesh.axis_names[0]
     return lambda ndim: jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(axis, *([None] * (ndim - 1))))
-
-
-def _has_folds(request: FitRequest) -> bool:
-    return "rows" in (request.member_hyper or {})
 
 
 def _member_hyper(request: FitRequest, flat: Any, dtype: Any) -> dict[str, np.ndarray]:
@@ -315,7 +285,7 @@ class JaxEngine:
         features_first = candidate and flat.rows_given_output is not None
         # a model a user extended (a Potential, a prior, a pm.Data of their own, whose values the JAX
         # graph holds as constants) compiles anew for every fit: the key sees only the spec's model
-        cache_key = None if built.extended else (*_structure_key(request, flat), features_first)
+        cache_key = None if built.extended else (*structure_key(request, flat), features_first)
         compiled, noise_size = _COMPILED.get(cache_key, (None, 0))
         if compiled is None:
             local = None
@@ -329,7 +299,7 @@ class JaxEngine:
                                              outputs=[flat.rest_other, flat.rows])
             prior_fn = get_jaxified_graph(inputs=[flat.prior_scale], outputs=[flat.gaussian_mu, flat.gaussian_sigma])
             compiled = _build_step(logp_fn, request.family, built.batch_size, request.mc_draws, posterior.members,
-                                   request.tolerate_divergence, _has_folds(request), _row_sharding(request.mesh),
+                                   request.tolerate_divergence, has_folds(request), _row_sharding(request.mesh),
                                    streamed=built.source is not None, elbo=request.elbo, prior_fn=prior_fn,
                                    gaussian_mask=flat.gaussian_mask, local=local)(flat.size)
             noise_size = _noise_size(request.family, flat.size, local)

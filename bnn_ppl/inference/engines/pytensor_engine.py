@@ -13,18 +13,24 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 from pymc.pytensorf import resolve_backend_compile_kwargs
+from pytensor.graph.basic import Variable
+from pytensor.graph.traversal import ancestors
 from pytensor.graph.replace import graph_replace
+from pytensor.tensor.variable import TensorConstant
 
-from bnn_ppl.inference.engines.base import ENGINES, EngineRun, FitRequest, step_size_factor
+from bnn_ppl.inference.engines.base import ENGINES, EngineRun, FitRequest, step_size_factor, structure_key
 from bnn_ppl.inference.engines.driver import run_chunks
 from bnn_ppl.inference.engines.jax_engine import chunk_length
 from bnn_ppl.inference.engines.objective import FlatLogp, flat_logp
 from bnn_ppl.inference.estimator import ELBO
 
-__all__ = ["PytensorEngine"]
+__all__ = ["PytensorEngine", "LIFT_MIN_SIZE"]
 
-def _compile_chunk(flat: FlatLogp, family, shapes: dict, batch_size: int | None, lr: float, mc_draws: int, mode,
-                   elbo: ELBO):
+#: Constant arrays of a step with at least this many entries are passed in as inputs (see ``lift``).
+LIFT_MIN_SIZE = 64
+
+def _compile_chunk(flat: FlatLogp, family, shapes: dict, batch_size: int | None, mc_draws: int, mode, elbo: ELBO):
+    """The chunk function ``(mask, eps, idx, *params, *m, *v, t, X, y, n_total, lr_floor, lr, prior_scale)``."""
     from bnn_ppl.array_ops import pytensor_ops
 
     xp = pytensor_ops()
@@ -39,6 +45,8 @@ def _compile_chunk(flat: FlatLogp, family, shapes: dict, batch_size: int | None,
     t0 = pt.scalar("t", dtype=dtype)
     n_total = pt.scalar("n_total", dtype=dtype)
     lr_floor = pt.scalar("lr_floor", dtype=dtype)
+    lr = pt.scalar("learning_rate", dtype=dtype)
+    prior_scale = pt.scalar("prior_scale", dtype=dtype)
     mask = pt.vector("mask", dtype="bool")
     eps_seq = pt.tensor3("eps", dtype=dtype)  # (steps, mc_draws, noise)
     idx_seq = pt.tensor("idx", shape=(None, batch_size or 1), dtype="int64")
@@ -50,8 +58,7 @@ def _compile_chunk(flat: FlatLogp, family, shapes: dict, batch_size: int | None,
         q = dict(zip(names, params, strict=True))
         theta = family.sample(xp, q, eps)  # (mc_draws, D)
         xb, yb = (X, y) if batch_size is None else (X[idx], y[idx])
-        # compiled per fit: the model's prior_scale (if any) enters as a constant
-        given = {flat.x: xb, flat.y: yb, flat.prior_scale: pt.constant(flat.prior_scale_value, dtype=dtype)}
+        given = {flat.x: xb, flat.y: yb, flat.prior_scale: prior_scale}
         loglik, rest = (sum(graph_replace(part, {flat.theta: theta[s], **given}, strict=False)
                             for s in range(mc_draws)) / mc_draws
                         for part in (flat.rows.sum(), flat.rest_other))
@@ -70,7 +77,19 @@ def _compile_chunk(flat: FlatLogp, family, shapes: dict, batch_size: int | None,
             out_p.append(pt.switch(active, p_new, p))
             out_m.append(pt.switch(active, m_new, m))
             out_v.append(pt.switch(active, v_new, v))
-        return [*out_p, *out_m, *out_v, pt.switch(active, t1, t), loss]
+        return lift([*out_p, *out_m, *out_v, pt.switch(active, t1, t), loss])
+
+    lifted: dict[Variable, Variable] = {}
+
+    def lift(outs: list) -> list:
+        # constant arrays of the step (a full-rank family's (d, d) masks, the step scales) become
+        # inputs: numba embeds each constant in the compiled code, which made the LLVM module
+        # large, and one past 1 MB (a (d, d) float64 mask at d > 353) keeps numba from caching
+        # the loop on disk, so every process compiled it again (digits 64-7-10 full rank: ~30 s)
+        for const in ancestors(outs):
+            if isinstance(const, TensorConstant) and const.data.size >= LIFT_MIN_SIZE and const not in lifted:
+                lifted[const] = const.type(name=f"constant_{len(lifted)}")
+        return graph_replace(outs, lifted, strict=False) if lifted else outs
 
     outputs = pytensor.scan(
         step,
@@ -79,8 +98,27 @@ def _compile_chunk(flat: FlatLogp, family, shapes: dict, batch_size: int | None,
         return_updates=False,
     )
     finals = [o[-1] for o in outputs[:-1]]
-    inputs = [mask, eps_seq, idx_seq, *init, *m0, *v0, t0, X, y, n_total, lr_floor]
-    return pytensor.function(inputs, [*finals, outputs[-1]], mode=mode)
+    inputs = [mask, eps_seq, idx_seq, *init, *m0, *v0, t0, X, y, n_total, lr_floor, lr, prior_scale,
+              *lifted.values()]
+    fn = pytensor.function(inputs, [*finals, outputs[-1]], mode=mode, on_unused_input="ignore")  # prior_scale
+    return _WithConstants(fn, [const.data for const in lifted])
+
+
+#: Compiled chunk functions of recent fits, by model structure (as the JAX engine's): a refit of
+#: the same network on data of the same shape (a new seed, learning rate or prior scale) skips
+#: PyTensor's rewrites and numba's load (~2 s for moons).
+_COMPILED: dict[tuple, "_WithConstants"] = {}
+_CACHE_SIZE = 8
+
+
+class _WithConstants:
+    """The compiled chunk, called with the lifted constants' values appended to its inputs."""
+
+    def __init__(self, function: pytensor.compile.function.types.Function, values: list[np.ndarray]) -> None:
+        self.function, self.values = function, values
+
+    def __call__(self, *args: np.ndarray) -> list[np.ndarray]:
+        return self.function(*args, *self.values)
 
 
 class PytensorEngine:
@@ -99,8 +137,17 @@ class PytensorEngine:
         names = family.engine_names
         values = family.to_engine(posterior.values())
         shapes = {name: np.shape(values[name]) for name in names}
-        fn = _compile_chunk(flat, family, shapes, built.batch_size, request.learning_rate, request.mc_draws, mode,
-                            request.elbo)
+        # a model a user extended holds their variables' values as constants: compiled anew
+        key = None if built.extended else (*structure_key(request, flat), backend)
+        fn = _COMPILED.get(key)
+        if fn is None:
+            fn = _compile_chunk(flat, family, shapes, built.batch_size, request.mc_draws, mode, request.elbo)
+            if key is not None:
+                _COMPILED[key] = fn
+            while len(_COMPILED) > _CACHE_SIZE:
+                _COMPILED.pop(next(iter(_COMPILED)))
+        scalars = [np.asarray(value, dtype=flat.X.dtype)
+                   for value in (request.n, request.lr_floor, request.learning_rate, flat.prior_scale_value)]
         k = len(names)
         params = [np.asarray(values[name], dtype=flat.X.dtype) for name in names]
         state = (params, [np.zeros_like(p) for p in params], [np.zeros_like(p) for p in params], 0.0)
@@ -114,8 +161,7 @@ class PytensorEngine:
             mask = np.arange(chunk) < n_active
             eps = rng.standard_normal((chunk, request.mc_draws, noise)).astype(flat.X.dtype)
             idx = rng.integers(0, built.n_obs, size=(chunk, batch))
-            out = fn(mask, eps, idx, *p, *m, *v, np.asarray(t, dtype=flat.X.dtype), flat.X, flat.y_data,
-                     np.asarray(request.n, dtype=flat.X.dtype), np.asarray(request.lr_floor, dtype=flat.X.dtype))
+            out = fn(mask, eps, idx, *p, *m, *v, np.asarray(t, dtype=flat.X.dtype), flat.X, flat.y_data, *scalars)
             new = (list(out[:k]), list(out[k:2 * k]), list(out[2 * k:3 * k]), float(out[3 * k]))
             return new, out[3 * k + 1]
 
