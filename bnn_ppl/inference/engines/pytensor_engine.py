@@ -29,6 +29,7 @@ __all__ = ["PytensorEngine", "LIFT_MIN_SIZE"]
 #: Constant arrays of a step with at least this many entries are passed in as inputs (see ``lift``).
 LIFT_MIN_SIZE = 64
 
+
 def _compile_chunk(flat: FlatLogp, family, shapes: dict, batch_size: int | None, mc_draws: int, mode, elbo: ELBO):
     """The chunk function ``(mask, eps, idx, *params, *m, *v, t, X, y, n_total, lr_floor, lr, prior_scale)``."""
     from bnn_ppl.array_ops import pytensor_ops
