@@ -10,11 +10,16 @@ definition in the primitives otherwise.
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from functools import cache
-from types import SimpleNamespace
+from importlib import import_module
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
-__all__ = ["PRIMITIVES", "OPTIONAL", "numpy_ops", "jax_ops", "pytensor_ops", "jaxify", "pymc_jax_bridge"]
+__all__ = [
+    "PRIMITIVES", "OPTIONAL", "numpy_ops", "jax_ops", "pytensor_ops", "jaxify", "jax_dispatch", "pymc_jax_bridge",
+]
 
 #: Every name a layer, activation or link may call on ``xp``.
 PRIMITIVES = (
@@ -34,22 +39,30 @@ def _namespace(module: Any, **overrides: Any) -> SimpleNamespace:
 
 @cache
 def numpy_ops() -> SimpleNamespace:
-    """numpy (+ scipy.special) primitives."""
+    """numpy (+ scipy.special) primitives; SciPy is imported at the first call that needs it."""
     import numpy as np
-    from scipy import linalg, special
 
     return _namespace(
         np,
-        erf=special.erf,
-        sigmoid=special.expit,
+        erf=_scipy("special", "erf"),
+        sigmoid=_scipy("special", "expit"),
         softplus=lambda x: np.logaddexp(0, x),
-        softmax=lambda x, axis=-1: special.softmax(x, axis=axis),
+        softmax=lambda x, axis=-1: _scipy("special", "softmax")(x, axis=axis),
         max=lambda x, axis=None: np.max(x, axis=axis),
         cholesky=np.linalg.cholesky,
-        solve_lower=lambda a, b: linalg.solve_triangular(a, b, lower=True),
+        solve_lower=lambda a, b: _scipy("linalg", "solve_triangular")(a, b, lower=True),
         stop_gradient=lambda x: x,
         segment_sum=_numpy_segment_sum,
     )
+
+
+def _scipy(module: str, name: str) -> Any:
+    """``scipy.<module>.<name>``, imported when called (``scipy.special`` costs a fresh process ~0.1 s)."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(import_module(f"scipy.{module}"), name)(*args, **kwargs)
+
+    return call
 
 
 def _numpy_segment_sum(x: Any, ids: Any, n: int) -> Any:
@@ -142,11 +155,11 @@ def jaxify(inputs: list, outputs: list) -> Any:
     from pytensor.graph.fg import FunctionGraph
     from pytensor.graph.replace import clone_replace
     from pytensor.graph.traversal import graph_inputs
-    from pytensor.link.jax.dispatch import jax_funcify
     from pytensor.link.utils import fgraph_to_python
     from pytensor.tensor import constant
     from pytensor.tensor.random.type import RandomType
 
+    jax_funcify = jax_dispatch().jax_funcify
     _register_passthrough_checks()
     shared = [v for v in graph_inputs(outputs) if isinstance(v, SharedVariable)]
     if any(isinstance(v.type, RandomType) for v in shared):
@@ -161,8 +174,8 @@ def _jax_constant(data: Any, dtype: Any = None, **kwargs: Any) -> Any:
     """A graph constant for JAX: PyTensor's ``jax_typify``, but arrays moved with ``device_put`` (no compilation)."""
     import jax
     import numpy as np
-    from pytensor.link.jax.dispatch import jax_typify
 
+    jax_typify = jax_dispatch().jax_typify
     if not isinstance(data, np.ndarray):
         return jax_typify(data, dtype=dtype, **kwargs)
     if data.ndim == 0:
@@ -171,10 +184,38 @@ def _jax_constant(data: Any, dtype: Any = None, **kwargs: Any) -> Any:
 
 
 @cache
+def jax_dispatch() -> ModuleType:
+    """PyTensor's JAX dispatch (``pytensor.link.jax.dispatch``), imported without NumPyro.
+
+    PyTensor's JAX dispatch imports NumPyro, when it is installed, only to note that it can
+    (its Binomial and von Mises samplers call NumPyro when they are converted); with SciPy's
+    special functions, which NumPyro imports, that cost a fresh process 0.3 s before its
+    first fit. Here NumPyro is kept out during that import and the note is set afterwards from
+    whether NumPyro can be found, so the samplers behave as before and import it when they run.
+    Importing the dispatch turns on JAX's x64 mode under ``floatX=float64``.
+    """
+    if "pytensor.link.jax.dispatch" in sys.modules or "numpyro" in sys.modules:
+        import pytensor.link.jax.dispatch as dispatch
+
+        return dispatch
+    installed = importlib.util.find_spec("numpyro") is not None
+    sys.modules["numpyro"] = None  # type: ignore[assignment]  # `import numpyro` raises ImportError meanwhile
+    try:
+        import pytensor.link.jax.dispatch as dispatch
+        from pytensor.link.jax.dispatch import random
+    finally:
+        if sys.modules.get("numpyro", False) is None:
+            del sys.modules["numpyro"]
+    random.numpyro_available = installed
+    return dispatch
+
+
+@cache
 def _register_passthrough_checks() -> None:
     from pymc.logprob.utils import CheckParameterValue
-    from pytensor.link.jax.dispatch import jax_funcify
     from pytensor.raise_op import Assert
+
+    jax_funcify = jax_dispatch().jax_funcify
 
     def passthrough(op: Any, **kwargs: Any) -> Any:
         return lambda value, *conditions: value

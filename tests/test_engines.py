@@ -144,10 +144,12 @@ def test_a_model_a_user_extended_is_never_fitted_with_a_stale_compiled_loop(logi
     np.testing.assert_allclose(fit(other), -2.0, atol=0.3)
 
 
-def test_float32_end_to_end(tmp_path):
+def test_float32_end_to_end_in_a_fresh_process(tmp_path):
+    """float32 throughout; and PyTensor's JAX dispatch imported without NumPyro (0.3 s of a first
+    fit), whose von Mises sampler under JAX still works afterwards (it imports NumPyro when it runs)."""
     script = textwrap.dedent(
         """
-        import json
+        import importlib.util, json, sys
         import numpy as np
         import bnn_ppl as bp
         from bnn_ppl.datasets import load_dataset
@@ -157,16 +159,29 @@ def test_float32_end_to_end(tmp_path):
         proba = result.predictor().predict_proba(d.X_test, draws=200, random_seed=0)
         print(json.dumps({"mu": str(result.params()["mu"].dtype), "X": str(built.X_data.get_value().dtype),
                           "draws": str(result.predictor().sample(d.X_test, 5).dtype),
-                          "acc": float(np.mean(proba.argmax(1) == d.y_test))}))
+                          "acc": float(np.mean(proba.argmax(1) == d.y_test)),
+                          "numpyro_imported": "numpyro" in sys.modules}))
+        from pytensor.link.jax.dispatch import random
+        print(json.dumps({"noted": random.numpyro_available, "installed": importlib.util.find_spec("numpyro") is not None}))
+        if random.numpyro_available:
+            import pytensor, pytensor.tensor as pt
+            draw = pytensor.function([], pt.random.vonmises(0.0, 1.0, size=(3,)), mode="JAX")
+            print(json.dumps({"vonmises": np.asarray(draw()).tolist(), "numpyro_imported": "numpyro" in sys.modules}))
         """
     )
     env = dict(os.environ, PYTENSOR_FLAGS="floatX=float32")
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300,
                          cwd=os.path.dirname(os.path.dirname(__file__)))
     assert out.returncode == 0, out.stderr[-2000:]
-    report = json.loads(out.stdout.strip().splitlines()[-1])
+    lines = [json.loads(line) for line in out.stdout.strip().splitlines() if line.startswith("{")]
+    report, dispatch = lines[0], lines[1]
     assert report["mu"] == report["X"] == report["draws"] == "float32"
     assert report["acc"] > 0.9
+    assert report["numpyro_imported"] is False
+    assert dispatch["noted"] is dispatch["installed"]
+    if dispatch["installed"]:
+        assert len(lines[2]["vonmises"]) == 3 and all(abs(a) <= np.pi for a in lines[2]["vonmises"])
+        assert lines[2]["numpyro_imported"] is True
 
 
 def test_auto_engine_is_jax_when_installed_and_numba_without_it(monkeypatch):

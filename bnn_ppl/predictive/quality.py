@@ -6,7 +6,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.special import logsumexp
 
 from bnn_ppl.compile.data import as_targets
 from bnn_ppl.predictive.calibration import expected_calibration_error
@@ -101,6 +100,8 @@ def evaluate(predictor: Any, X: Any, y: Any, draws: int = 1000, random_seed: Any
     sigma = predictor.sample_noise(draws=draws, random_seed=random_seed).reshape(-1, 1)
     yv = np.asarray(yt, dtype=float)
     log_dens = -0.5 * ((yv - param) / sigma) ** 2 - np.log(sigma) - _HALF_LOG_2PI  # (draws, rows)
+    from scipy.special import logsumexp  # scipy.special costs ~0.17 s to import: only when scoring
+
     lpd = logsumexp(log_dens, axis=0) - np.log(param.shape[0])
     replicated = param + sigma * np.random.default_rng(random_seed).standard_normal(param.shape)
     coverage = {}

@@ -106,9 +106,9 @@ def _jax_predict(layers: list, likelihood: Any) -> Any:
     """:func:`_predict` under ``jax.jit`` (traced once per chunk shape)."""
     import jax
 
-    import pytensor.link.jax.dispatch  # noqa: F401 - turns on x64 under floatX=float64, as the JAX engine does
+    from bnn_ppl.array_ops import jax_dispatch, jax_ops
 
-    from bnn_ppl.array_ops import jax_ops
+    jax_dispatch()  # turns on x64 under floatX=float64, as the JAX engine does
 
     xp = jax_ops()
     return jax.jit(lambda params, X, reference: _predict(xp, layers, likelihood, params, X, reference))
