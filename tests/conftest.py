@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 
-# XLA's CPU backend optimises at its default LLVM level (2-3). The suite compiles a few hundred small JAX programs
-# (every fit of a new shape), and on a machine whose caches are empty level 1 compiles them ~25%
-# faster (test_many + test_features_first + test_streamed with no caches: 40-44 s -> 32 s) with
-# the same steady step rate (moons and digits, 20k steps: within run-to-run noise). Set before JAX
-# starts, so xdist workers, notebook kernels and subprocess tests inherit it; a level already in
-# XLA_FLAGS is kept.
+# XLA's CPU backend optimises at its default LLVM level. The suite compiles a few hundred small
+# JAX programs (every fit of a new shape), and on a machine whose caches are empty level 1 compiles
+# them ~25% faster (test_many + test_features_first + test_streamed with no caches: 40-44 s -> 32 s)
+# with the same steady step rate (moons and digits, 20k steps: within run-to-run noise). Set before
+# JAX starts, so xdist workers, notebook kernels and subprocess tests inherit it; a level already
+# in XLA_FLAGS is kept.
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=1".strip()
 
