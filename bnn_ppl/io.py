@@ -279,7 +279,8 @@ def _read_members(data: bytes, where: str) -> dict[str, bytes]:
                 raise ModelFileError(f"{where} is a zip file but not a bnn_ppl model (it has no {_MANIFEST}).")
             _check_sizes(where, zf.infolist())
             return {name: zf.read(name) for name in names}
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as err:
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as err:
+        # RuntimeError: zipfile's "encrypted, password required" (a flag bit flipped in the directory)
         raise ModelFileError(
             f"{where} is truncated or corrupted ({err}); it is not a readable bnn_ppl model file. "
             "Save the model again."

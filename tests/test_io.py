@@ -181,6 +181,7 @@ def test_interrupted_save_leaves_old_file_intact(clf_fit, saved, tmp_path, monke
 @pytest.mark.parametrize("damage, message", [
     ("truncated", "truncated or corrupted"),
     ("flipped_byte", "corrupted"),
+    ("encrypted_flag", "truncated or corrupted"),
     ("not_a_zip", "truncated or corrupted"),
     ("zip_without_manifest", "not a bnn_ppl model"),
     ("tampered_params", "tampered with or corrupted: the SHA-256 checksum of params/mu.npy"),
@@ -200,6 +201,13 @@ def test_damaged_files_raise_clear_errors(saved, tmp_path, damage, message):
         data = bytearray(raw)
         offset = raw.index(b"PK\x03\x04", 10) + 60  # inside the second member's data
         data[offset] ^= 0xFF
+        path.write_bytes(bytes(data))
+    elif damage == "encrypted_flag":  # one bit: the central directory marks every member encrypted
+        data = bytearray(raw)
+        start = 0
+        while (start := raw.find(b"PK\x01\x02", start)) >= 0:
+            data[start + 8] |= 1
+            start += 4
         path.write_bytes(bytes(data))
     elif damage == "not_a_zip":
         path.write_text("this is not a model")
