@@ -271,6 +271,15 @@ def test_k_mismatch_between_likelihood_and_output_layer():
         Network([Dense(4, "identity")], Categorical(3))
 
 
+def test_layer_names_whose_variables_clash_raise_a_spec_error():
+    # a hierarchical prior on layer "a" makes a_w_scale; a LayerNorm named "a_w" makes its own a_w_scale
+    spec = Network([Dense(3, "tanh", name="a", prior=bp.Hierarchical()), bp.LayerNorm(name="a_w"),
+                    Dense(1, "identity")], bp.Bernoulli())
+    with pytest.raises(SpecError, match=r"Layer 'a_w': its 'scale' parameter makes the PyMC variable a_w_scale.*"
+                                        r"Rename one of the two layers"):
+        bp.build_model(spec, np.zeros((4, 2)), [0, 1, 0, 1])
+
+
 def test_bad_spec_argument():
     with pytest.raises(SpecError, match="build_model needs a Network spec. Got dict"):
         bp.build_model({"layers": []}, np.zeros((2, 2)), [0, 1])

@@ -214,6 +214,22 @@ def ensemble_fit(built):
     return bp.fit(built, n=600, ensemble=3, random_seed=5, progressbar=False)
 
 
+def test_an_ensemble_predicts_its_equal_mixture_when_draws_come_one_at_a_time(ensemble_fit, data, monkeypatch):
+    from bnn_ppl.predictive import Predictor
+
+    tiny = Predictor(ensemble_fit.predictor().sampler, ensemble_fit.spec, memory_budget_mb=0.0005)
+    X = data[2][:2]
+    assert tiny._chunks(X.shape[0], 90)[0] == 1  # one posterior draw per batch
+    seen, draw_params = [], tiny.sampler.draw_params
+    monkeypatch.setattr(tiny.sampler, "draw_params", lambda *a, **k: seen.append(draw_params(*a, **k)) or seen[-1])
+    tiny.predict_proba(X, draws=90, random_seed=2)
+    means = np.stack([ensemble_fit.member(k).params()["mu"] for k in range(3)])
+    thetas = np.concatenate(seen)
+    nearest = np.argmin(((thetas[:, None, :] - means[None]) ** 2).sum(-1), axis=1)
+    # each member's 30 draws in its block (before: every batch's one draw came from member 0)
+    np.testing.assert_array_equal(nearest, np.repeat([0, 1, 2], 30))
+
+
 def test_each_ensemble_member_is_the_fit_with_its_seed(ensemble_fit, built):
     assert ensemble_fit.members == 3 and len(set(ensemble_fit.member_seeds)) == 3
     assert ensemble_fit.member_losses.shape == (3, 600)

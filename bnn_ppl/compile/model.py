@@ -278,7 +278,16 @@ def build_model(
             params[layer.name] = {}
             for p in layer.params:
                 scale = scale_data if p.role == "weight" and scale_data is not None else 1.0
-                nodes = build_weights(p.prior, p.var_name, p.dims, p.fan_in, in_axis=p.in_axis, scale=scale)
+                try:
+                    nodes = build_weights(p.prior, p.var_name, p.dims, p.fan_in, in_axis=p.in_axis, scale=scale)
+                except ValueError as err:
+                    if "already exists" not in str(err):
+                        raise
+                    raise SpecError(
+                        f"Layer {layer.name!r}: its {p.key!r} parameter makes the PyMC variable {p.var_name} "
+                        f"(and its prior's {p.var_name}_*), a name another layer's parameters already use ({err}). "
+                        "Rename one of the two layers."
+                    ) from None
                 params[layer.name][p.key] = nodes.value
                 if p.role == "bias":
                     continue  # biases and shifts start at 0, their PyMC initial point

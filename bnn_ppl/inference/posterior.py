@@ -20,17 +20,25 @@ from bnn_ppl.inference.families import Family, flat_layout
 __all__ = ["VariationalPosterior", "split_draws"]
 
 
-def split_draws(draws: int, members: int) -> np.ndarray:
+def split_draws(draws: int, members: int, *, start: int = 0, total: int | None = None) -> np.ndarray:
     """Draws per member of an equal-weight mixture: ``draws // members``, the remainder to the first.
+
+    With ``total``: the members' shares of draws ``start .. start + draws`` of a mixture of
+    ``total`` draws taken in batches (member ``k`` owns its block of the whole mixture's draws).
 
     Examples
     --------
     >>> split_draws(10, 4).tolist()
     [3, 3, 2, 2]
+    >>> [split_draws(2, 3, start=s, total=6).tolist() for s in (0, 2, 4)]
+    [[2, 0, 0], [0, 2, 0], [0, 0, 2]]
     """
-    counts = np.full(members, draws // members)
-    counts[: draws % members] += 1
-    return counts
+    counts = np.full(members, (draws if total is None else total) // members)
+    counts[: (draws if total is None else total) % members] += 1
+    if total is None:
+        return counts
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    return np.clip(np.minimum(bounds[1:], start + draws) - np.maximum(bounds[:-1], start), 0, None)
 
 
 class VariationalPosterior:
@@ -125,16 +133,20 @@ class VariationalPosterior:
             raise ParameterError(f"The member index must lie in [0, {self.members}). Got {k!r}.")
         return VariationalPosterior(self.family, model, self.member_values(k))
 
-    def draw(self, draws: int, rng: np.random.Generator, *, per_member: bool = False) -> np.ndarray:
+    def draw(self, draws: int, rng: np.random.Generator, *, per_member: bool = False, start: int = 0,
+             total: int | None = None) -> np.ndarray:
         """(draws, D) draws of the flat parameter vector (float64), member-major.
 
         Each member contributes :func:`split_draws` ``(draws, members)`` draws (the equal-weight
         mixture); with ``per_member=True`` each contributes ``draws`` (``members * draws`` rows).
+        ``start`` and ``total``: these are draws ``start .. start + draws`` of a mixture of ``total``
+        draws drawn in batches, and each member contributes its share of that window.
         """
         from bnn_ppl.array_ops import numpy_ops
 
         xp = numpy_ops()
-        counts = np.full(self.members, draws) if per_member else split_draws(draws, self.members)
+        counts = np.full(self.members, draws) if per_member else split_draws(draws, self.members, start=start,
+                                                                             total=total)
         noise = self.family.noise_size(self.size)
         values = {name: np.asarray(v, dtype=float) for name, v in self.values().items()}  # one copy
         out = []

@@ -151,7 +151,7 @@ class Predictor:
                     r1 = min(n_rows, r0 + row_chunk)
                     yield slice(d0, d1), slice(r0, r1), self.sampler.draw(X[r0:r1], d1 - d0, seed)
             else:
-                thetas = self.sampler.draw_params(d1 - d0, rng)
+                thetas = self.sampler.draw_params(d1 - d0, rng, start=d0, total=draws)
                 for r0 in range(0, n_rows, row_chunk):
                     r1 = min(n_rows, r0 + row_chunk)
                     yield slice(d0, d1), slice(r0, r1), self.sampler.evaluate(thetas, X[r0:r1], work=draws * n_rows)

@@ -211,9 +211,10 @@ class BatchedSampler:
         other.n_compiles = 0
         return other
 
-    def draw_params(self, draws: int, rng: np.random.Generator) -> np.ndarray:
-        """(draws, D) posterior draws of the flat parameter vector."""
-        return self._posterior.draw(draws, rng).astype(float_dtype())
+    def draw_params(self, draws: int, rng: np.random.Generator, *, start: int = 0, total: int | None = None) -> np.ndarray:
+        """(draws, D) posterior draws of the flat parameter vector (draws ``start ..`` of ``total``: an
+        ensemble's members keep their equal shares when the draws come in batches)."""
+        return self._posterior.draw(draws, rng, start=start, total=total).astype(float_dtype())
 
     def evaluate(self, thetas: np.ndarray, X: np.ndarray, *, work: int | None = None) -> list[np.ndarray]:
         """Parameter draws (draws, rows[, classes]) for the given flat-parameter draws.
