@@ -282,14 +282,34 @@ def _splits(folds: Any, X: np.ndarray, y: np.ndarray, classifier: bool) -> list[
         return []
     try:
         cv = check_cv(folds, y, classifier=classifier)
-        splits = [(np.sort(np.asarray(train)), np.sort(np.asarray(test))) for train, test in cv.split(X, y)]
+        pairs = list(cv.split(X, y))
     except (TypeError, ValueError) as err:
         raise ParameterError(f"The 'folds' parameter of fit_many must be an int, a scikit-learn splitter or (train, "
                              f"test) index pairs: {err}") from None
+    splits = [(_fold_rows(train, X.shape[0], i, "training"), _fold_rows(test, X.shape[0], i, "test"))
+              for i, (train, test) in enumerate(pairs)]
     for i, (train, test) in enumerate(splits):
         if train.size == 0 or test.size == 0:
             raise ParameterError(f"Fold {i} has {train.size} training and {test.size} test rows; both must be non-empty.")
     return splits
+
+
+def _fold_rows(rows: Any, n: int, i: int, which: str) -> np.ndarray:
+    """Fold ``i``'s sorted row indices from indices or a boolean mask over the ``n`` rows."""
+    rows = np.asarray(rows)
+    if rows.dtype == bool:
+        if rows.shape != (n,):
+            raise ParameterError(f"Fold {i}'s {which} mask has shape {rows.shape}; a boolean mask needs one entry per "
+                                 f"row of X ({n},).")
+        return np.flatnonzero(rows)
+    if rows.ndim != 1 or (rows.size and not np.issubdtype(rows.dtype, np.integer)):
+        raise ParameterError(f"Fold {i}'s {which} rows must be a 1-D array of integer row indices or a boolean mask. "
+                             f"Got dtype {rows.dtype}, shape {rows.shape}.")
+    rows = rows.astype(np.int64)
+    if rows.size and (rows.min() < -n or rows.max() >= n):
+        raise ParameterError(f"Fold {i}'s {which} rows hold indices from {rows.min()} to {rows.max()}; X has {n} rows "
+                             f"(indices 0 to {n - 1}).")
+    return np.sort(rows % n)
 
 
 def _prior_factors(spec: Network, grid: dict[str, list[float]]) -> dict[float, float]:

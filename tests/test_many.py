@@ -85,12 +85,27 @@ def test_minibatch_regression_with_held_out_rows_and_prior_scale():
     ({"seeds": [0.5]}, "must hold integers. Got 0.5"),
     ({"folds": "abc"}, "'folds' parameter of fit_many must be"),
     ({"n": "abc"}, "'n' parameter of fit_many must be a positive integer"),
+    ({"folds": [(np.arange(15), np.arange(15, 25))]}, r"Fold 0's test rows hold indices from 15 to 24; X has 20 rows"),
+    ({"folds": [(np.ones(19, bool), np.ones(20, bool))]}, r"Fold 0's training mask has shape \(19,\)"),
+    ({"folds": [(np.arange(10) + 0.5, np.arange(10, 20))]}, "integer row indices or a boolean mask"),
     ({"grid": {"prior_scale": list(range(1, 101))}, "seeds": range(11)}, "would run 1,100 fits .*MAX_FITS = 1,024"),
 ])
 def test_bad_arguments_are_refused_before_anything_runs(kwargs, message):
     X, y = _data(20)
     with pytest.raises(ParameterError, match=message):
         bp.fit_many(SPEC, X, y, **{"n": 10, "progressbar": False, **kwargs})
+
+
+def test_boolean_mask_folds_are_the_folds_their_indices_name():
+    X, y = _data(30)
+    test = np.zeros(30, bool)
+    test[::3] = True
+    by_mask = bp.fit_many(SPEC, X, y, folds=[(~test, test)], n=50, progressbar=False)
+    by_index = bp.fit_many(SPEC, X, y, folds=[(np.flatnonzero(~test), np.flatnonzero(test))], n=50, progressbar=False)
+    assert by_mask.table["test_lpd"].tolist() == by_index.table["test_lpd"].tolist()
+    # a mask read as indices 0/1 would score rows 0 and 1 only: the scores differ from a fold of those rows
+    rows01 = bp.fit_many(SPEC, X, y, folds=[(np.arange(2, 30), np.arange(2))], n=50, progressbar=False)
+    assert by_mask.table["test_lpd"].tolist() != rows01.table["test_lpd"].tolist()
 
 
 def test_prior_sigma_needs_one_kind_and_width_of_weight_prior():

@@ -46,8 +46,13 @@ class DrawsPosterior:
         self.thetas = np.asarray(draws, dtype=float)
         self.members, self.n_draws, self.size = self.thetas.shape
 
-    def draw(self, draws: int, rng: np.random.Generator, *, per_member: bool = False) -> np.ndarray:
-        """``draws`` rows resampled with replacement (per chain with ``per_member``)."""
+    def draw(self, draws: int, rng: np.random.Generator, *, per_member: bool = False, start: int = 0,
+             total: int | None = None) -> np.ndarray:
+        """``draws`` rows resampled with replacement (per chain with ``per_member``).
+
+        ``start`` and ``total`` (the window of a batched draw) change nothing here: every row comes
+        from the pooled draws of all chains, whichever batch asks for it.
+        """
         if per_member:
             return np.concatenate([c[rng.integers(0, self.n_draws, draws)] for c in self.thetas])
         flat = self.thetas.reshape(-1, self.size)
