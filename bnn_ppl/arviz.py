@@ -10,6 +10,8 @@ import xarray as xr
 
 from bnn_ppl.compile.data import as_features, as_targets
 from bnn_ppl.compile.likelihoods import OBSERVED_NAME
+from bnn_ppl.compile.streamed import is_streamed
+from bnn_ppl.errors import ParameterError
 from bnn_ppl.predictive.predictor import check_draws
 from bnn_ppl.spec import Bernoulli, Categorical
 
@@ -102,6 +104,9 @@ def to_datatree(result: Any, draws: int = 1000, X: Any = None, y: Any = None, *,
       (a held-out check);
     - ``X`` alone: ``predictions`` at ``X`` and ``predictions_constant_data``.
 
+    For a model built on a streamed ``X`` (memory-mapped, dask or zarr), ``X=None`` means every
+    training row, read block by block; a streamed ``X`` is not copied into ``constant_data``.
+
     The posterior and the predictive draws are independent draws from the approximation.
 
     Parameters
@@ -116,7 +121,8 @@ def to_datatree(result: Any, draws: int = 1000, X: Any = None, y: Any = None, *,
     Raises
     ------
     ParameterError
-        When ``draws`` is not a positive integer (booleans are refused, numpy integers accepted).
+        When ``draws`` is not a positive integer (booleans are refused, numpy integers accepted), or
+        ``y`` comes without ``X``.
 
     Examples
     --------
@@ -134,11 +140,19 @@ def to_datatree(result: Any, draws: int = 1000, X: Any = None, y: Any = None, *,
     dt = xr.DataTree()
     dt["posterior"] = posterior_group(result, draws, np.random.default_rng(int(rng.integers(2**31 - 1))))
     dt["posterior"].attrs[LAYERS_ATTR] = json.dumps(layer_params(built.layers))
-    train_X = np.asarray(built.X_data.get_value())
-    train_y = built.targets()
+    if X is None and y is not None:
+        raise ParameterError("to_datatree got y without X; pass the inputs too (X=..., y=...) for a held-out "
+                             "posterior_predictive, or neither for the training data.")
+    if X is None and built.source is not None:  # a streamed X: every training row, read by blocks
+        train_X, train_y = built.source.array, built.source_y
+    else:
+        train_X, train_y = np.asarray(built.X_data.get_value()), built.targets()
     held_out = X is not None and y is not None
     if X is None:
         Xp, yp = train_X, train_y
+    elif is_streamed(X):
+        Xp = X
+        yp = as_targets(y, spec.likelihood, int(X.shape[0])) if y is not None else None
     else:
         Xp = as_features(X, spec.input_shape)
         yp = as_targets(y, spec.likelihood, Xp.shape[0]) if y is not None else None
@@ -150,13 +164,16 @@ def to_datatree(result: Any, draws: int = 1000, X: Any = None, y: Any = None, *,
     obs_coords = np.arange(Xp.shape[0])
     x_dims = built.input_dims
     x_coords = {"obs": obs_coords, **{dim: list(built.model.coords[dim]) for dim in x_dims}}
-    inputs = xr.Dataset({"X": xr.DataArray(Xp, dims=("obs", *x_dims), coords=x_coords)})
+    # a streamed X (larger than memory) is not copied into the tree
+    inputs = None if is_streamed(Xp) else xr.Dataset({"X": xr.DataArray(Xp, dims=("obs", *x_dims), coords=x_coords)})
     if X is not None and y is None:
         dt["predictions"] = _group(OBSERVED_NAME, outcomes, "obs", obs_coords)
-        dt["predictions_constant_data"] = inputs
+        if inputs is not None:
+            dt["predictions_constant_data"] = inputs
         return dt
     dt["posterior_predictive"] = _group(OBSERVED_NAME, outcomes, "obs", obs_coords)
     observed = yp if held_out else train_y
     dt["observed_data"] = xr.Dataset({OBSERVED_NAME: xr.DataArray(np.asarray(observed), dims=("obs",), coords={"obs": obs_coords})})
-    dt["constant_data"] = inputs
+    if inputs is not None:
+        dt["constant_data"] = inputs
     return dt

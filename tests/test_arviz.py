@@ -176,3 +176,8 @@ def test_bad_draws_raise_parameter_error(binary_fit, draws):
 
 def test_numpy_integer_draws_are_accepted(binary_fit):
     assert binary_fit.to_datatree(draws=np.int64(5), random_seed=0)["posterior"].sizes["draw"] == 5
+
+
+def test_y_without_x_is_refused_not_ignored(binary_fit):
+    with pytest.raises(bp.ParameterError, match="to_datatree got y without X"):
+        binary_fit.to_datatree(draws=5, y=np.zeros(3))

@@ -39,6 +39,15 @@ def test_a_memory_mapped_fit_is_the_in_memory_fit(files, in_memory, monkeypatch)
     np.testing.assert_array_equal(result.predictor().predict(X, random_seed=0),
                                   in_memory.predictor().predict(np.asarray(X), random_seed=0))
     assert result.evaluate(X, y).accuracy == pytest.approx(in_memory.evaluate(np.asarray(X), np.asarray(y)).accuracy)
+    mem = in_memory.to_datatree(draws=20, random_seed=0)
+    # the DataTree of a streamed fit covers every training row (not the containers' stand-in batch)
+    dt = result.to_datatree(draws=20, random_seed=0)
+    assert dict(dt.posterior_predictive["y_obs"].sizes) == {"chain": 1, "draw": 20, "obs": 3000}
+    np.testing.assert_array_equal(dt.observed_data["y_obs"].values, np.asarray(y))
+    assert "constant_data" not in dt.children  # a streamed X is not copied into the tree
+    np.testing.assert_allclose(dt.posterior["dense_0_w"].values, mem.posterior["dense_0_w"].values, atol=1e-10)
+    held = result.to_datatree(draws=5, X=X[:50], y=y[:50], random_seed=0)
+    assert held.posterior_predictive.sizes["obs"] == 50 and "constant_data" not in held.children
 
 
 def test_views_of_a_mapping_read_the_right_rows(files):
