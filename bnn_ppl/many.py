@@ -23,7 +23,7 @@ import pandas as pd
 from sklearn.model_selection import check_cv
 
 from bnn_ppl.compile import BuiltModel, build_model
-from bnn_ppl.compile.data import as_features, as_targets
+from bnn_ppl.compile.data import as_features, as_targets, column_names
 from bnn_ppl.compile.model import MAX_PARAMETERS, spec_for_data
 from bnn_ppl.errors import ParameterError, SpecError
 from bnn_ppl.inference import FitRecord
@@ -181,6 +181,7 @@ def fit_many(
                                 mc_draws=mc_draws, caller="fit_many")
     elbo = resolve_elbo(elbo)
     X_arr = as_features(X, spec.input_shape)
+    features = column_names(X)  # a DataFrame's named columns: held-out DataFrames are checked against them
     spec = spec_for_data(spec, X_arr)
     y_arr = as_targets(y, spec.likelihood, X_arr.shape[0])
     splits = _splits(folds, X_arr, y_arr, spec.likelihood.is_classifier)
@@ -189,7 +190,7 @@ def fit_many(
         raise ParameterError(f"fit_many would run {count:,} fits (grid x seeds x folds), over bnn_ppl.many.MAX_FITS = "
                              f"{MAX_FITS:,}; split the grid over several calls, or raise the limit.")
     factors = _prior_factors(spec, grid)
-    base = build_model(spec, X_arr, y_arr, batch_size, prior_scale=1.0 if factors else None)
+    base = build_model(spec, X_arr, y_arr, batch_size, feature_names=features, prior_scale=1.0 if factors else None)
     n_params = sum(slc.stop - slc.start for _, slc, _, _ in flat_layout(base.model).values())
     family = resolve_family(method, n_params=n_params).bind(base)
     family.check_size(n_params)
@@ -214,7 +215,7 @@ def fit_many(
             rows = None if setting["fold"] is None else splits[setting["fold"]][0]
             member_spec = spec if factor == 1.0 else spec.with_prior_scale(factor)
             models[key] = build_model(member_spec, X_arr if rows is None else X_arr[rows],
-                                      y_arr if rows is None else y_arr[rows], batch_size)
+                                      y_arr if rows is None else y_arr[rows], batch_size, feature_names=features)
         return models[key]
 
     plan = [
@@ -353,7 +354,8 @@ def _share_predictor(results: list[FitResult]) -> None:
     """Compile one predictor; every other result's default predictor shares its functions."""
     first = results[0].predictor()
     for result in results[1:]:
-        result._predictors.setdefault((None, "auto"), Predictor(first.sampler.for_result(result), result.built.spec))
+        result._predictors.setdefault((None, "auto"), Predictor(first.sampler.for_result(result), result.built.spec,
+                                                                   feature_names=result.built.feature_names))
 
 
 def _row(result: FitResult, setting: dict, splits: list, X: np.ndarray, y: np.ndarray, X_test: Any, y_test: Any,

@@ -85,6 +85,20 @@ def test_class_names_label_the_output_dim_and_no_bias_layers_have_no_b():
     assert "dense_0_b" not in built.model.named_vars and "b" not in built.params["dense_0"]
 
 
+@pytest.mark.parametrize(("likelihood", "names", "message"), [
+    (Categorical(3), ["r", "g"], "class_names has 2 names for the 3 classes of the Categorical likelihood"),
+    (Bernoulli(), ["no", "maybe", "yes"], "class_names has 3 names for the 2 classes of the Bernoulli"),
+    (Bernoulli(), "ab", "class_names has 'ab' for the 2 classes"),
+    (bp.NormalLikelihood(), ["a", "b"], "a Normal .regression. likelihood has none"),
+])
+def test_class_names_of_the_wrong_length_are_refused(likelihood, names, message):
+    X, _ = _data()
+    y = np.arange(40) % (3 if isinstance(likelihood, Categorical) else 2)
+    spec = Network([Dense(2), Dense(likelihood.n_outputs, "identity")], likelihood)
+    with pytest.raises(bp.DataError, match=message):
+        bp.build_model(spec, X, y, class_names=names)
+
+
 def test_priors_compile_to_the_stated_distributions():
     X, y = _data(d=4)
     spec = Network(
@@ -292,6 +306,14 @@ def test_labels_are_stored_exactly_and_pandas_is_accepted():
     built = bp.build_model(Network([Dense(6, "identity")], Categorical(6)), X, y)
     np.testing.assert_array_equal(built.y_data.get_value(), np.arange(6))
     np.testing.assert_array_equal(built.X_data.get_value(), X.to_numpy())
+    # named columns become the feature coords, and the predictor reads DataFrames by those names
+    assert built.model.coords["dense_0_in"] == ("u", "v") and built.feature_names == ["u", "v"]
+    result = bp.fit(built, n=20, progressbar=False)
+    with pytest.raises(bp.DataError, match=r"another order; select them in the training order: X\[\['u', 'v'\]\]"):
+        result.predictor().sample(X[["v", "u"]], draws=2)
+    with pytest.raises(bp.DataError, match=r"missing \['v'\], unexpected \['w'\]"):
+        result.evaluate(X.rename(columns={"v": "w"}), y)
+    assert result.predictor().sample(X, draws=2).shape == result.predictor().sample(X.to_numpy(), draws=2).shape
 
 
 @pytest.mark.parametrize(("float_x", "big"), [("float64", 2**53 + 5), ("float32", 2**24 + 5)])

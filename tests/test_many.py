@@ -132,3 +132,11 @@ def test_classifier_cv_picks_the_best_prior_width_and_refits_with_it(tmp_path):
     np.testing.assert_array_equal(loaded.predict_proba(X[:9]), clf.predict_proba(X[:9]))
     with pytest.raises(ParameterError, match="'scoring' parameter of BNNClassifierCV must be one of"):
         bp.BNNClassifierCV((3,), scoring="auc", n_iter=10).fit(X, labels)
+
+
+def test_a_dataframe_fit_checks_the_held_out_dataframe_columns():
+    pd = pytest.importorskip("pandas")
+    X, y = _data(20)
+    frame = pd.DataFrame(X, columns=["a", "b"])
+    with pytest.raises(bp.DataError, match="another order"):
+        bp.fit_many(SPEC, frame, y, X_test=frame[["b", "a"]], y_test=y, n=10, progressbar=False)

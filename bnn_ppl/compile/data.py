@@ -10,12 +10,42 @@ import pytensor
 from bnn_ppl.errors import DataError
 from bnn_ppl.spec import Bernoulli, Categorical, Likelihood
 
-__all__ = ["as_features", "as_targets", "float_dtype"]
+__all__ = ["as_features", "as_targets", "float_dtype", "column_names", "check_columns"]
 
 
 def float_dtype() -> str:
     """PyTensor's ``floatX`` (``float64`` unless configured otherwise)."""
     return str(pytensor.config.floatX)
+
+
+def column_names(X: Any) -> list[str] | None:
+    """A DataFrame's column names when they are all strings (what scikit-learn records as
+    ``feature_names_in_``); None for arrays and for default integer columns."""
+    columns = getattr(X, "columns", None)
+    if columns is None or not hasattr(X, "to_numpy"):
+        return None
+    names = list(columns)
+    return names if names and all(isinstance(c, str) for c in names) else None
+
+
+def check_columns(X: Any, feature_names: list | None, name: str = "X") -> None:
+    """Refuse a DataFrame whose named columns are not the training features in training order.
+
+    Columns are used by position; a reordered or different DataFrame would otherwise be read
+    silently as the wrong features. Arrays, and models trained without named features, pass.
+    """
+    names = column_names(X)
+    if names is None or not feature_names or not all(isinstance(f, str) for f in feature_names):
+        return
+    if names == list(feature_names):
+        return
+    if sorted(names) == sorted(feature_names):
+        raise DataError(f"{name}'s columns are the training features in another order; select them in the "
+                        f"training order: {name}[{list(feature_names)!r}].")
+    missing = [f for f in feature_names if f not in names]
+    extra = [c for c in names if c not in feature_names]
+    raise DataError(f"{name}'s columns are not the training features: missing {missing}, unexpected {extra}. "
+                    f"Pass a DataFrame with the columns {list(feature_names)!r}, in that order.")
 
 
 def as_features(X: Any, input_shape: tuple[int, ...] | int | None = None, name: str = "X") -> np.ndarray:

@@ -10,13 +10,13 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from bnn_ppl.array_ops import pytensor_ops
-from bnn_ppl.compile.data import as_features, as_targets, float_dtype
+from bnn_ppl.compile.data import as_features, as_targets, column_names, float_dtype
 from bnn_ppl.compile.likelihoods import build_likelihood, output_parameter
 from bnn_ppl.compile.priors import build_weights
 from bnn_ppl.compile.start import draw_start
 from bnn_ppl.compile.streamed import RowSource, is_streamed, row_source
 from bnn_ppl.errors import DataError, SpecError
-from bnn_ppl.spec import ForwardContext, Network, ResolvedLayer
+from bnn_ppl.spec import Bernoulli, ForwardContext, Network, ResolvedLayer
 from bnn_ppl.spec.layers import network_forward
 
 __all__ = ["BuiltModel", "build_model", "input_dims", "REFERENCE_ROWS", "PRIOR_SCALE_NAME"]
@@ -161,6 +161,18 @@ def _label_storage(labels: np.ndarray) -> np.ndarray:
     return labels.astype(dtype)
 
 
+def _check_class_names(class_names: Any, likelihood: Any) -> None:
+    """One name per class: two for Bernoulli (kept on the record), K for Categorical (the output coords)."""
+    if not likelihood.is_classifier:
+        raise DataError("class_names labels the classes of a Bernoulli or Categorical likelihood; a Normal "
+                        "(regression) likelihood has none. Leave class_names unset.")
+    expected = 2 if isinstance(likelihood, Bernoulli) else likelihood.n_outputs
+    if isinstance(class_names, str) or len(class_names) != expected:
+        got = repr(class_names) if isinstance(class_names, str) else f"{len(class_names)} names"
+        raise DataError(f"class_names has {got} for the {expected} classes of the {type(likelihood).__name__} "
+                        f"likelihood; pass one name per class, in label order 0..{expected - 1}.")
+
+
 def build_model(
     spec: Network,
     X: Any,
@@ -223,6 +235,8 @@ def build_model(
     """
     if not isinstance(spec, Network):
         raise SpecError(f"build_model needs a Network spec. Got {type(spec).__name__}; see bnn_ppl.load_spec.")
+    if feature_names is None:
+        feature_names = column_names(X)  # a DataFrame's named columns
     source = None
     if is_streamed(X) and batch_size is not None:
         # larger than memory: the containers hold the first batch_size rows as a stand-in
@@ -261,8 +275,8 @@ def build_model(
             coords.setdefault(dim, list(range(size)))
     last = layers[-1]
     out_dims = last.layer.output_dims(last.name, last.out_shape)
-    if class_names is not None and len(class_names) != spec.likelihood.n_outputs and spec.likelihood.n_outputs > 1:
-        class_names = None  # Bernoulli's single output; labels kept on the record
+    if class_names is not None:
+        _check_class_names(class_names, spec.likelihood)
     if out_dims and class_names is not None and len(class_names) == last.out_shape[0]:
         coords[out_dims[0]] = list(class_names)
 

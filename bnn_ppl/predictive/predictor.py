@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from bnn_ppl.compile.data import as_features, float_dtype
+from bnn_ppl.compile.data import as_features, check_columns, float_dtype
 from bnn_ppl.compile.streamed import StreamedRows, is_streamed, row_source
 from bnn_ppl.errors import DataError, ParameterError
 from bnn_ppl.predictive.samplers import BatchedSampler, SampleNodeSampler
@@ -72,7 +72,7 @@ def make_predictor(result: Any, backend: str | None = None, kind: str = "auto") 
             f"({result.family.label()}, {result.members} member(s)). Use kind='batched' (the default)."
         )
     sampler_cls = SampleNodeSampler if kind == "sample_node" else BatchedSampler
-    return Predictor(sampler_cls(result, backend=backend), result.built.spec)
+    return Predictor(sampler_cls(result, backend=backend), result.built.spec, feature_names=result.built.feature_names)
 
 
 class Predictor:
@@ -90,6 +90,9 @@ class Predictor:
     memory_budget_mb : float
         Upper bound for the intermediate arrays of one chunk; rows and draws are processed in
         chunks that fit (the full (draws, rows) array of :meth:`sample` is the caller's).
+    feature_names : list, optional
+        The training features' names (``built.feature_names``): a DataFrame ``X`` with named
+        columns must hold exactly these, in this order (columns are read by position).
 
     Examples
     --------
@@ -100,9 +103,11 @@ class Predictor:
     (500,)
     """
 
-    def __init__(self, sampler: Any, spec: Any, memory_budget_mb: float = 256.0) -> None:
+    def __init__(self, sampler: Any, spec: Any, memory_budget_mb: float = 256.0, *,
+                 feature_names: list | None = None) -> None:
         self.sampler = sampler
         self.spec = spec
+        self.feature_names = feature_names
         self.memory_budget_mb = float(memory_budget_mb)
         self._values_per_row = values_per_row(spec.resolve())
 
@@ -162,6 +167,7 @@ class Predictor:
             return X
         if is_streamed(X):
             return StreamedRows(row_source(X, self.spec.input_shape, float_dtype(), validate=False))
+        check_columns(X, self.feature_names)
         return as_features(X, self.spec.input_shape)
 
     # ------------------------------------------------------------------ public API

@@ -79,4 +79,4 @@ def trace_predictor(built: Any, trace: Any, backend: str | None = None) -> Any:
 
     posterior = trace["posterior"] if "posterior" in getattr(trace, "children", {}) else trace
     shell = SimpleNamespace(built=built, posterior=DrawsPosterior(built, flat_draws(built, posterior)))
-    return Predictor(BatchedSampler(shell, backend=backend), built.spec)
+    return Predictor(BatchedSampler(shell, backend=backend), built.spec, feature_names=built.feature_names)
