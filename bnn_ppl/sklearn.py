@@ -139,7 +139,11 @@ class _BNNBase(BaseEstimator):
         """Held-out quality (:class:`bnn_ppl.predictive.quality.Quality`): log predictive density and,
         for a classifier, accuracy and ECE; for a regressor, RMSE and interval coverage in the units of ``y``."""
         predictor, X = self._predictor(X)
-        y = np.asarray(y)
+        y = np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]  # a column vector or a one-column DataFrame
+        if y.ndim != 1:
+            raise DataError(f"y must be 1-D (one target per row). Got shape {y.shape}.")
         if hasattr(self, "classes_"):
             index = {c: i for i, c in enumerate(self.classes_.tolist())}
             unknown = sorted({v for v in y.tolist() if v not in index}, key=str)

@@ -31,8 +31,9 @@ class _CVSearch:
         grid = {"prior_scale": _values(self.prior_scales, "prior_scales", type(self).__name__)}
         if self.learning_rates is not None:
             grid["learning_rate"] = _values(self.learning_rates, "learning_rates", type(self).__name__)
-        if self.scoring not in _SCORES:
-            raise ParameterError(f"The 'scoring' parameter of {type(self).__name__} must be one of {list(_SCORES)}. "
+        scores = [score for score in _SCORES if score != ("rmse" if likelihood.is_classifier else "accuracy")]
+        if not isinstance(self.scoring, str) or self.scoring not in scores:
+            raise ParameterError(f"The 'scoring' parameter of {type(self).__name__} must be one of {scores}. "
                                  f"Got {self.scoring!r} instead.")
         fit_seed, _ = self._seeds()
         many = fit_many(
@@ -53,12 +54,17 @@ class _CVSearch:
         state = super()._state()
         if not isinstance(state["params"]["cv"], (int, np.integer)):
             state["params"]["cv"] = None  # a splitter object: not stored (the default 5 folds on load)
+        for name in ("prior_scales", "learning_rates"):  # numpy arrays and tuples stored as lists of floats
+            if state["params"][name] is not None:
+                state["params"][name] = [float(v) for v in np.atleast_1d(np.asarray(state["params"][name]))]
         return state
 
 
 def _values(values: Any, name: str, owner: str) -> list[float]:
-    if isinstance(values, (int, float)) and not isinstance(values, bool):
+    if isinstance(values, (int, float, np.number)) and not isinstance(values, (bool, np.bool_)):
         values = [values]
+    if isinstance(values, np.ndarray) and values.ndim == 1:
+        values = values.tolist()
     if not isinstance(values, Sequence) or isinstance(values, str) or not values:
         raise ParameterError(f"The {name!r} parameter of {owner} must be a non-empty list of positive numbers such as "
                              f"(0.5, 1.0, 2.0). Got {values!r} instead.")

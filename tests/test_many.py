@@ -130,8 +130,15 @@ def test_classifier_cv_picks_the_best_prior_width_and_refits_with_it(tmp_path):
     loaded = bp.BNNClassifierCV.load(clf.save(tmp_path / "cv.bnn"))
     assert loaded.prior_scale_ == 2.0 and loaded.get_params()["prior_scales"] == [0.05, 2.0]
     np.testing.assert_array_equal(loaded.predict_proba(X[:9]), clf.predict_proba(X[:9]))
-    with pytest.raises(ParameterError, match="'scoring' parameter of BNNClassifierCV must be one of"):
-        bp.BNNClassifierCV((3,), scoring="auc", n_iter=10).fit(X, labels)
+    for scoring in ("auc", "rmse"):  # rmse scores regressors: refused before any fold is fitted
+        with pytest.raises(ParameterError, match=r"'scoring' parameter of BNNClassifierCV must be one of \['test_nll', "
+                                                 r"'accuracy'\]"):
+            bp.BNNClassifierCV((3,), scoring=scoring, n_iter=10).fit(X, labels)
+    # numpy arrays are grids too, and are saved as lists
+    arrays = bp.BNNClassifierCV((3,), prior_scales=np.array([0.05, 2.0]), learning_rates=np.array([0.01]), cv=3,
+                                n_iter=400, random_state=0).fit(X, labels)
+    assert arrays.prior_scale_ == 2.0
+    assert bp.BNNClassifierCV.load(arrays.save(tmp_path / "arrays.bnn")).get_params()["prior_scales"] == [0.05, 2.0]
 
 
 def test_a_dataframe_fit_checks_the_held_out_dataframe_columns():

@@ -60,6 +60,12 @@ def test_string_labels_and_pandas_input(string_clf, moons_small):
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     np.testing.assert_array_equal(proba, string_clf.predict_proba(frame))  # reproducible draws
     assert string_clf.n_iter_ == 2000 and string_clf.loss_curve_.shape == (2000,)
+    # targets as a column vector or a one-column DataFrame score as the 1-D labels do
+    accuracy = string_clf.evaluate(frame, y_test).accuracy
+    assert string_clf.evaluate(frame, y_test[:, None]).accuracy == accuracy
+    assert string_clf.evaluate(frame, pd.DataFrame({"label": y_test})).accuracy == accuracy
+    with pytest.raises(DataError, match=r"y must be 1-D \(one target per row\). Got shape \(200, 2\)"):
+        string_clf.evaluate(frame, np.c_[y_test, y_test])
 
 
 def test_list_input_and_integer_labels_multiclass(tiny_classification):
