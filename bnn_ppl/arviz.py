@@ -12,6 +12,7 @@ from bnn_ppl.compile.data import as_features, as_targets
 from bnn_ppl.compile.likelihoods import OBSERVED_NAME
 from bnn_ppl.compile.streamed import is_streamed
 from bnn_ppl.errors import ParameterError
+from bnn_ppl.seeds import check_seed
 from bnn_ppl.predictive.predictor import check_draws
 from bnn_ppl.spec import Bernoulli, Categorical
 
@@ -134,7 +135,7 @@ def to_datatree(result: Any, draws: int = 1000, X: Any = None, y: Any = None, *,
     10
     """
     draws = check_draws(draws, "to_datatree")
-    rng = np.random.default_rng(random_seed)
+    rng = np.random.default_rng(check_seed(random_seed, "to_datatree", generator=True))
     built = result.built
     spec = built.spec
     dt = xr.DataTree()

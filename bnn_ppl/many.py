@@ -273,8 +273,8 @@ def _check_seeds(seeds: Iterable[int]) -> list[int]:
     if not seeds:
         raise ParameterError("The 'seeds' parameter of fit_many is empty; give at least one seed, e.g. range(4).")
     for seed in seeds:
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise ParameterError(f"The 'seeds' parameter of fit_many must hold integers. Got {seed!r}.")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ParameterError(f"The 'seeds' parameter of fit_many must hold non-negative integers. Got {seed!r}.")
     return [int(seed) for seed in seeds]
 
 

@@ -66,6 +66,26 @@ def test_callbacks_run_every_n_steps_and_a_convergence_stop_is_not_an_interrupt(
     assert r.stop_reason == "callback" and r.n_steps < 20_000
 
 
+@pytest.mark.parametrize("seed", [-1, 1.5, True, "0"])
+def test_bad_seeds_are_refused_by_every_random_path_naming_it(seed):
+    built = _built()
+    message = "The 'random_seed' parameter of {} must be a non-negative integer"
+    X, y = _data(10)
+    with pytest.raises(bp.ParameterError, match=message.format("build_model")):
+        bp.build_model(built.spec, X, y, random_seed=seed)
+    with pytest.raises(bp.ParameterError, match=message.format("fit")):
+        bp.fit(built, n=10, random_seed=seed, progressbar=False)
+    result = bp.fit(built, n=10, random_seed=np.int64(3), progressbar=False)
+    assert result.random_seed == 3
+    for call, name in ((lambda: result.predictor().sample(X, draws=2, random_seed=seed), "Predictor"),
+                       (lambda: result.to_datatree(draws=2, random_seed=seed), "to_datatree"),
+                       (lambda: result.description_length(draws=2, random_seed=seed), "description_length")):
+        with pytest.raises(bp.ParameterError, match=message.format(name)):
+            call()
+    # a numpy Generator is a seed for the predictive paths
+    assert result.predictor().sample(X, draws=2, random_seed=np.random.default_rng(0)).shape == (2, 10)
+
+
 def test_pymc_engine_is_silent_without_progressbar(capfd):
     bp.fit(_built(), n=50, engine="pymc", random_seed=0, progressbar=False)
     out, err = capfd.readouterr()

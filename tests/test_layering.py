@@ -13,7 +13,7 @@ import bnn_ppl
 
 PACKAGE = Path(bnn_ppl.__file__).parent
 #: Layer of each top-level module or subpackage; anything not listed is an integration (top).
-LAYERS = {"errors": 0, "registry": 0, "array_ops": 0, "display": 0, "spec": 1, "compile": 2, "inference": 3,
+LAYERS = {"errors": 0, "registry": 0, "array_ops": 0, "display": 0, "seeds": 0, "spec": 1, "compile": 2, "inference": 3,
           "predictive": 4}
 TOP = 5
 

@@ -16,6 +16,7 @@ from bnn_ppl.compile.priors import build_weights
 from bnn_ppl.compile.start import draw_start
 from bnn_ppl.compile.streamed import RowSource, is_streamed, row_source
 from bnn_ppl.errors import DataError, SpecError
+from bnn_ppl.seeds import check_seed
 from bnn_ppl.spec import Bernoulli, ForwardContext, Network, ResolvedLayer
 from bnn_ppl.spec.layers import network_forward
 
@@ -235,6 +236,7 @@ def build_model(
     """
     if not isinstance(spec, Network):
         raise SpecError(f"build_model needs a Network spec. Got {type(spec).__name__}; see bnn_ppl.load_spec.")
+    random_seed = check_seed(random_seed, "build_model")
     if feature_names is None:
         feature_names = column_names(X)  # a DataFrame's named columns
     source = None

@@ -31,6 +31,7 @@ from pytensor.tensor.random.basic import NormalRV
 
 from bnn_ppl.array_ops import numpy_ops
 from bnn_ppl.errors import ParameterError
+from bnn_ppl.seeds import check_seed
 
 __all__ = ["DescriptionLength", "description_length"]
 
@@ -178,7 +179,7 @@ def description_length(result: Any, draws: int = 1000, random_seed: int | None =
     loglik_fn = pytensor.function(inputs, loglik, on_unused_input="ignore")
     prior_fn = pytensor.function(values, prior_terms, on_unused_input="ignore") if prior_terms else None
 
-    rng = np.random.default_rng(random_seed)
+    rng = np.random.default_rng(check_seed(random_seed, "description_length", generator=True))
     prior_draws = np.zeros((draws, len(mc_rvs)))
     loglik_draws = np.empty(draws)
     names = [v.name for v in values]

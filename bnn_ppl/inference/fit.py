@@ -12,6 +12,7 @@ import numpy as np
 from bnn_ppl.compile import BuiltModel
 from bnn_ppl.compile.model import MAX_PARAMETERS
 from bnn_ppl.errors import DataError, FitError, ParameterError
+from bnn_ppl.seeds import check_seed
 from bnn_ppl.inference.devices import resolve_mesh
 from bnn_ppl.inference.engines import ENGINES, FitRequest, resolve_engine
 from bnn_ppl.inference.estimator import ELBO, resolve_elbo
@@ -102,6 +103,7 @@ def fit_record(
         raise ParameterError(f"fit needs a BuiltModel from build_model(spec, X, y). Got {type(built).__name__}.")
     n, mc_draws = check_options(n=n, learning_rate=learning_rate, lr_floor=lr_floor, init_sigma=init_sigma,
                                 mc_draws=mc_draws)
+    random_seed = check_seed(random_seed, "fit")
     n_params = sum(slc.stop - slc.start for _, slc, _, _ in flat_layout(built.model).values())
     family = resolve_family(method, n_params=n_params).bind(built)
     if backend is not None and backend not in BACKENDS:

@@ -11,6 +11,7 @@ from bnn_ppl.compile.data import as_features, check_columns, float_dtype
 from bnn_ppl.compile.streamed import StreamedRows, is_streamed, row_source
 from bnn_ppl.errors import DataError, ParameterError
 from bnn_ppl.predictive.samplers import BatchedSampler, SampleNodeSampler
+from bnn_ppl.seeds import check_seed
 from bnn_ppl.spec.layers import values_per_row
 from bnn_ppl.predictive.summaries import (
     ClassificationUncertainty,
@@ -145,7 +146,7 @@ class Predictor:
     def _iter_draws(self, X: np.ndarray, draws: int, random_seed: Any):
         """Yield (draw_slice, row_slice, outputs) covering all draws x rows in bounded chunks."""
         draws = check_draws(draws, "Predictor")
-        rng = np.random.default_rng(random_seed)
+        rng = np.random.default_rng(check_seed(random_seed, "Predictor", generator=True))
         n_rows = X.shape[0]
         draw_chunk, row_chunk = self._chunks(n_rows, int(draws))
         for d0 in range(0, draws, draw_chunk):
