@@ -158,7 +158,8 @@ class _BNNBase(BaseEstimator):
 
     # ------------------------------------------------------------------ save / load / joblib state
     def _state(self) -> dict[str, Any]:
-        params = self.get_params()
+        params = {name: value.item() if isinstance(value, np.generic) else value  # np.float32(0.01) -> 0.01
+                  for name, value in self.get_params().items()}
         params["hidden_layer_sizes"] = list(np.atleast_1d(params["hidden_layer_sizes"]).tolist())
         params["prior"] = params["bias_prior"] = None  # restored from the saved spec
         family_set = not isinstance(params["method"], str)

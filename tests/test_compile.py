@@ -299,6 +299,13 @@ def test_bad_spec_argument():
         bp.build_model({"layers": []}, np.zeros((2, 2)), [0, 1])
 
 
+def test_a_sparse_matrix_is_refused_with_the_fix():
+    sparse = pytest.importorskip("scipy.sparse")
+    X, y = _data()
+    with pytest.raises(bp.DataError, match=r"X is a sparse matrix \(csr_matrix\).*pass X.toarray\(\)"):
+        bp.build_model(Network([Dense(1, "identity")], Bernoulli()), sparse.csr_matrix(X), y)
+
+
 def test_labels_are_stored_exactly_and_pandas_is_accepted():
     pd = pytest.importorskip("pandas")
     X = pd.DataFrame(np.random.default_rng(0).normal(size=(6, 2)), columns=["u", "v"])

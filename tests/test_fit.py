@@ -78,10 +78,12 @@ def test_params_are_written_back_into_the_pymc_approximation(small_fit):
         ({"n": True}, ["'n'", "Got True"]),
         ({"method": "svgd"}, ["'method'", "['advi', 'fullrank_advi', 'lowrank_advi', 'unitrank_advi']", "Got 'svgd'"]),
         ({"backend": "gpu"}, ["'backend'", "'numba'", "'jax'", "Got 'gpu'"]),
-        ({"learning_rate": 0}, ["'learning_rate'", "positive number", "Got 0"]),
+        ({"learning_rate": 0}, ["'learning_rate'", "positive finite number", "Got 0"]),
         ({"learning_rate": -0.1}, ["'learning_rate'", "Got -0.1"]),
         ({"init_sigma": "big"}, ["'init_sigma'", "Got 'big'"]),
         ({"lr_floor": 0}, ["'lr_floor'", "(0, 1]", "Got 0"]),
+        ({"init_sigma": float("inf")}, ["'init_sigma'", "positive finite number", "Got inf"]),
+        ({"learning_rate": np.bool_(True)}, ["'learning_rate'", "Got np.True_"]),
         ({"engine": "warp"}, ["'engine' parameter", f"{['auto', *ENGINES.names()]}", "Got 'warp'"]),
         ({"engine": ["jax"]}, ["'engine' parameter", "Got ['jax']"]),
     ],
@@ -91,6 +93,14 @@ def test_bad_arguments_raise_before_fitting(kwargs, fragments):
         bp.fit(_built(), **{"progressbar": False, **kwargs})
     for fragment in fragments:
         assert fragment in str(info.value), f"{fragment!r} missing from: {info.value}"
+
+
+def test_numpy_scalars_are_settings_too():
+    a = bp.fit(_built(), n=20, learning_rate=np.float32(0.05), init_sigma=np.float32(0.2), lr_floor=np.float64(0.5),
+               random_seed=0, progressbar=False)
+    b = bp.fit(_built(), n=20, learning_rate=float(np.float32(0.05)), init_sigma=float(np.float32(0.2)), lr_floor=0.5,
+               random_seed=0, progressbar=False)
+    np.testing.assert_array_equal(a.losses, b.losses)
 
 
 def test_fit_needs_a_built_model():

@@ -92,6 +92,14 @@ def test_pickle_and_save_load_keep_predictions(string_clf, moons_small, tmp_path
         BNNRegressor.load(tmp_path / "clf.bnn")
 
 
+def test_numpy_scalar_settings_save_and_load(tmp_path):
+    X, y = np.random.default_rng(0).normal(size=(30, 2)), np.arange(30) % 2
+    clf = BNNClassifier((3,), n_iter=np.int64(20), learning_rate=np.float32(0.05), random_state=0).fit(X, y)
+    loaded = BNNClassifier.load(clf.save(tmp_path / "np.bnn"))
+    assert loaded.get_params()["learning_rate"] == float(np.float32(0.05)) and loaded.get_params()["n_iter"] == 20
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+
+
 def test_bnn_ppl_load_refuses_an_estimator_file(string_clf, tmp_path):
     import bnn_ppl as bp
     from bnn_ppl import io as model_io

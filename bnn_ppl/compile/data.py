@@ -58,6 +58,9 @@ def as_features(X: Any, input_shape: tuple[int, ...] | int | None = None, name: 
         input_shape = (int(input_shape),)
     if hasattr(X, "to_numpy"):  # pandas
         X = X.to_numpy()
+    if hasattr(X, "toarray") and hasattr(X, "nnz"):  # scipy.sparse
+        raise DataError(f"{name} is a sparse matrix ({type(X).__name__}); the network's layers take dense arrays: "
+                        f"pass {name}.toarray() (it needs rows x features x {np.dtype(float_dtype()).itemsize} bytes).")
     try:
         arr = np.asarray(X, dtype=float_dtype())
     except (TypeError, ValueError) as err:

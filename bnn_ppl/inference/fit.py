@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,15 +40,21 @@ def _positive_int(value: Any, name: str, example: str, caller: str = "fit") -> i
     return int(value)
 
 
+def _real(value: Any) -> bool:
+    """A real number (Python or numpy, e.g. ``np.float32(0.01)``), not a boolean."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
 def check_options(*, n: Any, learning_rate: Any, lr_floor: Any, init_sigma: Any, mc_draws: Any,
                   caller: str = "fit") -> tuple[int, int]:
     """Validate the optimiser settings ``fit`` and ``fit_many`` share; returns ``(n, mc_draws)`` as ints."""
     n = _positive_int(n, "n", "30_000", caller)
-    if isinstance(lr_floor, bool) or not isinstance(lr_floor, (int, float)) or not 0 < lr_floor <= 1:
+    if not _real(lr_floor) or not 0 < lr_floor <= 1:
         raise ParameterError(f"The 'lr_floor' parameter of {caller} must lie in (0, 1]. Got {lr_floor!r} instead.")
     for name, value in (("learning_rate", learning_rate), ("init_sigma", init_sigma)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ParameterError(f"The {name!r} parameter of {caller} must be a positive number. Got {value!r} instead.")
+        if not _real(value) or not 0 < value < math.inf:
+            raise ParameterError(f"The {name!r} parameter of {caller} must be a positive finite number. Got {value!r} "
+                                 "instead.")
     return n, _positive_int(mc_draws, "mc_draws", "1", caller)
 
 
