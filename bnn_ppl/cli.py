@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bnn_ppl.errors import BnnPplError
+from bnn_ppl.errors import BnnPplError, ParameterError
 
 __all__ = ["main", "build_parser"]
 
@@ -220,7 +220,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     data, scaling = _dataset(args, spec)
     out = Path(args.out or Path("runs") / spec.name)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ParameterError(f"--out {out} is a file; give a directory for model.bnn, metrics.json and the plots.")
     built = build_model(spec, data.X_train, data.y_train, feature_names=data.feature_names,
                         class_names=data.class_names)
     print(f"Fitting {spec.name} ({built.spec.n_params()} parameters) on {data.name}: "
@@ -241,6 +242,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
                **_metrics(data, predictor, args.draws, args.seed)}
     cli_meta = {"feature_columns": data.feature_names, "target": data.target, "standardise": scaling,
                 "class_names": data.class_names}
+    out.mkdir(parents=True, exist_ok=True)  # only now: a fit that fails leaves no empty directory behind
     save(result, out / "model.bnn", metadata={"cli": cli_meta})
     written = ["model.bnn"] + ([] if args.no_plots else _plots(out, result, data, args.draws, args.seed))
     _write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")

@@ -93,3 +93,15 @@ def test_fit_local_reparameterization_from_the_command_line(tmp_path):
                "--local-reparameterization", "--no-plots", "--out", tmp_path / "m")
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "m" / "metrics.json").read_text())["elbo"]["local_reparameterization"] is True
+
+
+def test_a_fit_that_fails_leaves_no_output_directory(tmp_path):
+    out = tmp_path / "runs" / "moons"
+    proc = run("fit", "models/moons.toml", "--steps", "10", "--ensemble", "2", "--engine", "numba", "--no-plots",
+               "--out", out)
+    assert proc.returncode == 1 and "ensemble=2" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs").exists()
+    taken = tmp_path / "taken"
+    taken.write_text("mine")
+    proc = run("fit", "models/moons.toml", "--steps", "10", "--no-plots", "--out", taken)
+    assert proc.returncode == 1 and f"--out {taken} is a file" in proc.stderr and taken.read_text() == "mine"
