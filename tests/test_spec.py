@@ -110,6 +110,12 @@ def test_error_classes_subclass_builtins():
         (lambda: Normal(sigma=float("inf")), ["'sigma'", "Got inf"]),
         (lambda: Normal(mu=float("nan")), ["'mu'", "finite", "Got nan"]),
         (lambda: Normal(sigma="1"), ["'sigma'", "Got '1'"]),
+        (lambda: Normal(sigma=True), ["'sigma'", "Got True"]),
+        (lambda: Network([Dense(2), OUT], Bernoulli()).n_params(-3), ["'input_shape'", ">= 1", "Got -3"]),
+        (lambda: Network([Dense(2), OUT], Bernoulli()).n_params((1.5,)), ["'input_shape'", "Got 1.5"]),
+        (lambda: Network([Dense(2), OUT], Bernoulli()).n_params(("2",)), ["'input_shape'", "Got '2'"]),
+        (lambda: Network([Dense(2), OUT], Bernoulli()).resolve(True), ["'input_shape'", "Got True"]),
+        (lambda: Network([Dense(2), OUT], Bernoulli()).with_input_shape("ab"), ["'input_shape'", "Got 'ab'"]),
         (lambda: FanInNormal(scale=0), ["'scale'", "FanInNormal", "positive", "Got 0"]),
         (lambda: Hierarchical(scale=-2.0), ["'scale'", "Hierarchical", "Got -2.0"]),
         (lambda: Hierarchical(hyperprior="gamma"), ["'hyperprior'", "'half_normal'", "'exponential'", "Got 'gamma'"]),
@@ -257,6 +263,17 @@ def test_bad_spec_dicts_raise_naming_the_field(data, fragments):
         assert fragment in str(info.value), f"{fragment!r} missing from: {info.value}"
 
 
+def test_numpy_numbers_are_stored_as_python_numbers(tmp_path):
+    np = pytest.importorskip("numpy")
+    spec = Network([Dense(np.int64(3)), Dense(np.int64(4), "identity")], Categorical(np.int64(4)),
+                   prior=Normal(np.float32(0.5), mu=np.array(0.25)))
+    assert type(spec.likelihood.n_classes) is int and type(spec.prior.sigma) is float and spec.prior.mu == 0.25
+    assert spec.with_prior_scale(np.float32(2.0)).prior == Normal(1.0, mu=0.25)
+    assert spec.n_params(np.int64(2)) == spec.n_params((2,)) == 2 * 3 + 3 + 3 * 4 + 4
+    dump_spec(spec, tmp_path / "np.toml")  # numpy numbers would not serialise
+    assert load_spec(tmp_path / "np.toml") == spec
+
+
 def test_file_errors(tmp_path):
     with pytest.raises(SpecError, match="No spec file at"):
         load_spec(tmp_path / "missing.toml")
@@ -268,6 +285,20 @@ def test_file_errors(tmp_path):
         load_spec(broken)
     with pytest.raises(SpecError, match="'format' parameter must be 'toml' or 'json'"):
         dumps_spec(Network([OUT], Bernoulli()), "yaml")
+    (tmp_path / "dir.toml").mkdir()
+    with pytest.raises(SpecError, match="dir.toml' is a directory; give the path of a .toml or .json spec file"):
+        load_spec(tmp_path / "dir.toml")
+    twice = tmp_path / "twice.json"
+    twice.write_text(dumps_spec(Network([OUT], Bernoulli()), "json").replace('"units": 1', '"units": 3, "units": 1'))
+    with pytest.raises(SpecError, match="twice.json is not valid JSON: the key 'units' appears twice"):
+        load_spec(twice)
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(SpecError, match="deep.json"):
+        load_spec(deep)
+    bom = tmp_path / "bom.toml"  # saved by a Windows editor with a byte-order mark
+    bom.write_bytes(b"\xef\xbb\xbf" + (ROOT / "models/moons.toml").read_bytes())
+    assert load_spec(bom) == load_spec(ROOT / "models/moons.toml")
 
 
 def test_bad_field_in_file_names_the_file(tmp_path):

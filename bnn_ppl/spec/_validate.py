@@ -13,20 +13,32 @@ def _describe(owner: str, field: str) -> str:
     return f"The {field!r} parameter of {owner}"
 
 
+def _real(value: Any) -> float | None:
+    """``value`` as a float when it is a real number (Python, numpy scalar or 0-d array), else None.
+
+    Booleans are not numbers here (``Normal(True)`` is a mistake, not ``Normal(1.0)``).
+    """
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):  # np.float32(0.5), np.array(1.0)
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    return float(value)
+
+
 def positive_float(owner: str, field: str, value: Any) -> float:
     """Return ``value`` as a float, raising :class:`SpecError` unless finite and > 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    number = _real(value)
+    if number is None or not math.isfinite(number) or number <= 0:
         raise SpecError(f"{_describe(owner, field)} must be a positive number. Got {value!r} instead.")
-    if not math.isfinite(value) or value <= 0:
-        raise SpecError(f"{_describe(owner, field)} must be a positive number. Got {value!r} instead.")
-    return float(value)
+    return number
 
 
 def finite_float(owner: str, field: str, value: Any) -> float:
     """Return ``value`` as a float, raising :class:`SpecError` unless finite."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    number = _real(value)
+    if number is None or not math.isfinite(number):
         raise SpecError(f"{_describe(owner, field)} must be a finite number. Got {value!r} instead.")
-    return float(value)
+    return number
 
 
 def open_unit_float(owner: str, field: str, value: Any) -> float:

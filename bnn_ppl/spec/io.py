@@ -162,6 +162,16 @@ def _format(path: Path, fmt: str | None) -> str:
     return fmt
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice (TOML refuses it too; JSON would keep the last)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"the key {key!r} appears twice in one object")
+        out[key] = value
+    return out
+
+
 def load_spec(path: str | os.PathLike, format: str | None = None) -> Network:
     """Read a TOML or JSON spec file.
 
@@ -175,18 +185,24 @@ def load_spec(path: str | os.PathLike, format: str | None = None) -> Network:
     path = Path(path)
     fmt = _format(path, format)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is not TOML
     except FileNotFoundError:
         raise SpecError(f"No spec file at {str(path)!r}.") from None
+    except IsADirectoryError:
+        raise SpecError(f"{str(path)!r} is a directory; give the path of a .toml or .json spec file.") from None
+    except PermissionError:
+        raise SpecError(f"{str(path)!r} cannot be read (permission denied).") from None
     except UnicodeDecodeError as err:
         raise SpecError(
             f"{path} is not UTF-8 text (byte {err.start}: {err.reason}); spec files must be UTF-8. "
             "Re-save it with UTF-8 encoding."
         ) from None
     try:
-        data = tomllib.loads(text) if fmt == "toml" else json.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
+        data = tomllib.loads(text) if fmt == "toml" else json.loads(text, object_pairs_hook=_unique_keys)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, ValueError) as err:
         raise SpecError(f"{path} is not valid {fmt.upper()}: {err}") from None
+    except RecursionError:
+        raise SpecError(f"{path} nests its tables too deeply to be a spec.") from None
     try:
         return spec_from_dict(data)
     except SpecError as err:

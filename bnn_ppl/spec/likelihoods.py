@@ -70,7 +70,7 @@ class Categorical(Likelihood):
     n_classes: int = 2
 
     def __post_init__(self) -> None:
-        v.positive_int("Categorical", "n_classes", self.n_classes, minimum=2)
+        object.__setattr__(self, "n_classes", v.positive_int("Categorical", "n_classes", self.n_classes, minimum=2))
 
     @property
     def n_outputs(self) -> int:

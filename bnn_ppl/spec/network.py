@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -218,7 +219,9 @@ class Network:
 
     def with_input_shape(self, input_shape: tuple[int, ...]) -> Network:
         """A copy with the shape of one example set."""
-        shape = v.int_tuple("Network", "input_shape", tuple(input_shape))
+        if isinstance(input_shape, numbers.Integral) and not isinstance(input_shape, bool):
+            input_shape = (input_shape,)
+        shape = v.int_tuple("Network", "input_shape", input_shape)
         return replace(self, input_dim=None, input_shape=shape)
 
     @property
@@ -233,10 +236,10 @@ class Network:
         return network_html(self)
 
     def _input_shape(self, input_shape: tuple[int, ...] | int | None) -> tuple[int, ...]:
-        if isinstance(input_shape, int):
+        if isinstance(input_shape, numbers.Integral) and not isinstance(input_shape, bool):
             input_shape = (input_shape,)
         if input_shape is not None:
-            input_shape = tuple(int(s) for s in input_shape)
+            input_shape = v.int_tuple("Network", "input_shape", input_shape)
         if self.input_shape is not None and input_shape is not None and input_shape != self.input_shape:
             raise SpecError(
                 f"The data have examples of shape {input_shape} but the spec's input shape is {self.input_shape}; "
