@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pymc as pm
 import pytest
@@ -269,6 +271,21 @@ def test_regression_decomposition(regression_fit):
         pred.predict_proba(X)
 
 
+@pytest.mark.parametrize("kind", ["batched", "sample_node"])
+def test_a_known_noise_sigma_is_the_aleatoric_variance_whatever_the_draws(kind):
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-2, 2, (50, 1))
+    spec = bp.Network([bp.Dense(3), bp.Dense(1, "identity")], bp.NormalLikelihood(sigma=0.3))
+    result = bp.fit(bp.build_model(spec, X, 0.5 * X[:, 0]), n=50, method="advi", random_seed=0, progressbar=False)
+    pred = result.predictor(kind=kind)
+    for draws in (1, 7, 300):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # one draw: no epistemic estimate
+            u = pred.uncertainty(X[:4], draws=draws, random_seed=0)
+        np.testing.assert_allclose(u.aleatoric_var, 0.09, rtol=1e-6)
+    np.testing.assert_allclose(pred.sample_noise(draws=5, random_seed=0), 0.3, rtol=1e-6)
+
+
 # ---------------------------------------------------------------- chunking
 @pytest.mark.parametrize(("kind", "budget_mb"), [("batched", 0.001), ("sample_node", 0.03)])
 def test_memory_bounded_chunks_give_the_same_answer(binary_fit, regression_fit, kind, budget_mb):
@@ -279,6 +296,7 @@ def test_memory_bounded_chunks_give_the_same_answer(binary_fit, regression_fit, 
     tiny.MIN_CHUNK_ROWS = 8  # these 60 rows must split into several chunks
     draw_chunk, row_chunk = tiny._chunks(X.shape[0], draws)
     assert row_chunk < X.shape[0] and (kind == "sample_node" or draw_chunk < draws)
+    assert full._chunks(300, 300_000)[0] < 300_000  # huge draw counts are split for every kind
     np.testing.assert_allclose(tiny.sample(X, draws, random_seed=3), full.sample(X, draws, random_seed=3), rtol=1e-12)
     a, b = tiny.uncertainty(X, draws, random_seed=4), full.uncertainty(X, draws, random_seed=4)
     np.testing.assert_allclose(a.proba, b.proba, rtol=1e-10)

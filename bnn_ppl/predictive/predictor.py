@@ -134,12 +134,11 @@ class Predictor:
         per_cell = itemsize * (2 * self._values_per_row + 4)
         reference = self.sampler.reference_rows  # rows every chunk carries for batch statistics
         min_rows = min(n_rows, max(self.MIN_CHUNK_ROWS, reference))
-        if self.kind == "sample_node":
-            draw_chunk = draws
-        else:
+        draw_chunk = draws
+        if self.kind != "sample_node":  # the (draws, D) parameter draws are held too
             n_params = self.spec.n_params()
             draw_chunk = int(max(1, min(draws, budget // 4 // (itemsize * max(n_params, 1)))))
-            draw_chunk = int(max(1, min(draw_chunk, budget // (per_cell * (min_rows + reference)))))
+        draw_chunk = int(max(1, min(draw_chunk, budget // (per_cell * (min_rows + reference)))))
         row_chunk = int(max(min_rows, min(n_rows, budget // (per_cell * draw_chunk) - reference)))
         return draw_chunk, row_chunk
 

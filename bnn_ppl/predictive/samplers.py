@@ -236,6 +236,6 @@ class BatchedSampler:
             out = [np.asarray(self._jax_fn(params, X, self._reference))]
         else:
             out = [_predict(numpy_ops(), self._layers, self._likelihood, params, X, self._reference)]
-        if self._has_noise:
-            out.append(tensors[-1])
+        if self._has_noise:  # one sigma per draw (a known sigma is a constant of the graph: broadcast it)
+            out.append(np.broadcast_to(np.asarray(tensors[-1]).reshape(-1), (thetas.shape[0],)))
         return out
