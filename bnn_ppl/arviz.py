@@ -144,6 +144,8 @@ def to_datatree(result: Any, draws: int = 1000, X: Any = None, y: Any = None, *,
     if X is None and y is not None:
         raise ParameterError("to_datatree got y without X; pass the inputs too (X=..., y=...) for a held-out "
                              "posterior_predictive, or neither for the training data.")
+    if X is None:
+        built.check_training_rows("to_datatree without X", "; or pass held-out rows: to_datatree(X=..., y=...)")
     if X is None and built.source is not None:  # a streamed X: every training row, read by blocks
         train_X, train_y = built.source.array, built.source_y
     else:

@@ -90,7 +90,7 @@ def _layout_json(layout: Any) -> list[list[Any]]:
     return [[name, list(shape)] for name, (_, _, shape, _) in layout.items()]
 
 
-def _check_saveable(built: Any) -> None:
+def _check_saveable(built: Any, include_data: bool) -> None:
     """Refuse models a file cannot rebuild: user-added variables, or data swapped in with other rows."""
     extra = sorted({rv.name for rv in built.model.free_RVs} - set(built.built_rv_names))
     if extra:
@@ -99,6 +99,11 @@ def _check_saveable(built: Any) -> None:
             "file stores the spec, so loading could not rebuild them; save the added variables' posterior yourself "
             "(e.g. result.to_datatree()), or express the model as a spec."
         )
+    if not built.training_data:
+        if include_data:
+            raise ModelFileError("This model was loaded from a file saved without its training data; save it with "
+                                 "include_data=False too (prediction needs no training rows).")
+        return  # the stand-in rows are not saved
     rows = built.container_rows()
     if rows != [built.container_rows_expected]:
         raise ModelFileError(
@@ -110,7 +115,7 @@ def _check_saveable(built: Any) -> None:
 def to_bytes(result: Any, *, metadata: dict | None = None, include_data: bool = True) -> bytes:
     """The model file of a :class:`~bnn_ppl.FitResult` as bytes (see :func:`save`)."""
     built = result.built
-    _check_saveable(built)
+    _check_saveable(built, include_data)
     if include_data and built.source is not None:
         raise ModelFileError(
             f"This fit streamed its {built.n_obs:,} training rows from data larger than memory (built.source); a model "
@@ -310,6 +315,7 @@ def _rebuild_model(where: str, members: dict[str, bytes], spec: Any, info: dict[
                             class_names=info["class_names"], n_obs=info["n_obs"])
     except BnnPplError as err:
         raise ModelFileError(f"{where}: the saved spec and data no longer build a model: {err}") from None
+    built.training_data = bool(info["data_included"])
     if built.reference_X is not None:
         reference = _array(where, members, "data/reference_X.npy", finite=True)
         if reference.shape[1:] != built.reference_X.shape[1:]:

@@ -147,6 +147,19 @@ def test_fullrank_minibatch_round_trip_without_data(reg_fit, tmp_path):
     a, b = reg_fit.predictor(), loaded.predictor()
     np.testing.assert_array_equal(a.sample(X, draws=20, random_seed=2), b.sample(X, draws=20, random_seed=2))
     np.testing.assert_array_equal(a.sample_noise(20, random_seed=2), b.sample_noise(20, random_seed=2))
+    # what needs the training rows says so, instead of using the stand-in rows as training data
+    for call, purpose in ((lambda: loaded.to_datatree(draws=5), "to_datatree without X"),
+                          (lambda: loaded.description_length(draws=5), "description_length"),
+                          (lambda: bp.fit(loaded.built, n=5, progressbar=False), "fit")):
+        with pytest.raises(bp.DataError, match=f"saved without its training data .include_data=False.; {purpose} "
+                                               "needs its 40 training rows"):
+            call()
+    assert loaded.to_datatree(draws=5, X=X, y=X[:, 0], random_seed=0).observed_data.sizes["obs"] == 7
+    with pytest.raises(ModelFileError, match="save it with include_data=False too"):
+        loaded.save(tmp_path / "again.bnn")
+    again = bp.load(loaded.save(tmp_path / "again.bnn", include_data=False))
+    np.testing.assert_array_equal(again.predictor().sample(X, draws=20, random_seed=2), b.sample(X, draws=20,
+                                                                                                  random_seed=2))
 
 
 def test_fresh_process_predictions_equal(clf_fit, saved, moons, tmp_path):

@@ -80,6 +80,10 @@ class BuiltModel:
         For an ``X`` larger than memory (memory-mapped, dask or zarr, with ``batch_size``): the
         rows, read by chunk during the fit, and all targets; the ``pm.Data`` containers then hold
         the first ``batch_size`` rows as a stand-in (PyMC's own ``pm.fit`` would see only those).
+    training_data : bool
+        False for a model loaded from a file saved with ``include_data=False``: its containers
+        hold stand-in rows of the right width, enough to predict but not to fit, score or
+        export the training data (:meth:`check_training_rows`).
     """
 
     spec: Network
@@ -101,6 +105,7 @@ class BuiltModel:
     prior_scale_data: Any = None
     source: RowSource | None = None
     source_y: np.ndarray | None = None
+    training_data: bool = True
 
     def forward(self, x: pt.TensorVariable, ctx: ForwardContext = ForwardContext()) -> pt.TensorVariable:
         """The last layer's output (logits or mean) for a symbolic input ``x`` of shape (rows, *input_shape)."""
@@ -136,6 +141,29 @@ class BuiltModel:
     def container_rows(self) -> list[int]:
         """Rows the ``X`` and ``y`` containers hold now (``pm.set_data`` may have swapped them)."""
         return sorted({np.asarray(self.X_data.get_value()).shape[0], np.asarray(self.y_data.get_value()).shape[0]})
+
+    def check_training_rows(self, purpose: str, hint: str = "") -> None:
+        """Refuse ``purpose`` (``"fit"``, ``"to_datatree"``, ...) unless the containers hold the training rows
+        (``hint``: another way the caller could go, appended to the message).
+
+        Raises
+        ------
+        DataError
+            For a model loaded without its training data, or when ``pm.set_data`` swapped other
+            rows in (the likelihood's ``total_size`` and ``n_obs`` are fixed at build time).
+        """
+        if not self.training_data:
+            raise DataError(f"This model was loaded from a file saved without its training data (include_data=False); "
+                            f"{purpose} needs its {self.n_obs} training rows. Load a file saved with its data, or "
+                            f"build a new model on them with bp.build_model(spec, X, y){hint}.")
+        rows = self.container_rows()
+        if rows != [self.container_rows_expected]:
+            raise DataError(
+                f"The model's pm.Data containers hold {rows} rows but it was built on {self.container_rows_expected} "
+                f"training rows (pm.set_data swapped them, e.g. for prediction); {purpose} needs the training rows. "
+                f"Set them back with pm.set_data, or build a new model on the new data with bp.build_model(spec, X, y)"
+                f"{hint}."
+            )
 
     @property
     def free_rv_names(self) -> list[str]:

@@ -173,6 +173,7 @@ def description_length(result: Any, draws: int = 1000, random_seed: int | None =
 
     values = [model.rvs_to_values[rv] for rv in model.free_RVs]
     prior_terms = [term.sum() for term in model.logp(vars=mc_rvs, jacobian=True, sum=False)] if mc_rvs else []
+    built.check_training_rows("description_length")
     full = _full_batch(built)
     loglik = full.model.logp(vars=full.model.observed_RVs, jacobian=False)
     inputs = values if full is built else [full.model.rvs_to_values[full.model[rv.name]] for rv in model.free_RVs]

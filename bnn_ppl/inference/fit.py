@@ -292,13 +292,7 @@ def _check_data_rows(built: BuiltModel) -> None:
     time: fitting on 123 swapped-in rows of a model built on 500 would scale the likelihood
     by the wrong factor (or train on the test rows without saying so).
     """
-    rows = built.container_rows()
-    if rows != [built.container_rows_expected]:
-        raise DataError(
-            f"The model's pm.Data containers hold {rows} rows but it was built on {built.container_rows_expected} training "
-            "rows (pm.set_data swapped them, e.g. for prediction). Set the training rows back with "
-            "pm.set_data, or build a new model on the new data with bp.build_model(spec, X, y)."
-        )
+    built.check_training_rows("fit")
     built.targets()  # refuses non-label values pm.set_data put into the y container
 
 
