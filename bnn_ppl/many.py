@@ -175,6 +175,8 @@ def fit_many(
         raise SpecError(f"fit_many needs a Network spec. Got {type(spec).__name__}; see bnn_ppl.load_spec.")
     if importlib.util.find_spec("jax") is None:
         raise ParameterError("fit_many runs its fits in one vmapped JAX loop; install JAX (pip install 'bnn_ppl[jax]').")
+    if (X_test is None) != (y_test is None):
+        raise ParameterError("fit_many got only one of X_test and y_test; pass both to score held-out rows, or neither.")
     grid = _check_grid(grid)
     seeds = _check_seeds(seeds)
     n, mc_draws = check_options(n=n, learning_rate=learning_rate, lr_floor=lr_floor, init_sigma=init_sigma,

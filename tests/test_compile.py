@@ -299,6 +299,12 @@ def test_bad_spec_argument():
         bp.build_model({"layers": []}, np.zeros((2, 2)), [0, 1])
 
 
+def test_complex_features_are_refused():
+    X, y = _data()
+    with pytest.raises(bp.DataError, match="X holds complex numbers"):
+        bp.build_model(Network([Dense(1, "identity")], Bernoulli()), X + 1j, y)
+
+
 def test_a_sparse_matrix_is_refused_with_the_fix():
     sparse = pytest.importorskip("scipy.sparse")
     X, y = _data()

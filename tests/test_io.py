@@ -398,7 +398,10 @@ def test_saving_into_a_missing_directory_names_the_path(clf_fit, tmp_path):
     (tmp_path / "a_file").write_text("x")
     with pytest.raises(NotADirectoryError, match="a_file' is a file, not a directory"):
         clf_fit.save(tmp_path / "a_file" / "m.bnn")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+    (tmp_path / "out").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"out' is a directory; give a file name inside it, e.g. .*model.bnn"):
+        clf_fit.save(tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a_file", "out"]
 
 
 def test_save_refuses_user_added_variables_and_swapped_in_rows(tmp_path):

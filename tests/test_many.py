@@ -82,6 +82,7 @@ def test_minibatch_regression_with_held_out_rows_and_prior_scale():
     ({"grid": {"learning_rate": [-1]}}, "must hold positive numbers. Got -1"),
     ({"grid": {"prior_scale": [1], "prior_sigma": [1]}}, "not both"),
     ({"seeds": []}, "'seeds' parameter of fit_many is empty"),
+    ({"X_test": np.zeros((3, 2))}, "only one of X_test and y_test"),
     ({"seeds": [0.5]}, "must hold non-negative integers. Got 0.5"),
     ({"seeds": [0, -2]}, "must hold non-negative integers. Got -2"),
     ({"folds": "abc"}, "'folds' parameter of fit_many must be"),

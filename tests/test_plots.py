@@ -89,6 +89,14 @@ def test_plot_loss_auto_window_none_and_errors():
         plot_loss(losses, smooth=-3)
     with pytest.raises(DataError, match="empty history"):
         plot_loss(np.array([]))
+    with pytest.raises(DataError, match=r"1-D history of loss values. Got shape \(4, 50\)"):
+        plot_loss(np.ones((4, 50)))  # an ensemble's member_losses are not one curve
+    with pytest.raises(DataError, match="1-D history"):
+        plot_loss(None)
+    with pytest.raises(DataError, match="FitResult or a 1-D history"):
+        plot_loss(["a", "b"])
+    with pytest.raises(DataError, match="no finite loss"):
+        plot_loss(np.full(3, np.nan))
 
 
 # ---------------------------------------------------------------- surfaces
@@ -239,6 +247,12 @@ def test_plot_weights_forest_of_a_fit_uses_layer_dims(binary_fit):
     assert set(pc.viz["twig"].data_vars) == {"dense_2_w", "dense_2_b"}
     assert dict(pc.viz["twig"]["dense_2_w"].sizes) == {"chain": 1, "dense_2_in": 5, "dense_2_out": 1}
     assert "dense_2_in_label" in pc.viz.children
+    with pytest.raises(bp.ParameterError, match="'draws' parameter of plot_weights must be a positive integer"):
+        plot_weights(binary_fit, "forest", draws=0)
+    with pytest.raises(bp.ParameterError, match="'random_seed' parameter of plot_weights"):
+        plot_weights(binary_fit, "forest", draws=5, random_seed=-1)
+    with pytest.raises(DataError, match=r"coords asks for values the dims lack .*'dense_2_out': \[0\]"):
+        plot_weights(binary_fit, "forest", layers=["dense_2"], draws=5, coords={"dense_2_out": [5]})
 
 
 def test_plot_weights_errors(posterior_tree):

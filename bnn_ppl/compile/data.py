@@ -61,6 +61,9 @@ def as_features(X: Any, input_shape: tuple[int, ...] | int | None = None, name: 
     if hasattr(X, "toarray") and hasattr(X, "nnz"):  # scipy.sparse
         raise DataError(f"{name} is a sparse matrix ({type(X).__name__}); the network's layers take dense arrays: "
                         f"pass {name}.toarray() (it needs rows x features x {np.dtype(float_dtype()).itemsize} bytes).")
+    if np.iscomplexobj(X):
+        raise DataError(f"{name} holds complex numbers; pass real features (e.g. {name}.real and {name}.imag as "
+                        "separate columns).")
     try:
         arr = np.asarray(X, dtype=float_dtype())
     except (TypeError, ValueError) as err:

@@ -50,7 +50,15 @@ def plot_loss(
     >>> len(ax.lines[0].get_ydata()) == result.n_steps
     True
     """
-    losses = np.asarray(getattr(result, "losses", result), dtype=float).reshape(-1)
+    try:
+        losses = np.asarray(getattr(result, "losses", result), dtype=float)
+    except (TypeError, ValueError):
+        raise DataError(f"plot_loss needs a FitResult or a 1-D history of loss values. Got {type(result).__name__}.") from None
+    if losses.ndim != 1:
+        raise DataError(f"plot_loss needs a 1-D history of loss values. Got shape {losses.shape} (an ensemble's "
+                        "member_losses: plot one member's row, or the fit's losses).")
+    if losses.size and not np.isfinite(losses).any():
+        raise DataError("plot_loss got no finite loss value to plot.")
     if losses.size == 0:
         raise DataError("plot_loss needs at least one loss value. Got an empty history; run fit first.")
     if smooth == "auto":

@@ -12,6 +12,8 @@ import xarray as xr
 
 from bnn_ppl.arviz import LAYERS_ATTR, layer_params, posterior_group
 from bnn_ppl.errors import DataError
+from bnn_ppl.predictive.predictor import check_draws
+from bnn_ppl.seeds import check_seed
 
 __all__ = ["WEIGHT_PLOTS", "plot_weights", "weight_var_names"]
 
@@ -40,8 +42,10 @@ def weight_var_names(posterior: Any, layer_params: dict[str, list[str]], layers:
 def _posterior(source: Any, draws: int, random_seed: int | None) -> tuple[Any, dict[str, list[str]]]:
     """A DataTree with a posterior group, and the network's layers with their parameter variables."""
     if hasattr(source, "posterior") and hasattr(source, "built"):
+        draws = check_draws(draws, "plot_weights")
         dt = xr.DataTree()
-        dt["posterior"] = posterior_group(source, draws, np.random.default_rng(random_seed))
+        dt["posterior"] = posterior_group(source, draws, np.random.default_rng(check_seed(random_seed, "plot_weights",
+                                                                                          generator=True)))
         return dt, layer_params(source.built.layers)
     if hasattr(source, "children") and "posterior" in source.children:
         stored = source["posterior"].attrs.get(LAYERS_ATTR)
@@ -110,7 +114,11 @@ def plot_weights(
         unknown = [dim for dim in coords if dim not in selected.dims]
         if unknown:
             raise DataError(f"coords names dims {unknown} that the chosen layers lack. Their dims: {sorted(map(str, selected.dims))}.")
-        selected = selected.sel(coords)
+        try:
+            selected = selected.sel(coords)
+        except KeyError as err:
+            valid = {dim: selected[dim].values.tolist() for dim in coords if dim in selected.coords}
+            raise DataError(f"coords asks for values the dims lack ({err}); their values: {valid}.") from None
     n_values = sum(math.prod(s for d, s in da.sizes.items() if d not in ("chain", "draw")) for da in selected.data_vars.values())
     if n_values > max_values:
         raise DataError(

@@ -268,9 +268,13 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
     ------
     FileNotFoundError, NotADirectoryError
         The directory of ``path`` does not exist, or is a file; the message names ``path``.
+    IsADirectoryError
+        ``path`` is a directory.
     """
     path = Path(path)
     _check_parent(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{str(path)!r} is a directory; give a file name inside it, e.g. {str(path / 'model.bnn')!r}.")
     fd, tmp = _create_temporary(path)
     try:
         with os.fdopen(fd, "wb") as fh:
