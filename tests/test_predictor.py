@@ -286,6 +286,52 @@ def test_a_known_noise_sigma_is_the_aleatoric_variance_whatever_the_draws(kind):
     np.testing.assert_allclose(pred.sample_noise(draws=5, random_seed=0), 0.3, rtol=1e-6)
 
 
+def test_evaluate_streams_within_the_budget_and_scores_as_a_whole(binary_fit, regression_fit):
+    from bnn_ppl.predictive import evaluate
+
+    rng = np.random.default_rng(4)
+    Xr = rng.uniform(-2, 2, size=(400, 1))
+    yr = 0.8 * Xr[:, 0] + 0.3 * rng.normal(size=400)
+    X, y = _binary_data()
+    for fit, Xs, ys in ((binary_fit, X, y), (regression_fit, Xr, yr)):
+        full = fit.predictor()
+        tiny = Predictor(full.sampler, full.spec, memory_budget_mb=0.002)
+        tiny.MIN_CHUNK_ROWS = 8
+        draws_per_chunk, rows_per_chunk = tiny._chunks(Xs.shape[0], 300)
+        assert draws_per_chunk < 300 and rows_per_chunk < Xs.shape[0]
+        a, b = evaluate(tiny, Xs, ys, draws=300, random_seed=1), evaluate(full, Xs, ys, draws=300, random_seed=1)
+        assert a.rows == b.rows == Xs.shape[0] and a.accuracy == b.accuracy and a.coverage.keys() == b.coverage.keys()
+        np.testing.assert_allclose(a.lpd, b.lpd, rtol=1e-10)
+        for level in a.coverage:
+            assert a.coverage[level] == pytest.approx(b.coverage[level], abs=1e-12)
+    # the same draws as predict with the seed; a Generator pairs each draw's mean with its own sigma
+    assert evaluate(full, Xr, yr, draws=300, random_seed=1).rmse == pytest.approx(
+        float(np.sqrt(np.mean((full.predict(Xr, draws=300, random_seed=1) - yr) ** 2))), rel=1e-10)
+    paired = []  # the draws' means and sigmas as the predictor yields them together
+    for ds, rs, (mean, sigma) in full._iter_draws(Xr, 50, np.random.default_rng(7)):
+        sigma = np.broadcast_to(sigma, (ds.stop - ds.start,))[:, None]
+        paired.append((rs, -0.5 * ((yr[rs] - mean) / sigma) ** 2 - np.log(sigma) - 0.5 * np.log(2 * np.pi)))
+    log_dens = np.concatenate([d for _, d in paired], axis=0)
+    expected = np.mean(np.log(np.mean(np.exp(log_dens), axis=0)))
+    got = evaluate(full, Xr, yr, draws=50, random_seed=np.random.default_rng(7)).lpd
+    assert got == pytest.approx(expected, rel=1e-9)
+    # bounded memory: a 1000 x 2000 call through a 0.05 MB predictor holds chunks, not the 15 MB of draws
+    import tracemalloc
+
+    small = Predictor(full.sampler, full.spec, memory_budget_mb=0.05)
+    X_big = np.linspace(-2, 2, 2000)[:, None]
+    tracemalloc.start()
+    try:
+        evaluate(small, X_big, X_big[:, 0], draws=1000, random_seed=0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * 2**20, f"evaluate peaked at {peak / 2**20:.1f} MB"
+    # well specified (noise 0.3, fitted): the central intervals cover about their level
+    q = evaluate(full, Xr, yr, draws=1000, random_seed=0)
+    assert abs(q.coverage[0.9] - 0.9) < 0.06 and abs(q.coverage[0.5] - 0.5) < 0.1
+
+
 # ---------------------------------------------------------------- chunking
 @pytest.mark.parametrize(("kind", "budget_mb"), [("batched", 0.001), ("sample_node", 0.03)])
 def test_memory_bounded_chunks_give_the_same_answer(binary_fit, regression_fit, kind, budget_mb):
