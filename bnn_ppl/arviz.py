@@ -16,7 +16,7 @@ from bnn_ppl.seeds import check_seed
 from bnn_ppl.predictive.predictor import check_draws
 from bnn_ppl.spec import Bernoulli, Categorical
 
-__all__ = ["to_datatree", "posterior_group", "sample_outcomes", "layer_params", "LAYERS_ATTR"]
+__all__ = ["to_datatree", "posterior_group", "sample_outcomes", "log_likelihood_of", "layer_params", "LAYERS_ATTR"]
 
 #: Posterior attribute holding ``{layer: [parameter variable, ...]}`` as JSON (read by ``plot_weights``).
 LAYERS_ATTR = "bnn_ppl_layers"
@@ -93,7 +93,21 @@ def _group(name: str, values: np.ndarray, obs_dim: str, obs_coords: Any) -> xr.D
     return xr.Dataset({name: da})
 
 
-def to_datatree(result: Any, draws: int = 1000, X: Any = None, y: Any = None, *, random_seed: Any = None):
+def log_likelihood_of(likelihood: Any, param: np.ndarray, y: np.ndarray, sigma: np.ndarray | None = None) -> np.ndarray:
+    """(draws, rows) pointwise ``log p(y_i | theta_s)`` from likelihood-parameter draws."""
+    if isinstance(likelihood, Bernoulli):
+        p = np.clip(param, 1e-300, 1.0)
+        q = np.clip(1.0 - param, 1e-300, 1.0)
+        return np.where(np.asarray(y) == 1, np.log(p), np.log(q))
+    if isinstance(likelihood, Categorical):
+        picked = np.take_along_axis(param, np.asarray(y, dtype=np.int64)[None, :, None], axis=-1)[..., 0]
+        return np.log(np.clip(picked, 1e-300, 1.0))
+    s = np.asarray(sigma, dtype=float).reshape(-1, 1)
+    return -0.5 * ((np.asarray(y, dtype=float) - param) / s) ** 2 - np.log(s) - 0.5 * np.log(2 * np.pi)
+
+
+def to_datatree(result: Any, draws: int = 1000, X: Any = None, y: Any = None, *, random_seed: Any = None,
+                log_likelihood: bool = False):
     """ArviZ ``DataTree`` of a fit.
 
     Groups: ``posterior`` (every parameter with its layer's named dims: ``dense_0_in``/``dense_0_out``,
@@ -104,6 +118,10 @@ def to_datatree(result: Any, draws: int = 1000, X: Any = None, y: Any = None, *,
     - ``X`` and ``y`` given: ``posterior_predictive`` at ``X`` with ``observed_data`` = ``y``
       (a held-out check);
     - ``X`` alone: ``predictions`` at ``X`` and ``predictions_constant_data``.
+
+    With ``log_likelihood=True`` a ``log_likelihood`` group holds ``log p(y_i | theta_s)`` of the
+    observed rows for the predictive draws (what ``az.loo`` and ``az.compare`` read; like PyMC's
+    ``idata_kwargs={"log_likelihood": True}``).
 
     For a model built on a streamed ``X`` (memory-mapped, dask or zarr), ``X=None`` means every
     training row, read block by block; a streamed ``X`` is not copied into ``constant_data``.
@@ -118,12 +136,14 @@ def to_datatree(result: Any, draws: int = 1000, X: Any = None, y: Any = None, *,
     X, y : array-like, optional
         Inputs (and targets) for the predictive groups.
     random_seed : int, optional
+    log_likelihood : bool
+        Add the pointwise ``log_likelihood`` group (needs observed targets: not with ``X`` alone).
 
     Raises
     ------
     ParameterError
-        When ``draws`` is not a positive integer (booleans are refused, numpy integers accepted), or
-        ``y`` comes without ``X``.
+        When ``draws`` is not a positive integer (booleans are refused, numpy integers accepted),
+        ``y`` comes without ``X``, or ``log_likelihood`` is asked for ``X`` without ``y``.
 
     Examples
     --------
@@ -141,6 +161,11 @@ def to_datatree(result: Any, draws: int = 1000, X: Any = None, y: Any = None, *,
     dt = xr.DataTree()
     dt["posterior"] = posterior_group(result, draws, np.random.default_rng(int(rng.integers(2**31 - 1))))
     dt["posterior"].attrs[LAYERS_ATTR] = json.dumps(layer_params(built.layers))
+    if not isinstance(log_likelihood, bool):
+        raise ParameterError(f"The 'log_likelihood' parameter of to_datatree must be True or False. Got "
+                             f"{log_likelihood!r} instead.")
+    if log_likelihood and X is not None and y is None:
+        raise ParameterError("to_datatree(log_likelihood=True) scores observed targets: pass y with X, or neither.")
     if X is None and y is not None:
         raise ParameterError("to_datatree got y without X; pass the inputs too (X=..., y=...) for a held-out "
                              "posterior_predictive, or neither for the training data.")
@@ -176,6 +201,9 @@ def to_datatree(result: Any, draws: int = 1000, X: Any = None, y: Any = None, *,
         return dt
     dt["posterior_predictive"] = _group(OBSERVED_NAME, outcomes, "obs", obs_coords)
     observed = yp if held_out else train_y
+    if log_likelihood:
+        dt["log_likelihood"] = _group(OBSERVED_NAME, log_likelihood_of(spec.likelihood, param, observed, sigma),
+                                      "obs", obs_coords)
     dt["observed_data"] = xr.Dataset({OBSERVED_NAME: xr.DataArray(np.asarray(observed), dims=("obs",), coords={"obs": obs_coords})})
     if inputs is not None:
         dt["constant_data"] = inputs

@@ -63,9 +63,10 @@ class FitResult(FitRecord):
         """
         return _description_length(self, draws=draws, random_seed=random_seed)
 
-    def to_datatree(self, draws: int = 1000, X: Any = None, y: Any = None, *, random_seed: int | None = None):
+    def to_datatree(self, draws: int = 1000, X: Any = None, y: Any = None, *, random_seed: int | None = None,
+                    log_likelihood: bool = False):
         """An ArviZ ``xarray.DataTree``: see :func:`bnn_ppl.arviz.to_datatree`."""
-        return _arviz.to_datatree(self, draws=draws, X=X, y=y, random_seed=random_seed)
+        return _arviz.to_datatree(self, draws=draws, X=X, y=y, random_seed=random_seed, log_likelihood=log_likelihood)
 
 
 def fit(built: BuiltModel, n: int = 30_000, **options: Any) -> FitResult:

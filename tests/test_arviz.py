@@ -181,3 +181,38 @@ def test_numpy_integer_draws_are_accepted(binary_fit):
 def test_y_without_x_is_refused_not_ignored(binary_fit):
     with pytest.raises(bp.ParameterError, match="to_datatree got y without X"):
         binary_fit.to_datatree(draws=5, y=np.zeros(3))
+
+
+@pytest.mark.parametrize("which", ["binary", "categorical", "regression"])
+def test_log_likelihood_group_feeds_loo(which, binary_fit, categorical_fit, tiny_classification):
+    from scipy.special import logsumexp
+
+    if which == "regression":
+        rng = np.random.default_rng(2)
+        X = rng.normal(size=(40, 1))
+        y = X[:, 0] + 0.2 * rng.normal(size=40)
+        spec = Network([Dense(3), Dense(1, "identity")], NormalLikelihood())
+        fit = bp.fit(bp.build_model(spec, X, y), n=1500, method="advi", random_seed=0, progressbar=False)
+    else:
+        fit = binary_fit if which == "binary" else categorical_fit
+        X, y = _binary_data() if which == "binary" else tiny_classification
+    dt = fit.to_datatree(draws=DRAWS, random_seed=3, log_likelihood=True)
+    ll = dt.log_likelihood["y_obs"]
+    assert dict(ll.sizes) == {"chain": 1, "draw": DRAWS, "obs": len(y)} and np.all(np.isfinite(ll.values))
+    if which != "regression":
+        assert np.all(ll.values <= 0)  # log-probabilities of labels
+    # the in-sample log predictive density of those draws is the evaluate() score (Monte Carlo error apart)
+    lpd = float(np.mean(logsumexp(ll.values[0], axis=0) - np.log(DRAWS)))
+    assert lpd == pytest.approx(fit.evaluate(X, y, draws=4000).lpd, abs=0.03)
+    loo = az.loo(dt)  # ArviZ reads the group as it reads PyMC's
+    assert loo.elpd < lpd * len(y) + 1e-9  # leaving a row out never scores it better than keeping it
+    held = fit.to_datatree(draws=50, X=X[:7], y=y[:7], random_seed=0, log_likelihood=True)
+    assert held.log_likelihood["y_obs"].sizes["obs"] == 7
+
+
+def test_log_likelihood_needs_targets(binary_fit):
+    X, _ = _binary_data()
+    with pytest.raises(bp.ParameterError, match="log_likelihood=True. scores observed targets"):
+        binary_fit.to_datatree(draws=5, X=X, log_likelihood=True)
+    with pytest.raises(bp.ParameterError, match="'log_likelihood' parameter of to_datatree must be True or False"):
+        binary_fit.to_datatree(draws=5, log_likelihood="yes")
