@@ -332,6 +332,20 @@ def test_evaluate_streams_within_the_budget_and_scores_as_a_whole(binary_fit, re
     assert abs(q.coverage[0.9] - 0.9) < 0.06 and abs(q.coverage[0.5] - 0.5) < 0.1
 
 
+def test_outputs_that_overflow_raise_naming_the_rows():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 2))
+    spec = Network([Dense(4, "relu"), Dense(3, "identity")], Categorical(3))  # relu passes inf on
+    fit = bp.fit(bp.build_model(spec, X, rng.integers(0, 3, 30)), n=20, random_seed=0, progressbar=False)
+    far = np.array([[0.0, 0.0], [-1e308, 1e308]])
+    with np.errstate(all="ignore"), pytest.raises(DataError, match=r"overflowed to inf or NaN for 1 row\(s\) of X "
+                                                                    r"\(rows \[1\]"):
+        fit.predictor().predict_proba(far, draws=20)
+    with np.errstate(all="ignore"), pytest.raises(DataError, match="overflowed"):
+        fit.evaluate(far, [0, 1], draws=20)
+    assert np.isfinite(fit.predictor().predict_proba(far[:1], draws=20)).all()
+
+
 # ---------------------------------------------------------------- chunking
 @pytest.mark.parametrize(("kind", "budget_mb"), [("batched", 0.001), ("sample_node", 0.03)])
 def test_memory_bounded_chunks_give_the_same_answer(binary_fit, regression_fit, kind, budget_mb):

@@ -224,7 +224,7 @@ class Predictor:
                 s1[rs] += p.sum(0)
                 s2[rs] += (p**2).sum(0)
                 h[rs] += entropy(p).sum(0)
-            mean = s1 / draws
+            mean = finite_rows(s1 / draws, X)
             std = np.sqrt(np.maximum(s2 / draws - mean**2, 0.0))
             total = entropy(mean)
             expected = h / draws
@@ -237,7 +237,7 @@ class Predictor:
             if (ds.start, ds.stop) not in seen:
                 seen.add((ds.start, ds.stop))
                 s2sum += float((np.asarray(sigma, dtype=float).reshape(-1) ** 2).sum())
-        mean = m1 / draws
+        mean = finite_rows(m1 / draws, X)
         epistemic = np.maximum(m2 / draws - mean**2, 0.0)
         aleatoric = np.full(n, s2sum / draws)
         return RegressionUncertainty(mean, epistemic, aleatoric, epistemic + aleatoric)
@@ -260,3 +260,15 @@ class Predictor:
         if isinstance(summary, ClassificationUncertainty):
             return summary.proba.argmax(axis=1)
         return summary.mean
+
+
+def finite_rows(values: np.ndarray, X: Any) -> np.ndarray:
+    """``values`` (rows, ...) unless the network's outputs overflowed for some rows (inputs far
+    outside the training range): then a DataError naming them, not NaN probabilities."""
+    bad = ~np.isfinite(values.reshape(values.shape[0], -1)).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise DataError(f"The network's outputs overflowed to inf or NaN for {rows.size} row(s) of X (rows "
+                        f"{rows[:5].tolist()}...): their inputs are far outside the training data's range. Scale X "
+                        "as the training data were scaled.")
+    return values
