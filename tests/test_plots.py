@@ -156,6 +156,13 @@ def test_uncertainty_surface_values_and_colorbar(binary_fit, moons, measure):
 
 def test_uncertainty_surface_errors(binary_fit, moons):
     X = moons[1][:20]
+    y = moons[3][:20]
+    with pytest.raises(DataError, match=r"y must hold the class indices 0..1 the model predicts. Got labels \[5, 6\]"):
+        plot_decision_surface(binary_fit, X, y + 5, grid=GRID, draws=DRAWS)
+    with pytest.raises(DataError, match="class indices"):
+        plot_decision_surface(binary_fit, X, y + 0.5, grid=GRID, draws=DRAWS)
+    with pytest.raises(DataError, match="'padding' parameter must be a finite number >= 0. Got -10"):
+        plot_decision_surface(binary_fit, X, y, grid=GRID, draws=DRAWS, padding=-10)
     with pytest.raises(DataError, match=r"'measure' field must be one of \[.*'mutual_information'.*\]. Got 'variance'"):
         plot_uncertainty_surface(binary_fit, X, measure="variance")
     with pytest.raises(DataError, match="not defined for a classifier. Use one of"):
@@ -212,8 +219,14 @@ def test_reliability_errors():
         expected_calibration_error([0, 1], [0.3, 0.8, 0.1])
     with pytest.raises(DataError, match=r"probabilities in \[0, 1\]"):
         expected_calibration_error([0, 1], [0.3, 1.8])
-    with pytest.raises(DataError, match="'n_bins' parameter must be a positive integer. Got 0"):
+    with pytest.raises(DataError, match="'n_bins' parameter must be an integer from 1 to 10,000 .* Got 0"):
         expected_calibration_error([0, 1], [0.3, 0.8], n_bins=0)
+    with pytest.raises(DataError, match="'n_bins' parameter must be an integer from 1 to 10,000"):
+        expected_calibration_error([0, 1], [0.3, 0.8], n_bins=10**9)  # would allocate gigabytes
+    with pytest.raises(DataError, match="row 0 sums to 1.8"):
+        expected_calibration_error([0, 1], [[0.9, 0.9], [0.5, 0.5]])
+    with pytest.raises(DataError, match="integer class labels 0..K-1. Got dtype <U1"):
+        expected_calibration_error(["a", "b"], [0.3, 0.8])
 
 
 # ---------------------------------------------------------------- weights

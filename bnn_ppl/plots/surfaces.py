@@ -67,6 +67,8 @@ def surface_grid(X: Any, grid: int = 100, padding: float = 0.5) -> tuple[np.ndar
         )
     if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or grid < 2:
         raise DataError(f"The 'grid' parameter must be an integer >= 2. Got {grid!r} instead.")
+    if isinstance(padding, bool) or not isinstance(padding, (int, float, np.number)) or not 0 <= padding < np.inf:
+        raise DataError(f"The 'padding' parameter must be a finite number >= 0. Got {padding!r} instead.")
     lo, hi = X.min(axis=0) - padding, X.max(axis=0) + padding
     xx, yy = np.meshgrid(np.linspace(lo[0], hi[0], grid), np.linspace(lo[1], hi[1], grid))
     return xx, yy, np.column_stack([xx.ravel(), yy.ravel()])
@@ -88,8 +90,12 @@ def _scatter(ax: Axes, X: np.ndarray, y: Any, n_classes: int | None, norm: Any =
     if n_classes is None:  # regression: colour by the target on the surface's scale
         ax.scatter(X[:, 0], X[:, 1], c=y, cmap=cmap, norm=norm, s=14, edgecolors="k", linewidths=0.4)
         return
+    labels = np.unique(y)
+    if not np.issubdtype(y.dtype, np.number) or not np.isin(labels, np.arange(n_classes)).all():
+        raise DataError(f"y must hold the class indices 0..{n_classes - 1} the model predicts. Got labels "
+                        f"{labels[:5].tolist()}; encode them first.")
     colours = _class_cmap(n_classes)
-    for k in np.unique(y):
+    for k in labels:
         rows = y == k
         ax.scatter(X[rows, 0], X[rows, 1], s=14, color=colours(int(k)), edgecolors="k", linewidths=0.4,
                    label=f"class {int(k)}")

@@ -44,8 +44,18 @@ class ReliabilityTable:
         return float(np.sum(weights * np.abs(self.accuracy[filled] - self.confidence[filled])))
 
 
+#: More bins than any calibration plot reads (each bin costs memory; 10-20 is usual).
+MAX_BINS = 10_000
+
+
 def _validate(y_true: Any, proba: Any, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
-    proba = np.asarray(proba, dtype=float)
+    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or not 1 <= n_bins <= MAX_BINS:
+        raise DataError(f"The 'n_bins' parameter must be an integer from 1 to {MAX_BINS:,} (10 is usual). Got "
+                        f"{n_bins!r} instead.")
+    try:
+        proba = np.asarray(proba, dtype=float)
+    except (TypeError, ValueError):
+        raise DataError("The 'proba' parameter must be numeric probabilities; pass predict_proba's output.") from None
     if proba.ndim == 1:
         proba = np.column_stack([1.0 - proba, proba])
     if proba.ndim != 2 or proba.shape[1] < 2:
@@ -55,7 +65,15 @@ def _validate(y_true: Any, proba: Any, n_bins: int) -> tuple[np.ndarray, np.ndar
         )
     if not np.all(np.isfinite(proba)) or proba.min() < 0.0 or proba.max() > 1.0:
         raise DataError("The 'proba' parameter must hold probabilities in [0, 1]; pass predict_proba's output.")
+    sums = proba.sum(axis=1)
+    if not np.allclose(sums, 1.0, atol=1e-6):
+        row = int(np.argmax(np.abs(sums - 1.0)))
+        raise DataError(f"Each row of 'proba' must sum to 1 (one probability per class); row {row} sums to "
+                        f"{sums[row]:.6g}. Pass predict_proba's output.")
     y = np.asarray(y_true).reshape(-1)
+    if not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
+        raise DataError(f"The 'y_true' parameter must hold integer class labels 0..K-1. Got dtype {y.dtype}; encode "
+                        "string labels first (the estimators' classes_ give the order).")
     if y.shape[0] != proba.shape[0]:
         raise DataError(f"y_true has {y.shape[0]} rows but proba has {proba.shape[0]}; pass matching arrays.")
     if y.size == 0:
@@ -69,8 +87,6 @@ def _validate(y_true: Any, proba: Any, n_bins: int) -> tuple[np.ndarray, np.ndar
             f"The 'y_true' labels must lie in 0..{proba.shape[1] - 1} (one column of proba per class). "
             f"Got labels from {y.min()} to {y.max()}."
         )
-    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
-        raise DataError(f"The 'n_bins' parameter must be a positive integer. Got {n_bins!r} instead.")
     return y, proba
 
 
