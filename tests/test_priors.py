@@ -191,6 +191,7 @@ def test_every_registered_prior_has_a_builder():
         (lambda: bp.Horseshoe(slab_df=0), "The 'slab_df' parameter of Horseshoe must be a positive number"),
         (lambda: bp.Hierarchical(parametrization="ncp"), "The 'parametrization' parameter of Hierarchical must be one of"),
         (lambda: bp.Hierarchical(fan_in=1), "The 'fan_in' parameter of Hierarchical must be true or false. Got 1"),
+        (lambda: bp.Conjugate().scaled(1e200), "takes its width out of the floating-point range"),
     ],
 )
 def test_bad_hyperparameters_raise_spec_errors(make, message):

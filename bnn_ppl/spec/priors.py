@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
+from bnn_ppl.errors import SpecError
 from bnn_ppl.registry import Registry
 from bnn_ppl.spec import _validate as v
 
@@ -53,7 +55,14 @@ class Prior:
         Normal(sigma=2.0, mu=1.0)
         """
         factor = v.positive_float(type(self).__name__, "scale factor", factor)
-        return replace(self, **{name: getattr(self, name) * factor**power for name, power in self.spread.items()})
+        try:
+            widths = {name: getattr(self, name) * factor**power for name, power in self.spread.items()}
+        except OverflowError:
+            widths = {"": math.inf}
+        if not all(0 < w < math.inf for w in widths.values()):
+            raise SpecError(f"Scaling {self!r} by {factor!r} takes its width out of the floating-point range; "
+                            "choose a factor nearer 1.")
+        return replace(self, **widths)
 
 
 @dataclass(frozen=True)
