@@ -42,10 +42,12 @@ def network_rows(network: Any) -> list[tuple[str, ...]]:
             roles = None
         prior = getattr(layer, "prior", None) or network.prior
         bias_prior = getattr(layer, "bias_prior", None) or network.bias_prior
-        if roles is not None:
-            prior, bias_prior = roles.get("weight"), roles.get("bias")
+        if roles is not None:  # a normalisation layer's scale prior stands in the weight prior's column
+            prior, bias_prior = roles.get("weight", roles.get("scale")), roles.get("bias")
         elif not hasattr(layer, "prior"):
             prior = bias_prior = None
+            if hasattr(layer, "scale_prior"):  # normalisation: shift priors default to the network's bias prior
+                prior, bias_prior = layer.scale_prior, layer.shift_prior or network.bias_prior
         elif not getattr(layer, "bias", True):
             bias_prior = None
         has_params = roles is None or bool(roles)

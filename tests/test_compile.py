@@ -292,6 +292,9 @@ def test_layer_names_whose_variables_clash_raise_a_spec_error():
     with pytest.raises(SpecError, match=r"Layer 'a_w': its 'scale' parameter makes the PyMC variable a_w_scale.*"
                                         r"Rename one of the two layers"):
         bp.build_model(spec, np.zeros((4, 2)), [0, 1, 0, 1])
+    named_prior = Network([Dense(3), bp.LayerNorm(name="prior"), Dense(1, "identity")], bp.Bernoulli())
+    with pytest.raises(SpecError, match=r"Layer 'prior'.*the name of build_model's own pm.Data 'prior_scale'"):
+        bp.build_model(named_prior, np.zeros((4, 2)), [0, 1, 0, 1], prior_scale=1.0)
 
 
 def test_bad_spec_argument():

@@ -35,6 +35,13 @@ def test_network_repr_without_input_dim_and_without_bias():
     assert "? parameters (input shape unset)" in repr(net)
 
 
+def test_a_normalisation_layers_scale_prior_is_shown():
+    scale = bp.Normal(0.3, mu=1.0)
+    net = bp.Network([bp.Dense(3), bp.LayerNorm(scale_prior=scale), bp.Dense(1, "identity")], bp.Bernoulli())
+    for spec in (net, net.with_input_dim(2)):  # unresolved and resolved
+        assert network_rows(spec)[1][5:] == (repr(scale), repr(bp.Normal(1.0)))
+
+
 def test_network_repr_of_a_convnet_shows_every_shape():
     net = bp.Network([bp.Conv2D(4, 3), bp.MaxPool2D(2), bp.Flatten(), bp.Dense(2, "identity")], bp.Categorical(2),
                      input_shape=(1, 8, 8))

@@ -327,6 +327,12 @@ def build_model(
                 except ValueError as err:
                     if "already exists" not in str(err):
                         raise
+                    if scale_data is not None and PRIOR_SCALE_NAME in str(err):
+                        raise SpecError(
+                            f"Layer {layer.name!r}: its {p.key!r} parameter makes the PyMC variable {p.var_name}, the "
+                            f"name of build_model's own pm.Data {PRIOR_SCALE_NAME!r} (prior_scale=...). Rename the "
+                            "layer."
+                        ) from None
                     raise SpecError(
                         f"Layer {layer.name!r}: its {p.key!r} parameter makes the PyMC variable {p.var_name} "
                         f"(and its prior's {p.var_name}_*), a name another layer's parameters already use ({err}). "
