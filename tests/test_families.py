@@ -228,6 +228,8 @@ def test_an_ensemble_predicts_its_equal_mixture_when_draws_come_one_at_a_time(en
     nearest = np.argmin(((thetas[:, None, :] - means[None]) ** 2).sum(-1), axis=1)
     # each member's 30 draws in its block (before: every batch's one draw came from member 0)
     np.testing.assert_array_equal(nearest, np.repeat([0, 1, 2], 30))
+    with pytest.warns(UserWarning, match="draws=2 is fewer than the ensemble's 3 members: members 2 to 2 contribute"):
+        ensemble_fit.predictor().predict_proba(X, draws=2, random_seed=0)
 
 
 def test_each_ensemble_member_is_the_fit_with_its_seed(ensemble_fit, built):

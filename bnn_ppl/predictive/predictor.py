@@ -146,6 +146,11 @@ class Predictor:
         """Yield (draw_slice, row_slice, outputs) covering all draws x rows in bounded chunks."""
         draws = check_draws(draws, "Predictor")
         rng = np.random.default_rng(check_seed(random_seed, "Predictor", generator=True))
+        members = getattr(getattr(self.sampler, "_posterior", None), "members", 1)
+        if draws < members:
+            warnings.warn(f"draws={draws} is fewer than the ensemble's {members} members: members {draws} to "
+                          f"{members - 1} contribute nothing. Use draws >= {members} (hundreds for a useful mixture).",
+                          UserWarning, stacklevel=3)
         n_rows = X.shape[0]
         draw_chunk, row_chunk = self._chunks(n_rows, int(draws))
         for d0 in range(0, draws, draw_chunk):
