@@ -52,12 +52,56 @@ class _CVSearch:
 
     def _state(self) -> dict[str, Any]:
         state = super()._state()
-        if not isinstance(state["params"]["cv"], (int, np.integer)):
-            state["params"]["cv"] = None  # a splitter object: not stored (the default 5 folds on load)
+        cv = state["params"]["cv"]
+        if not isinstance(cv, (int, np.integer)):
+            state["params"]["cv"] = None  # restored from "cv_splitter", or the default 5 folds
+            state["cv_splitter"] = _splitter_state(cv)
         for name in ("prior_scales", "learning_rates"):  # numpy arrays and tuples stored as lists of floats
             if state["params"][name] is not None:
                 state["params"][name] = [float(v) for v in np.atleast_1d(np.asarray(state["params"][name]))]
         return state
+
+    def _restore(self, result: Any, state: dict[str, Any]) -> None:
+        super()._restore(result, state)
+        splitter = _splitter_from_state(state.get("cv_splitter"))
+        if splitter is not None:
+            self.set_params(cv=splitter)
+
+
+#: scikit-learn splitters a model file can name (rebuilt from their class and parameters on load).
+SPLITTERS = ("KFold", "StratifiedKFold", "RepeatedKFold", "RepeatedStratifiedKFold", "ShuffleSplit",
+             "StratifiedShuffleSplit", "TimeSeriesSplit", "LeaveOneOut", "LeavePOut")
+
+
+def _splitter_state(cv: Any) -> dict[str, Any] | None:
+    """``{"class": ..., "params": ...}`` for a scikit-learn splitter of :data:`SPLITTERS` whose
+    parameters are plain values; None for anything else (an iterable of folds, a seeded
+    ``RandomState``, a user's own class)."""
+    import inspect
+
+    name = type(cv).__name__
+    if name not in SPLITTERS or type(cv).__module__.split(".")[0] != "sklearn":
+        return None
+    # splitters keep their constructor's arguments as attributes (what their repr shows)
+    names = [p for p in inspect.signature(type(cv).__init__).parameters if p != "self"]
+    if not all(hasattr(cv, p) for p in names):
+        return None
+    params = {p: getattr(cv, p) for p in names}
+    if not all(v is None or isinstance(v, (bool, int, float, str)) for v in params.values()):
+        return None
+    return {"class": name, "params": params}
+
+
+def _splitter_from_state(state: Any) -> Any:
+    """The splitter :func:`_splitter_state` stored (None when nothing usable was stored)."""
+    if not isinstance(state, dict) or state.get("class") not in SPLITTERS or not isinstance(state.get("params"), dict):
+        return None
+    import sklearn.model_selection
+
+    try:
+        return getattr(sklearn.model_selection, state["class"])(**state["params"])
+    except (TypeError, ValueError):
+        return None
 
 
 def _values(values: Any, name: str, owner: str) -> list[float]:
@@ -78,7 +122,9 @@ _CV_PARAMS = """
     learning_rates : sequence of float, optional
         Adam step sizes searched too (None: ``learning_rate`` only).
     cv : int, splitter or iterable of (train, test)
-        Folds, as scikit-learn's ``cv`` (an int is a ``StratifiedKFold`` for classifiers).
+        Folds, as scikit-learn's ``cv`` (an int is a ``StratifiedKFold`` for classifiers). A model
+        file keeps an int and scikit-learn's splitters (:data:`SPLITTERS`, with plain-valued
+        parameters); other folds load as None (5 folds on a refit).
     scoring : {"test_nll", "accuracy", "rmse"}
         Mean held-out score that picks the setting (lowest log loss / RMSE, highest accuracy).
 """

@@ -141,6 +141,14 @@ def test_classifier_cv_picks_the_best_prior_width_and_refits_with_it(tmp_path):
                                 n_iter=400, random_state=0).fit(X, labels)
     assert arrays.prior_scale_ == 2.0
     assert bp.BNNClassifierCV.load(arrays.save(tmp_path / "arrays.bnn")).get_params()["prior_scales"] == [0.05, 2.0]
+    # a scikit-learn splitter is saved by class and parameters, and comes back (others fall back to 5 folds)
+    from sklearn.model_selection import KFold
+
+    arrays.set_params(cv=KFold(3, shuffle=True, random_state=4))
+    loaded = bp.BNNClassifierCV.load(arrays.save(tmp_path / "kfold.bnn"))
+    assert repr(loaded.get_params()["cv"]) == repr(KFold(3, shuffle=True, random_state=4))
+    arrays.set_params(cv=[(np.arange(60), np.arange(60, 90))])
+    assert bp.BNNClassifierCV.load(arrays.save(tmp_path / "folds.bnn")).get_params()["cv"] is None
 
 
 def test_a_dataframe_fit_checks_the_held_out_dataframe_columns():
