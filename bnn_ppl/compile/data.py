@@ -10,7 +10,7 @@ import pytensor
 from bnn_ppl.errors import DataError
 from bnn_ppl.spec import Bernoulli, Categorical, Likelihood
 
-__all__ = ["as_features", "as_targets", "float_dtype", "column_names", "check_columns"]
+__all__ = ["as_features", "as_targets", "float_dtype", "column_names", "check_columns", "check_class_names"]
 
 
 def float_dtype() -> str:
@@ -131,3 +131,15 @@ def as_targets(y: Any, likelihood: Likelihood, n_rows: int, name: str = "y") -> 
                 f"Got labels from {labels.min()} to {labels.max()}; fix n_classes or re-encode the labels."
             )
     return labels
+
+
+def check_class_names(class_names: Any, likelihood: Any) -> None:
+    """One name per class: two for Bernoulli (kept on the record), K for Categorical (the output coords)."""
+    if not likelihood.is_classifier:
+        raise DataError("class_names labels the classes of a Bernoulli or Categorical likelihood; a Normal "
+                        "(regression) likelihood has none. Leave class_names unset.")
+    expected = 2 if isinstance(likelihood, Bernoulli) else likelihood.n_outputs
+    if isinstance(class_names, str) or len(class_names) != expected:
+        got = repr(class_names) if isinstance(class_names, str) else f"{len(class_names)} names"
+        raise DataError(f"class_names has {got} for the {expected} classes of the {type(likelihood).__name__} "
+                        f"likelihood; pass one name per class, in label order 0..{expected - 1}.")

@@ -10,14 +10,14 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from bnn_ppl.array_ops import pytensor_ops
-from bnn_ppl.compile.data import as_features, as_targets, column_names, float_dtype
+from bnn_ppl.compile.data import as_features, as_targets, check_class_names, column_names, float_dtype
 from bnn_ppl.compile.likelihoods import build_likelihood, output_parameter
 from bnn_ppl.compile.priors import build_weights
 from bnn_ppl.compile.start import draw_start
 from bnn_ppl.compile.streamed import RowSource, is_streamed, row_source
 from bnn_ppl.errors import DataError, SpecError
 from bnn_ppl.seeds import check_seed
-from bnn_ppl.spec import Bernoulli, ForwardContext, Network, ResolvedLayer
+from bnn_ppl.spec import ForwardContext, Network, ResolvedLayer
 from bnn_ppl.spec.layers import network_forward
 
 __all__ = ["BuiltModel", "build_model", "input_dims", "REFERENCE_ROWS", "PRIOR_SCALE_NAME"]
@@ -190,18 +190,6 @@ def _label_storage(labels: np.ndarray) -> np.ndarray:
     return labels.astype(dtype)
 
 
-def _check_class_names(class_names: Any, likelihood: Any) -> None:
-    """One name per class: two for Bernoulli (kept on the record), K for Categorical (the output coords)."""
-    if not likelihood.is_classifier:
-        raise DataError("class_names labels the classes of a Bernoulli or Categorical likelihood; a Normal "
-                        "(regression) likelihood has none. Leave class_names unset.")
-    expected = 2 if isinstance(likelihood, Bernoulli) else likelihood.n_outputs
-    if isinstance(class_names, str) or len(class_names) != expected:
-        got = repr(class_names) if isinstance(class_names, str) else f"{len(class_names)} names"
-        raise DataError(f"class_names has {got} for the {expected} classes of the {type(likelihood).__name__} "
-                        f"likelihood; pass one name per class, in label order 0..{expected - 1}.")
-
-
 def build_model(
     spec: Network,
     X: Any,
@@ -306,7 +294,7 @@ def build_model(
     last = layers[-1]
     out_dims = last.layer.output_dims(last.name, last.out_shape)
     if class_names is not None:
-        _check_class_names(class_names, spec.likelihood)
+        check_class_names(class_names, spec.likelihood)
     if out_dims and class_names is not None and len(class_names) == last.out_shape[0]:
         coords[out_dims[0]] = list(class_names)
 
