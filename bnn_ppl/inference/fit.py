@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -14,7 +13,6 @@ import numpy as np
 from bnn_ppl.compile import BuiltModel
 from bnn_ppl.compile.model import MAX_PARAMETERS
 from bnn_ppl.errors import DataError, FitError, ParameterError
-from bnn_ppl.seeds import check_seed
 from bnn_ppl.inference.devices import resolve_mesh
 from bnn_ppl.inference.engines import ENGINES, FitRequest, resolve_engine
 from bnn_ppl.inference.estimator import ELBO, resolve_elbo
@@ -22,6 +20,8 @@ from bnn_ppl.inference.families import Family, flat_layout, resolve_family
 from bnn_ppl.inference.init import DEFAULT_INIT_SIGMA, initial_means, transformed_point
 from bnn_ppl.inference.posterior import VariationalPosterior
 from bnn_ppl.inference.result import FitRecord
+from bnn_ppl.seeds import check_seed
+from bnn_ppl.spec._validate import real_number
 
 __all__ = ["fit_record", "run_members", "check_options", "check_elbo", "Member", "BACKENDS"]
 
@@ -40,19 +40,14 @@ def _positive_int(value: Any, name: str, example: str, caller: str = "fit") -> i
     return int(value)
 
 
-def _real(value: Any) -> bool:
-    """A real number (Python or numpy, e.g. ``np.float32(0.01)``), not a boolean."""
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-
-
 def check_options(*, n: Any, learning_rate: Any, lr_floor: Any, init_sigma: Any, mc_draws: Any,
                   caller: str = "fit") -> tuple[int, int]:
     """Validate the optimiser settings ``fit`` and ``fit_many`` share; returns ``(n, mc_draws)`` as ints."""
     n = _positive_int(n, "n", "30_000", caller)
-    if not _real(lr_floor) or not 0 < lr_floor <= 1:
+    if (floor := real_number(lr_floor)) is None or not 0 < floor <= 1:
         raise ParameterError(f"The 'lr_floor' parameter of {caller} must lie in (0, 1]. Got {lr_floor!r} instead.")
     for name, value in (("learning_rate", learning_rate), ("init_sigma", init_sigma)):
-        if not _real(value) or not 0 < value < math.inf:
+        if (number := real_number(value)) is None or not 0 < number < math.inf:
             raise ParameterError(f"The {name!r} parameter of {caller} must be a positive finite number. Got {value!r} "
                                  "instead.")
     return n, _positive_int(mc_draws, "mc_draws", "1", caller)

@@ -13,7 +13,7 @@ def _describe(owner: str, field: str) -> str:
     return f"The {field!r} parameter of {owner}"
 
 
-def _real(value: Any) -> float | None:
+def real_number(value: Any) -> float | None:
     """``value`` as a float when it is a real number (Python, numpy scalar or 0-d array), else None.
 
     Booleans are not numbers here (``Normal(True)`` is a mistake, not ``Normal(1.0)``).
@@ -27,7 +27,7 @@ def _real(value: Any) -> float | None:
 
 def positive_float(owner: str, field: str, value: Any) -> float:
     """Return ``value`` as a float, raising :class:`SpecError` unless finite and > 0."""
-    number = _real(value)
+    number = real_number(value)
     if number is None or not math.isfinite(number) or number <= 0:
         raise SpecError(f"{_describe(owner, field)} must be a positive number. Got {value!r} instead.")
     return number
@@ -35,7 +35,7 @@ def positive_float(owner: str, field: str, value: Any) -> float:
 
 def finite_float(owner: str, field: str, value: Any) -> float:
     """Return ``value`` as a float, raising :class:`SpecError` unless finite."""
-    number = _real(value)
+    number = real_number(value)
     if number is None or not math.isfinite(number):
         raise SpecError(f"{_describe(owner, field)} must be a finite number. Got {value!r} instead.")
     return number
