@@ -3,6 +3,8 @@ chunk by chunk; the fit is the in-memory fit, the predictor reads test rows by c
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -50,15 +52,37 @@ def test_a_memory_mapped_fit_is_the_in_memory_fit(files, in_memory, monkeypatch)
     assert held.posterior_predictive.sizes["obs"] == 50 and "constant_data" not in held.children
 
 
-def test_views_of_a_mapping_read_the_right_rows(files):
+def test_views_of_a_mapping_read_the_right_rows_from_the_file(files, tmp_path):
     X, _ = files
-    view = X[1000:]
-    source = streamed.row_source(view, None, "float64")
-    rows = np.array([5, 0, 5, 1999])
-    np.testing.assert_array_equal(source.read(rows), np.asarray(X)[1000 + rows])
-    whole = streamed.row_source(X, None, "float64")
-    assert streamed._file_backed(X) and not streamed._file_backed(view)
-    np.testing.assert_array_equal(whole.read(rows), np.asarray(X)[rows])
+    rows = np.array([5, 0, 5, 999])
+    for view, index in ((X, rows), (X[1000:], 1000 + rows), (X[::2], 2 * rows), (X[10:2010:2], 10 + 2 * rows)):
+        assert streamed._file_rows(view) is not None  # read with pread, not through the mapping
+        np.testing.assert_array_equal(streamed.row_source(view, None, "float64").read(rows), np.asarray(X)[index])
+    assert streamed._file_rows(X[::-1]) is None and streamed._file_rows(np.asarray(X)) is None
+    # a truncated file: a view's reads raise DataError (through the mapping they were a SIGBUS)
+    short = tmp_path / "short.npy"
+    short.write_bytes(open(X.filename, "rb").read())
+    mapped = np.load(short, mmap_mode="r")[1000:]
+    os.truncate(short, os.path.getsize(short) // 2)
+    with pytest.raises(DataError, match="ended early .* was it truncated"):
+        streamed.row_source(mapped, None, "float64", validate=False).read(np.array([1500]))
+
+
+def test_copy_on_write_and_big_endian_mappings_give_their_values(files, tmp_path):
+    X, y = files
+    cow = np.load(X.filename, mmap_mode="c")
+    cow[:, 0] = -cow[:, 0]  # in memory only: the file keeps the old values
+    assert streamed._file_rows(cow) is None
+    got = streamed.row_source(cow, None, "float64").read(np.arange(3))
+    np.testing.assert_array_equal(got, np.asarray(cow)[:3])
+    assert got[0, 0] == -X[0, 0] != 0
+    np.save(tmp_path / "big.npy", np.asarray(X[:200]).astype(">f4"))
+    big = np.load(tmp_path / "big.npy", mmap_mode="r")
+    streamed_fit = bp.fit(bp.build_model(SPEC, big, y[:200], batch_size=40), n=30, method="advi", random_seed=2,
+                          progressbar=False)
+    in_memory = bp.fit(bp.build_model(SPEC, np.asarray(X[:200]), y[:200], batch_size=40), n=30, method="advi",
+                       random_seed=2, progressbar=False)
+    np.testing.assert_allclose(streamed_fit.losses, in_memory.losses, rtol=1e-6)
 
 
 def test_a_dask_array_streams_too(files, in_memory):

@@ -26,13 +26,28 @@ def is_streamed(X: Any) -> bool:
     return isinstance(X, np.memmap) or _is_dask(X) or hasattr(X, "oindex")
 
 
-def _file_backed(X: Any) -> bool:
-    """A C-ordered ``np.memmap`` of a file (``np.load(path, mmap_mode="r")``), read with ``pread``."""
+def _file_rows(X: Any) -> tuple[str, int, int] | None:
+    """``(file, byte offset of row 0, bytes from one row to the next)`` of a memmap whose rows are
+    C-ordered blocks of its file, read with ``pread``: a whole ``np.load(path, mmap_mode="r")``
+    or a view of its rows (``X[100:]``, ``X[::2]``). None for anything else (read through the
+    array): a copy-on-write mapping (``mmap_mode="c"``, whose written pages differ from the
+    file), non-native byte order, rows that are not contiguous, a reversed view.
+    """
     import mmap
 
-    # a view (X[100:]) keeps its parent's offset: only whole mappings are read by offset
-    return (isinstance(X, np.memmap) and isinstance(X.base, mmap.mmap) and getattr(X, "filename", None) is not None
-            and X.flags.c_contiguous and X.dtype.isnative)
+    if (not isinstance(X, np.memmap) or getattr(X, "filename", None) is None or getattr(X, "mode", "r") == "c"
+            or not X.dtype.isnative or X.ndim < 2 or X.shape[0] == 0 or not X[0].flags.c_contiguous):
+        return None
+    root = X
+    while isinstance(root.base, np.memmap):
+        root = root.base
+    row_bytes = int(np.prod(X.shape[1:])) * X.dtype.itemsize
+    stride = int(X.strides[0]) if X.shape[0] > 1 else row_bytes
+    if not isinstance(root.base, mmap.mmap) or stride < row_bytes:
+        return None
+    # a view keeps its parent's ``offset``: its own starts where its data pointer lies in the mapping
+    offset = int(root.offset) + (X.__array_interface__["data"][0] - root.__array_interface__["data"][0])
+    return str(root.filename), offset, stride
 
 
 def _is_dask(X: Any) -> bool:
@@ -77,18 +92,22 @@ class RowSource:
         array's own dtype, e.g. float32 rows to convert on the device)."""
         rows = np.asarray(rows, dtype=np.int64).ravel()
         unique, inverse = np.unique(rows, return_inverse=True)  # sorted reads: sequential on disk
-        if _file_backed(self.array):
-            block = self._pread(unique)
+        layout = _file_rows(self.array)
+        if layout is not None:
+            block = self._pread(unique, *layout)
         elif hasattr(self.array, "oindex"):  # zarr
             block = self.array.oindex[unique]
         else:
             block = self.array[unique]
             if _is_dask(block):
                 block = block.compute()
-        return np.asarray(block, dtype=None if native else self.dtype)[inverse]
+        block = np.asarray(block)
+        dtype = (block.dtype if block.dtype.isnative else block.dtype.newbyteorder("=")) if native else self.dtype
+        return np.asarray(block, dtype=dtype)[inverse]
 
-    def _pread(self, rows: np.ndarray) -> np.ndarray:
-        """Rows of a memory-mapped file read with ``os.pread``, one call per run of consecutive rows.
+    def _pread(self, rows: np.ndarray, filename: str, offset: int, stride: int) -> np.ndarray:
+        """Rows of a memory-mapped file read with ``os.pread`` (see :func:`_file_rows`): one call per
+        run of consecutive rows when rows follow each other in the file, else one per row.
 
         Reading through the mapping would count every page touched in the process's resident
         memory (the whole file after one pass); ``pread`` goes through the page cache only.
@@ -99,15 +118,18 @@ class RowSource:
         row_bytes = int(np.prod(array.shape[1:])) * array.dtype.itemsize
         out = np.empty((rows.size, *array.shape[1:]), dtype=array.dtype)
         flat = out.reshape(rows.size, -1).view(np.uint8)
-        starts = np.flatnonzero(np.diff(rows, prepend=-2) != 1)  # first row of each run
+        if stride == row_bytes:
+            starts = np.flatnonzero(np.diff(rows, prepend=-2) != 1)  # first row of each run
+        else:
+            starts = np.arange(rows.size)
         ends = np.append(starts[1:], rows.size)
-        fd = os.open(array.filename, os.O_RDONLY)
+        fd = os.open(filename, os.O_RDONLY)
         try:
             for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
                 want = (b - a) * row_bytes
-                data = os.pread(fd, want, array.offset + int(rows[a]) * row_bytes)
+                data = os.pread(fd, want, offset + int(rows[a]) * stride)
                 if len(data) != want:
-                    raise DataError(f"{array.filename} ended early (rows {rows[a]}..{rows[b - 1]}); was it truncated?")
+                    raise DataError(f"{filename} ended early (rows {rows[a]}..{rows[b - 1]}); was it truncated?")
                 flat[a:b] = np.frombuffer(data, dtype=np.uint8).reshape(b - a, row_bytes)
         finally:
             os.close(fd)
