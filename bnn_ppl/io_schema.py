@@ -14,6 +14,7 @@ from typing import Any
 from bnn_ppl.errors import ModelFileError
 from bnn_ppl.inference.families import FAMILIES
 from bnn_ppl.inference.estimator import GRADIENTS, KL_CHOICES
+from bnn_ppl.inference.result import STOP_REASONS
 
 __all__ = ["FIT_SCHEMA", "FIT_DEFAULTS", "check_fit_info"]
 
@@ -63,8 +64,7 @@ FIT_SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
     "timings": (lambda v: isinstance(v, dict) and all(_is_number(t) for t in v.values()),
                 "an object of numbers (seconds and steps/s)"),
     "interrupted": (lambda v: isinstance(v, bool), "true or false"),
-    "stop_reason": (lambda v: v in ("completed", "interrupted", "callback"),
-                    "one of ['completed', 'interrupted', 'callback'] (bnn_ppl.inference.engines.driver.STOP_REASONS)"),
+    "stop_reason": (lambda v: v in STOP_REASONS, f"one of {list(STOP_REASONS)} (bnn_ppl.inference.result.STOP_REASONS)"),
     "n_obs": (lambda v: _is_int(v, 1), "a positive integer (the training rows)"),
     "batch_size": (lambda v: v is None or _is_int(v, 1), "a positive integer or null"),
     "feature_names": (_is_names, "a list of strings or integers, or null"),

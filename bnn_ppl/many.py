@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -97,7 +98,11 @@ class ManyFits:
             raise ParameterError(f"The 'metric' parameter must be one of the table's columns "
                                  f"{[c for c in self.table.columns if c not in ('seed', 'fold', 'diverged')]}. "
                                  f"Got {metric!r} instead (test metrics need folds or X_test/y_test).")
-        return self.table[~self.table["diverged"]]
+        kept = self.table[~self.table["diverged"]]
+        if kept.empty:
+            raise ParameterError("Every member diverged (the table's 'diverged' column); there is no best setting. "
+                                 "Lower the learning rates or standardise X.")
+        return kept
 
 
 def fit_many(
@@ -187,7 +192,7 @@ def fit_many(
     spec = spec_for_data(spec, X_arr)
     y_arr = as_targets(y, spec.likelihood, X_arr.shape[0])
     splits = _splits(folds, X_arr, y_arr, spec.likelihood.is_classifier)
-    count = int(np.prod([len(values) for values in grid.values()])) * len(seeds) * max(1, len(splits))
+    count = math.prod(len(values) for values in grid.values()) * len(seeds) * max(1, len(splits))  # Python ints
     if count > MAX_FITS:
         raise ParameterError(f"fit_many would run {count:,} fits (grid x seeds x folds), over bnn_ppl.many.MAX_FITS = "
                              f"{MAX_FITS:,}; split the grid over several calls, or raise the limit.")
@@ -289,6 +294,9 @@ def _splits(folds: Any, X: np.ndarray, y: np.ndarray, classifier: bool) -> list[
     except (TypeError, ValueError) as err:
         raise ParameterError(f"The 'folds' parameter of fit_many must be an int, a scikit-learn splitter or (train, "
                              f"test) index pairs: {err}") from None
+    if not pairs:
+        raise ParameterError("The 'folds' parameter of fit_many gave no folds (an empty list, or a generator already "
+                             "used up); pass folds=None for no cross-validation.")
     splits = [(_fold_rows(train, X.shape[0], i, "training"), _fold_rows(test, X.shape[0], i, "test"))
               for i, (train, test) in enumerate(pairs)]
     for i, (train, test) in enumerate(splits):

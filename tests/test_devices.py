@@ -35,6 +35,10 @@ _SCRIPT = textwrap.dedent(
         bp.fit(bp.build_model(spec, X[:119], y[:119]), n=10, devices=2, progressbar=False)
     except bp.ParameterError as err:
         out["uneven"] = str(err)
+    # a mesh with a second axis: the rows split over its first ("data") axis only, here of size 1
+    mesh = jax.sharding.Mesh(np.array(jax.devices()).reshape(1, 2), ("data", "model"))
+    out["two_axes"] = bp.fit(bp.build_model(spec, X[:119], y[:119], batch_size=31), n=10, devices=mesh,
+                             progressbar=False).n_steps
     print(json.dumps(out))
     """
 )
@@ -49,6 +53,7 @@ def test_two_host_devices_follow_the_one_device_trajectory():
     for batch in ("None", "24"):  # full batch and minibatch
         assert out[batch]["losses"] < 1e-9 and out[batch]["mu"] < 1e-9
     assert "The batch of 119 rows does not split evenly over 2 devices" in out["uneven"]
+    assert out["two_axes"] == 10
 
 
 def test_more_devices_than_jax_sees_is_refused_with_the_cpu_recipe():

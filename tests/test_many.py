@@ -83,6 +83,10 @@ def test_minibatch_regression_with_held_out_rows_and_prior_scale():
     ({"grid": {"prior_scale": [1], "prior_sigma": [1]}}, "not both"),
     ({"seeds": []}, "'seeds' parameter of fit_many is empty"),
     ({"X_test": np.zeros((3, 2))}, "only one of X_test and y_test"),
+    ({"folds": []}, "'folds' parameter of fit_many gave no folds"),
+    ({"grid": {name: list(np.linspace(0.1, 1.0, 65536)) for name in ("learning_rate", "lr_floor", "init_sigma",
+                                                                     "prior_scale")}},
+     "would run 18,446,744,073,709,551,616 fits"),  # 2**64: a numpy product wrapped to 0
     ({"seeds": [0.5]}, "must hold non-negative integers. Got 0.5"),
     ({"seeds": [0, -2]}, "must hold non-negative integers. Got -2"),
     ({"folds": "abc"}, "'folds' parameter of fit_many must be"),
@@ -149,6 +153,16 @@ def test_classifier_cv_picks_the_best_prior_width_and_refits_with_it(tmp_path):
     assert repr(loaded.get_params()["cv"]) == repr(KFold(3, shuffle=True, random_state=4))
     arrays.set_params(cv=[(np.arange(60), np.arange(60, 90))])
     assert bp.BNNClassifierCV.load(arrays.save(tmp_path / "folds.bnn")).get_params()["cv"] is None
+
+
+def test_when_every_member_diverges_the_table_still_comes_back():
+    X, y = _data(20)
+    many = bp.fit_many(SPEC, X * 1e3, y, grid={"learning_rate": [1e200, 1e300]}, folds=2, n=30, progressbar=False)
+    assert many.table["diverged"].all() and len(many.table) == 4
+    assert all(r.stop_reason == "diverged" and r.losses.shape == (30,) for r in many.results)
+    assert all(np.isfinite(r.params()["mu"]).all() for r in many.results)  # the last good parameters
+    with pytest.raises(ParameterError):
+        many.best("test_nll")
 
 
 def test_a_dataframe_fit_checks_the_held_out_dataframe_columns():

@@ -45,7 +45,7 @@ def resolve_mesh(devices: Any, *, engine: str, members: int, batch_rows: int) ->
     else:
         raise ParameterError(f"The 'devices' parameter of fit must be a positive integer or a jax.sharding.Mesh. "
                              f"Got {devices!r} instead.")
-    n = mesh.devices.size
+    n = int(mesh.shape[mesh.axis_names[0]])  # the rows split over the mesh's first axis (its data axis)
     if members > 1:
         raise ParameterError(f"devices={n} with ensemble={members}: run the ensemble on one device, or its members "
                              "as separate fits on the mesh.")

@@ -17,7 +17,10 @@ from bnn_ppl.display import fit_html, fit_text
 from bnn_ppl.inference.estimator import ELBO
 from bnn_ppl.inference.posterior import VariationalPosterior
 
-__all__ = ["FitRecord"]
+#: Why a fit stops: every step ran, Ctrl-C, a callback's StopIteration, or (fit_many) every member diverged.
+STOP_REASONS = ("completed", "interrupted", "callback", "diverged")
+
+__all__ = ["FitRecord", "STOP_REASONS"]
 
 
 @dataclass(repr=False)
@@ -54,9 +57,10 @@ class FitRecord:
         ``setup_s`` (graph building), ``compile_s``, ``fit_s`` (optimisation), ``total_s``.
     interrupted : bool
         True when Ctrl-C (a KeyboardInterrupt) stopped the fit (parameters are the last good ones).
-    stop_reason : {"completed", "interrupted", "callback"}
-        Why the fit stopped: every step ran, Ctrl-C, or a callback raised StopIteration
-        (convergence, e.g. PyMC's ``CheckParametersConvergence``).
+    stop_reason : {"completed", "interrupted", "callback", "diverged"}
+        Why the fit stopped: every step ran, Ctrl-C, a callback raised StopIteration
+        (convergence, e.g. PyMC's ``CheckParametersConvergence``), or every member of a
+        :func:`bnn_ppl.fit_many` run diverged (their remaining losses are NaN).
     """
 
     built: BuiltModel

@@ -123,6 +123,15 @@ def run_chunks(
                     failing = not finite[:, -1].any()
                 else:
                     failing = not np.all(np.isfinite(chunk_losses))
+                if failing and request.tolerate_divergence:
+                    # every member diverged: they keep their last good parameters, the rest of their
+                    # history is NaN (fit_many marks them all, and its table still comes back)
+                    state = new_state
+                    tail = np.full((*chunk_losses.shape[:-1], request.n - done - active), np.nan)
+                    losses.extend([chunk_losses, tail])
+                    write_back(state)
+                    stop_reason = "diverged"
+                    break
                 if failing:
                     write_back(state)
                     bad = ~np.isfinite(chunk_losses).reshape(-1, active).all(axis=0)
