@@ -257,16 +257,33 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------- predict
 def _feature_columns(header: list[str], meta: dict, spec: Any, stored: list) -> list[str]:
-    wanted = meta.get("feature_columns") or [str(n) for n in stored]
-    if all(name in header for name in wanted):
-        return list(wanted)
-    candidates = [h for h in header if h != meta.get("target")]
-    width = math.prod(spec.input_shape)
-    if len(candidates) == width:
-        return candidates
+    """The CSV columns to read, by the model's feature names; by position only for a model whose
+    features have no names (images, arrays without column names)."""
     from bnn_ppl.errors import DataError
 
-    raise DataError(f"The CSV needs the model's {width} feature columns {wanted}; its columns are {header}.")
+    named = meta.get("feature_columns") or (stored if stored and all(isinstance(n, str) for n in stored) else None)
+    width = math.prod(spec.input_shape)
+    if header and all(_is_number(h) for h in header):
+        raise DataError(f"The CSV's first line {header[:5]}... holds numbers: it seems to have no header row. Add a "
+                        "header with the model's feature names (bnn-ppl predict MODEL --columns lists them).")
+    if named:
+        missing = [name for name in named if name not in header]
+        if missing:
+            raise DataError(f"The CSV lacks the model's feature column(s) {missing[:10]}; its columns are {header}. "
+                            "bnn-ppl predict MODEL --columns lists the columns the model needs.")
+        return [str(name) for name in named]
+    candidates = [h for h in header if h != meta.get("target")]
+    if len(candidates) == width:
+        return candidates
+    raise DataError(f"The CSV needs the model's {width} feature columns (in order); its columns are {header}.")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

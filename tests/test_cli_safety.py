@@ -60,6 +60,16 @@ def test_predict_help_and_columns_say_what_the_csv_needs(tmp_path):
     assert proc.returncode == 0 and proc.stdout.strip() == "x0,x1"
     proc = run("predict", tmp_path / "m" / "model.bnn")
     assert proc.returncode == 2 and "--columns" in proc.stderr
+    # a model with named features reads them by name, never by position
+    (tmp_path / "renamed.csv").write_text("x1,extra\n0.3,9\n")
+    proc = run("predict", tmp_path / "m" / "model.bnn", tmp_path / "renamed.csv")
+    assert proc.returncode == 1 and "lacks the model's feature column(s) ['x0']" in proc.stderr
+    (tmp_path / "noheader.csv").write_text("0.1,0.2\n0.3,0.4\n")
+    proc = run("predict", tmp_path / "m" / "model.bnn", tmp_path / "noheader.csv")
+    assert proc.returncode == 1 and "seems to have no header row" in proc.stderr
+    (tmp_path / "reordered.csv").write_text("extra,x1,x0\n9,0.3,0.1\n")
+    proc = run("predict", tmp_path / "m" / "model.bnn", tmp_path / "reordered.csv")
+    assert proc.returncode == 0, proc.stderr
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
