@@ -39,6 +39,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -72,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default=None, help="CSV column with the targets (default: the last column)")
     p.add_argument("--out", default=None, help="output directory (default: runs/<spec name>)")
     p.add_argument("--steps", type=_positive_int, default=30_000, help="ADVI steps (default 30000)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the fit and the predictions (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed of the fit and the predictions (default 0)")
     p.add_argument("--engine", default="auto", choices=ENGINE_CHOICES,
                    help="ADVI engine: auto, jax, numba or pymc (default auto)")
     p.add_argument("--method", default="auto", choices=METHOD_CHOICES,
@@ -106,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--columns", action="store_true", help="print the feature columns MODEL expects and exit")
     p.add_argument("--out", default=None, help="output CSV (default: standard output)")
     p.add_argument("--draws", type=_positive_int, default=500, help="posterior draws (default 500)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the predictive draws (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed of the predictive draws (default 0)")
     return parser
 
 
@@ -148,6 +158,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------- fit
 def _dataset(args: argparse.Namespace, spec: Any) -> tuple[Any, dict | None]:
+    import numpy as np
+
     from bnn_ppl.datasets import DATASETS, load_dataset
 
     name = args.data or (spec.name if spec.name in DATASETS else "moons")
@@ -159,11 +171,38 @@ def _dataset(args: argparse.Namespace, spec: Any) -> tuple[Any, dict | None]:
     data = load_dataset(name, random_seed=0, target=args.target, task=task)
     if name in DATASETS:
         return data, None
-    mean, scale = data.X_train.mean(axis=0), data.X_train.std(axis=0)
+    from bnn_ppl.errors import DataError
+
+    if data.class_names is not None:
+        needed = 2 if spec.likelihood.n_outputs == 1 else spec.likelihood.n_outputs
+        if len(data.class_names) != needed:
+            raise DataError(f"{name}: the target column {data.target!r} has {len(data.class_names)} distinct value(s) "
+                            f"{data.class_names[:10]} in the training rows, but the spec's "
+                            f"{type(spec.likelihood).__name__} likelihood has {needed} classes; choose another --target "
+                            "or a spec with that many classes.")
+    with np.errstate(over="ignore", invalid="ignore"):
+        big = np.max(np.abs(data.X_train), axis=0)  # scaled first: squares of 1e200 overflow
+        big[big == 0] = 1.0
+        mean = data.X_train.mean(axis=0)
+        scale = (data.X_train / big).std(axis=0) * big
     scale[scale == 0] = 1.0
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(scale))):
+        bad = [data.feature_names[i] for i in np.flatnonzero(~(np.isfinite(mean) & np.isfinite(scale)))]
+        raise DataError(f"{name}: column(s) {bad[:10]} hold values too large to standardise; rescale them first.")
     standardised = type(data)(data.name, (data.X_train - mean) / scale, (data.X_test - mean) / scale,
                               data.y_train, data.y_test, data.feature_names, data.class_names, data.target)
     return standardised, {"mean": mean.tolist(), "scale": scale.tolist()}
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities as null: strict JSON (jq, JavaScript) has no NaN."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def _metrics(data: Any, predictor: Any, draws: int, seed: int) -> dict[str, Any]:
@@ -180,8 +219,9 @@ def _metrics(data: Any, predictor: Any, draws: int, seed: int) -> dict[str, Any]
                           "mean_mutual_information": float(s.mutual_information.mean())}
         else:
             resid = s.mean - y
+            spread = float(np.sum((y - y.mean()) ** 2))
             out[split] = {"rows": int(len(y)), "rmse": float(np.sqrt(np.mean(resid**2))),
-                          "r2": float(1.0 - np.sum(resid**2) / np.sum((y - y.mean()) ** 2)),
+                          "r2": float(1.0 - np.sum(resid**2) / spread) if spread > 0 else None,  # constant y: none
                           "mean_predictive_std": float(s.std.mean())}
     return out
 
@@ -245,10 +285,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)  # only now: a fit that fails leaves no empty directory behind
     save(result, out / "model.bnn", metadata={"cli": cli_meta})
     written = ["model.bnn"] + ([] if args.no_plots else _plots(out, result, data, args.draws, args.seed))
-    _write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    _write_atomic(out / "metrics.json", json.dumps(_json_safe(metrics), indent=2, allow_nan=False) + "\n")
     test = metrics["test"]
     score = (f"test accuracy {test['accuracy']:.3f}, log loss {test['log_loss']:.3f}" if data.is_classification
-             else f"test RMSE {test['rmse']:.4g}, R^2 {test['r2']:.3f}")
+             else f"test RMSE {test['rmse']:.4g}, R^2 " + ("-" if test["r2"] is None else f"{test['r2']:.3f}"))
     print(f"{score} ({test['rows']} rows); final loss {result.final_loss:.1f} after {result.n_steps} steps "
           f"in {result.timings['total_s']:.1f} s ({result.engine}).")
     print(f"Wrote {', '.join(['metrics.json', *written])} to {out}/")

@@ -187,7 +187,7 @@ def read_csv(path: str | os.PathLike) -> tuple[list[str], list[list[str]]]:
     """Read a CSV file with a header row into (column names, columns of strings)."""
     path = Path(path)
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
+        with path.open(newline="", encoding="utf-8-sig") as fh:  # Excel's "CSV UTF-8" starts with a BOM
             rows = list(csv.reader(fh))
     except FileNotFoundError:
         raise DataError(f"No CSV file at {str(path)!r}.") from None
@@ -216,12 +216,23 @@ def numeric_columns(path: str | os.PathLike, header: list[str], columns: list[li
 
 def _floats(path: Path, name: str, values: list[str]) -> np.ndarray:
     try:
-        return np.array([float(v) for v in values])
+        out = np.array([float(v) for v in values])
     except ValueError:
         bad = next(v for v in values if not _is_float(v))
         raise DataError(
             f"{path}: column {name!r} must be numeric to be a feature. Got {bad!r}; encode it or drop the column."
         ) from None
+    _check_finite(out, values, path, name, "column")
+    return out
+
+
+def _check_finite(numbers: np.ndarray, values: list[str], path: Path, name: str, what: str) -> None:
+    """Refuse NaN and infinite cells, naming the CSV line (line 1 is the header)."""
+    bad = np.flatnonzero(~np.isfinite(numbers))
+    if bad.size:
+        raise DataError(f"{path}: the {what} {name!r} holds {values[bad[0]]!r} on line {bad[0] + 2}"
+                        f"{f' (and {bad.size - 1} more line(s))' if bad.size > 1 else ''}; fill in a number or drop "
+                        "the row.")
 
 
 def _is_float(text: str) -> bool:
@@ -235,6 +246,8 @@ def _is_float(text: str) -> bool:
 def _targets(values: list[str], task: str, path: Path, name: str) -> tuple[np.ndarray, list[str] | None]:
     _check_no_blank_targets(values, path, name)
     numeric = all(_is_float(v) for v in values)
+    if numeric:
+        _check_finite(np.array([float(v) for v in values]), values, path, name, "target column")
     if task == "regression" or (task == "auto" and numeric and not _few_integers(values)):
         if not numeric:
             raise DataError(f"{path}: target column {name!r} must be numeric for regression.")

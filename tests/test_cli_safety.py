@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bnn_ppl.cli import ENGINE_CHOICES, EXIT_INTERRUPTED
@@ -115,3 +116,33 @@ def test_a_fit_that_fails_leaves_no_output_directory(tmp_path):
     taken.write_text("mine")
     proc = run("fit", "models/moons.toml", "--steps", "10", "--no-plots", "--out", taken)
     assert proc.returncode == 1 and f"--out {taken} is a file" in proc.stderr and taken.read_text() == "mine"
+
+
+def test_csv_fits_that_cannot_go_well_say_why(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 2))
+    moons = (ROOT / "models/moons.toml").read_text()
+    reg = tmp_path / "reg.toml"
+    reg.write_text(moons.replace('name = "moons"', 'name = "reg"').replace('kind = "bernoulli"', 'kind = "normal"'))
+    # a constant regression target: R^2 is undefined, and metrics.json stays strict JSON (no NaN)
+    (tmp_path / "const.csv").write_text("a,b,y\n" + "\n".join(f"{a},{b},3.0" for a, b in X) + "\n")
+    proc = run("fit", reg, "--data", tmp_path / "const.csv", "--target", "y", "--steps", "300", "--no-plots",
+               "--out", tmp_path / "const")
+    assert proc.returncode == 0, proc.stderr
+    text = (tmp_path / "const" / "metrics.json").read_text()
+    metrics = json.loads(text, parse_constant=lambda c: pytest.fail(f"metrics.json holds {c}"))
+    assert metrics["test"]["r2"] is None and "R^2 -" in proc.stdout
+    # one class where the spec needs two; a column of 1e200s; a negative seed
+    (tmp_path / "one.csv").write_text("a,b,y\n" + "\n".join(f"{a},{b},1" for a, b in X) + "\n")
+    proc = run("fit", "models/moons.toml", "--data", tmp_path / "one.csv", "--target", "y", "--no-plots",
+               "--out", tmp_path / "one")
+    assert proc.returncode == 1 and "has 1 distinct value(s) ['1']" in proc.stderr and "Bernoulli" in proc.stderr
+    (tmp_path / "huge.csv").write_text("a,b,y\n" + "\n".join(f"{a * 1e200},{b},{int(a > 0)}" for a, b in X) + "\n")
+    proc = run("fit", "models/moons.toml", "--data", tmp_path / "huge.csv", "--target", "y", "--no-plots",
+               "--steps", "1000", "--out", tmp_path / "huge")  # standardised without squaring 1e200
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "huge" / "metrics.json").read_text())["train"]["accuracy"] > 0.9
+    proc = run("fit", "models/moons.toml", "--seed", "-1", "--no-plots", "--out", tmp_path / "neg")
+    assert proc.returncode == 2 and "--seed: expected a non-negative integer, got '-1'" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["const", "const.csv", "huge", "huge.csv", "one.csv",
+                                                          "reg.toml"]

@@ -376,6 +376,29 @@ def test_csv_with_an_empty_target_cell_is_a_data_error(tmp_path, task, cell):
     assert load_dataset(path, task="classification").class_names == ["no", "yes"]
 
 
+@pytest.mark.parametrize(("task", "cell", "what"), [("regression", "nan", "target column 'label'"),
+                                                    ("classification", "inf", "target column 'label'"),
+                                                    ("auto", "1", "column 'a'")])
+def test_csv_with_non_finite_cells_names_the_line(tmp_path, task, cell, what):
+    from bnn_ppl.datasets import load_dataset
+
+    path = tmp_path / "data.csv"
+    rows = [f"{i},{i % 3},{i % 2}" for i in range(8)]
+    rows[3] = f"nan,0,{cell}" if what == "column 'a'" else f"3,0,{cell}"
+    path.write_text("a,b,label\n" + "\n".join(rows) + "\n")
+    bad = "nan" if what == "column 'a'" else cell
+    with pytest.raises(DataError, match=f"the {what} holds '{bad}' on line 5; fill in a number or drop the row"):
+        load_dataset(path, task=task)
+
+
+def test_csv_with_a_byte_order_mark_keeps_its_first_column_name(tmp_path):
+    from bnn_ppl.datasets import load_dataset
+
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + ("a,b,y\n" + "\n".join(f"{i},{i % 3},{i % 2}" for i in range(8)) + "\n").encode())
+    assert load_dataset(path, target="y").feature_names == ["a", "b"]
+
+
 @pytest.mark.parametrize(("n", "noise", "seed", "test_size"), [(1000, 0.2, 0, 0.5), (7, 0.3, 5, 0.3), (1001, 0.1, 3, 0.25)])
 def test_embedded_moons_and_split_equal_scikit_learns(n, noise, seed, test_size):
     from sklearn.datasets import make_moons as sk_moons
