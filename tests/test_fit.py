@@ -76,6 +76,7 @@ def test_params_are_written_back_into_the_pymc_approximation(small_fit):
         ({"n": 0}, ["'n' parameter of fit", "positive integer", "Got 0"]),
         ({"n": 2.5}, ["'n'", "Got 2.5"]),
         ({"n": True}, ["'n'", "Got True"]),
+        ({"n": 10**20}, ["'n' parameter of fit asks for 100,000,000,000,000,000,000 steps", "MAX_STEPS"]),
         ({"method": "svgd"}, ["'method'", "['advi', 'fullrank_advi', 'lowrank_advi', 'unitrank_advi']", "Got 'svgd'"]),
         ({"backend": "gpu"}, ["'backend'", "'numba'", "'jax'", "Got 'gpu'"]),
         ({"learning_rate": 0}, ["'learning_rate'", "positive finite number", "Got 0"]),
@@ -86,6 +87,8 @@ def test_params_are_written_back_into_the_pymc_approximation(small_fit):
         ({"learning_rate": np.bool_(True)}, ["'learning_rate'", "Got np.True_"]),
         ({"engine": "warp"}, ["'engine' parameter", f"{['auto', *ENGINES.names()]}", "Got 'warp'"]),
         ({"engine": ["jax"]}, ["'engine' parameter", "Got ['jax']"]),
+        ({"callbacks": [42]}, ["'callbacks' parameter", "list of functions", "Got [42]"]),
+        ({"callbacks": print}, ["'callbacks' parameter", "wrap one function in a list"]),
     ],
 )
 def test_bad_arguments_raise_before_fitting(kwargs, fragments):
@@ -93,6 +96,13 @@ def test_bad_arguments_raise_before_fitting(kwargs, fragments):
         bp.fit(_built(), **{"progressbar": False, **kwargs})
     for fragment in fragments:
         assert fragment in str(info.value), f"{fragment!r} missing from: {info.value}"
+
+
+def test_pymc_minibatch_draws_are_refused_before_compiling():
+    X = np.random.default_rng(0).normal(size=(40, 2))
+    mini = bp.build_model(Network([Dense(1, "identity")], Bernoulli()), X, (X[:, 0] > 0).astype(int), batch_size=8)
+    with pytest.raises(ParameterError, match="engine='pymc' cannot average mc_draws=2 draws per step on a minibatch"):
+        bp.fit(mini, n=5, engine="pymc", mc_draws=2, method="advi", progressbar=False)
 
 
 def test_numpy_scalars_are_settings_too():

@@ -45,6 +45,23 @@ def test_divergence_raises_fit_error_and_keeps_finite_parameters(engine):
 
 
 @pytest.mark.parametrize("engine", ENGINE_NAMES)
+def test_a_last_update_that_diverges_is_caught_and_the_parameters_before_it_kept(engine):
+    # the loss of a step is taken before its update: the update at the end of a chunk (or of the
+    # fit) must be checked too, or the record holds infinite parameters with finite losses
+    X, y = _data(40, seed=0)
+    built = bp.build_model(bp.Network([bp.Dense(3), bp.Dense(1, "identity")], bp.Bernoulli()), X, y)
+    for kwargs in ({"n": 2}, {"n": 50, "callbacks": [lambda approx, losses, i: None], "callback_every": 1}):
+        try:
+            result = bp.fit(built, engine=engine, learning_rate=1e3, method="advi", random_seed=0,
+                            progressbar=False, **kwargs)
+        except FitError as err:
+            assert "diverged" in str(err) or "became" in str(err)
+            assert all(np.isfinite(v).all() for v in err.posterior.values().values())
+        else:
+            assert all(np.isfinite(v).all() for v in result.params().values())
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
 def test_callbacks_run_every_n_steps_and_a_convergence_stop_is_not_an_interrupt(engine):
     seen = []
 

@@ -31,6 +31,9 @@ __all__ = ["fit_record", "run_members", "check_options", "check_elbo", "Member",
 #: (Measured with the decay over all steps; it now starts halfway, see ``HOLD_FRACTION``.)
 DEFAULT_LR_FLOOR = 0.01
 BACKENDS = ("numba", "c", "jax")
+#: Most steps one fit runs (per-chunk bookkeeping is allocated up front; a float32 step counter
+#: stops counting at 2**24 already).
+MAX_STEPS = 10**9
 
 
 def _positive_int(value: Any, name: str, example: str, caller: str = "fit") -> int:
@@ -44,6 +47,9 @@ def check_options(*, n: Any, learning_rate: Any, lr_floor: Any, init_sigma: Any,
                   caller: str = "fit") -> tuple[int, int]:
     """Validate the optimiser settings ``fit`` and ``fit_many`` share; returns ``(n, mc_draws)`` as ints."""
     n = _positive_int(n, "n", "30_000", caller)
+    if n > MAX_STEPS:
+        raise ParameterError(f"The 'n' parameter of {caller} asks for {n:,} steps, more than bnn_ppl.inference.fit."
+                             f"MAX_STEPS = {MAX_STEPS:,}.")
     if (floor := real_number(lr_floor)) is None or not 0 < floor <= 1:
         raise ParameterError(f"The 'lr_floor' parameter of {caller} must lie in (0, 1]. Got {lr_floor!r} instead.")
     for name, value in (("learning_rate", learning_rate), ("init_sigma", init_sigma)):
@@ -111,6 +117,10 @@ def fit_record(
     family = resolve_family(method, n_params=n_params).bind(built)
     if backend is not None and backend not in BACKENDS:
         raise ParameterError(f"The 'backend' parameter of fit must be one of {list(BACKENDS)} or None. Got {backend!r}.")
+    if not isinstance(callbacks, (list, tuple)) or not all(callable(c) for c in callbacks):
+        hint = " (wrap one function in a list)" if callable(callbacks) else ""
+        raise ParameterError(f"The 'callbacks' parameter of fit must be a list of functions callback(approx, losses, "
+                             f"step). Got {callbacks!r}{hint}.")
     if callback_every is not None:
         callback_every = _positive_int(callback_every, "callback_every", "1000 (or None)")
     members = _positive_int(ensemble, "ensemble", "8")
@@ -124,6 +134,10 @@ def fit_record(
     if built.source is not None and (engine_name != "jax" or members > 1):
         raise ParameterError("This model streams X from data larger than memory (built.source): fit it with "
                              f"engine='jax' and one member. Got engine={engine!r}, ensemble={members}.")
+    if engine_name == "pymc" and mc_draws > 1 and built.batch_size is not None:
+        raise ParameterError(f"engine='pymc' cannot average mc_draws={mc_draws} draws per step on a minibatch model "
+                             "(PyMC's loop fails on pm.Minibatch with obj_n_mc > 1); use engine='jax' or 'numba', or "
+                             "mc_draws=1.")
     if engine_name == "pymc" and family.pymc_group is None:
         raise ParameterError(f"engine='pymc' runs PyMC's own loop, which has no {family.name!r} family; use "
                              "engine='jax' or 'numba', or method='advi' / 'fullrank_advi'.")

@@ -22,8 +22,17 @@ DEFAULT_INIT_SIGMA = 0.1
 
 
 def inverse_softplus(x: float | np.ndarray) -> np.ndarray:
-    """``rho`` such that ``softplus(rho) == x`` (PyMC's sigma parametrisation)."""
-    return np.log(np.expm1(np.asarray(x, dtype=float)))
+    """``rho`` such that ``softplus(rho) == x`` (PyMC's sigma parametrisation).
+
+    ``x + log(1 - exp(-x))``: ``log(expm1(x))`` overflows past x ~ 709.
+
+    Examples
+    --------
+    >>> float(inverse_softplus(0.1)), float(inverse_softplus(1000.0))
+    (-2.2521684610440906, 1000.0)
+    """
+    x = np.asarray(x, dtype=float)
+    return x + np.log(-np.expm1(-x))
 
 
 def initial_means(built: BuiltModel, rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -76,6 +76,7 @@ def run_chunks(
     *,
     backend: str,
     setup_s: float,
+    finite: Callable[[Any], bool] | None = None,
 ) -> EngineRun:
     """Call ``run_chunk(state, n_active)`` until ``request.n`` steps ran.
 
@@ -85,8 +86,9 @@ def run_chunks(
     approximation (``write_back``), the loss is checked for NaN, the progress bar updated and the
     callbacks called as ``callback(approx, losses, i)``. Ctrl-C (deferred to the end of the
     running chunk) or a callback's StopIteration stops the fit keeping the last good parameters;
-    a non-finite loss or a failed parameter check raises :class:`~bnn_ppl.FitError` after
-    writing back the parameters from before the failing chunk.
+    a non-finite loss, a failed parameter check or parameters that ``finite(new_state)`` finds
+    not finite raise :class:`~bnn_ppl.FitError` after writing back the parameters from before
+    the failing chunk.
 
     Returns
     -------
@@ -121,8 +123,8 @@ def run_chunks(
                     # diverged members report NaN and keep their last good parameters; stop when all did
                     finite = np.isfinite(chunk_losses).reshape(-1, active)
                     failing = not finite[:, -1].any()
-                else:
-                    failing = not np.all(np.isfinite(chunk_losses))
+                else:  # a step's loss is taken before its update: the chunk's last update is checked too
+                    failing = not np.all(np.isfinite(chunk_losses)) or (finite is not None and not finite(new_state))
                 if failing and request.tolerate_divergence:
                     # every member diverged: they keep their last good parameters, the rest of their
                     # history is NaN (fit_many marks them all, and its table still comes back)
@@ -135,7 +137,8 @@ def run_chunks(
                 if failing:
                     write_back(state)
                     bad = ~np.isfinite(chunk_losses).reshape(-1, active).all(axis=0)
-                    raise divergence_error(done + int(np.argmax(bad)), request.learning_rate)
+                    step = done + int(np.argmax(bad)) if bad.any() else done + active - 1  # the last update
+                    raise divergence_error(step, request.learning_rate)
                 state = new_state
                 losses.append(chunk_losses)
                 done += active

@@ -273,6 +273,8 @@ class JaxEngine:
 
     def run(self, request: FitRequest) -> EngineRun:
         import jax
+        import jax.numpy as jnp
+
         from bnn_ppl.array_ops import jaxify as get_jaxified_graph
 
         use_persistent_cache()
@@ -364,9 +366,11 @@ class JaxEngine:
             posterior.set_values(request.family.from_engine(
                 {name: np.asarray(value) for name, value in zip(names, carry[0], strict=True)}))
 
+        all_finite = jax.jit(lambda ps: jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in ps])))
         try:
             return run_chunks(request, run_chunk, state, chunk, write_back,
-                              backend=f"jax-{jax.default_backend()}", setup_s=time.perf_counter() - t0)
+                              backend=f"jax-{jax.default_backend()}", setup_s=time.perf_counter() - t0,
+                              finite=lambda carry: bool(all_finite(carry[0])))
         finally:
             if stream is not None:
                 stream.close()

@@ -47,7 +47,9 @@ class PymcEngine:
 
         def guard(approx, losses, i):
             if i % every == 0 and losses is not None and np.isfinite(losses[-1]):
-                state["good"] = [p.get_value().copy() for p in params]
+                values = [p.get_value().copy() for p in params]
+                if all(np.isfinite(v).all() for v in values):  # the step's update too, not only its loss
+                    state["good"] = values
             if losses is not None and (i % _PROGRESS_EVERY == 0 or i == request.n):
                 progress.update(i, float(np.mean(losses[-_PROGRESS_EVERY:])) * scale)
             if interrupt.requested:
@@ -90,6 +92,12 @@ class PymcEngine:
             progress.close()
         elapsed = time.perf_counter() - start
         losses = np.asarray(inference.hist, dtype=float) * scale
+        if not (np.all(np.isfinite(losses)) and all(np.isfinite(p.get_value()).all() for p in params)):
+            # PyMC's loop stops at NaN only: an infinite loss or parameter ends here, as on every engine
+            for p, value in zip(params, state["good"], strict=True):
+                p.set_value(value)
+            bad = np.flatnonzero(~np.isfinite(losses))
+            raise divergence_error(int(bad[0]) if bad.size else losses.size - 1, request.learning_rate)
         if state["reason"] == "completed" and losses.size < request.n:
             state["reason"] = "interrupted"  # a KeyboardInterrupt PyMC caught itself
         return EngineRun(losses=losses, compile_s=float("nan"), fit_s=elapsed, backend=backend,

@@ -170,6 +170,7 @@ class PytensorEngine:
             posterior.set_values(family.from_engine(dict(zip(names, carry[0], strict=True))))
 
         return run_chunks(request, run_chunk, state, chunk, write_back,
-                          backend=backend, setup_s=time.perf_counter() - t0)
+                          backend=backend, setup_s=time.perf_counter() - t0,
+                          finite=lambda carry: all(np.isfinite(p).all() for p in carry[0]))
 
 ENGINES.add("numba", PytensorEngine)
