@@ -168,6 +168,23 @@ _SIGINT_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_during_the_engines_set_up_stops_after_the_first_chunk(monkeypatch):
+    pytest.importorskip("jax")
+    from bnn_ppl.inference.engines import jax_engine
+
+    original = jax_engine.use_persistent_cache
+
+    def set_up_then_ctrl_c():
+        os.kill(os.getpid(), signal.SIGINT)  # as if the user pressed Ctrl-C while the engine compiles
+        return original()
+
+    monkeypatch.setattr(jax_engine, "use_persistent_cache", set_up_then_ctrl_c)
+    result = bp.fit(_built(), n=5000, engine="jax", callback_every=1000, random_seed=0, progressbar=False)
+    assert result.interrupted and result.stop_reason == "interrupted" and result.n_steps == 1000
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_ctrl_c_mid_chunk_returns_the_last_good_parameters_on_every_engine(tmp_path):
     script = tmp_path / "fit_then_sigint.py"
     script.write_text(_SIGINT_SCRIPT)

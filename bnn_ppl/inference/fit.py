@@ -15,6 +15,7 @@ from bnn_ppl.compile.model import MAX_PARAMETERS
 from bnn_ppl.errors import DataError, FitError, ParameterError
 from bnn_ppl.inference.devices import resolve_mesh
 from bnn_ppl.inference.engines import ENGINES, FitRequest, resolve_engine
+from bnn_ppl.inference.engines.driver import deferred_interrupt
 from bnn_ppl.inference.estimator import ELBO, resolve_elbo
 from bnn_ppl.inference.families import Family, flat_layout, resolve_family
 from bnn_ppl.inference.init import DEFAULT_INIT_SIGMA, initial_means, transformed_point
@@ -232,7 +233,8 @@ def run_members(
     )
     setup_s = time.perf_counter() - t0
     try:
-        run = ENGINES.get(engine_name)().run(request)
+        with deferred_interrupt():  # a Ctrl-C during set-up and compilation stops after the first chunk
+            run = ENGINES.get(engine_name)().run(request)
     except FitError as err:
         err.posterior = posterior  # holds the last good parameters
         err.approx = request.callback_target

@@ -15,7 +15,7 @@ from pymc.logprob.utils import ParameterValueError
 from bnn_ppl.errors import FitError
 from bnn_ppl.inference.engines.base import EngineRun, FitRequest
 
-__all__ = ["run_chunks", "deferred_interrupt", "divergence_error", "STOP_REASONS"]
+__all__ = ["run_chunks", "deferred_interrupt", "divergence_error"]
 
 #: Why a fit stopped: all steps ran, Ctrl-C, or a callback raised StopIteration (convergence).
 STOP_REASONS = ("completed", "interrupted", "callback")
@@ -39,6 +39,9 @@ class _Interrupt:
         self.requested = False
 
 
+_ACTIVE: _Interrupt | None = None  # the flag of the outermost deferred_interrupt, while it runs
+
+
 @contextmanager
 def deferred_interrupt() -> Iterator[_Interrupt]:
     """Turn the first SIGINT into a flag checked between chunks; a second one interrupts at once.
@@ -46,8 +49,14 @@ def deferred_interrupt() -> Iterator[_Interrupt]:
     A KeyboardInterrupt raised *inside* a compiled call (numba unboxing its arguments) leaves
     the call in a broken state (``SystemError: ... returned a result with an exception set``)
     and loses the fit; deferring it to the chunk boundary keeps the last good parameters.
-    Outside the main thread (where signals cannot be handled) this does nothing.
+    Outside the main thread (where signals cannot be handled) this does nothing. Nested, it
+    shares the outer flag: ``fit`` holds one over the engine's set-up and compilation, so a
+    Ctrl-C there stops the fit after its first chunk instead of being lost.
     """
+    global _ACTIVE
+    if _ACTIVE is not None:
+        yield _ACTIVE
+        return
     flag = _Interrupt()
     if threading.current_thread() is not threading.main_thread():
         yield flag
@@ -61,9 +70,11 @@ def deferred_interrupt() -> Iterator[_Interrupt]:
         flag.requested = True
 
     signal.signal(signal.SIGINT, handler)
+    _ACTIVE = flag
     try:
         yield flag
     finally:
+        _ACTIVE = None
         signal.signal(signal.SIGINT, previous)
 
 
