@@ -2,8 +2,8 @@
 
 Exit codes: 0 success, 1 the command failed (bad spec, data or model file, failed fit),
 2 bad usage (unknown options or values), 130 a fit stopped by Ctrl-C (its partial results are
-written and ``metrics.json`` says ``"interrupted": true``). Errors are one line; ``--debug``
-shows tracebacks.
+written and ``metrics.json`` says ``"interrupted": true``; a second Ctrl-C, or one before the fit
+starts, stops at once and writes nothing). Errors are one line; ``--debug`` shows tracebacks.
 """
 
 from __future__ import annotations
