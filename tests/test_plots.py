@@ -157,8 +157,10 @@ def test_uncertainty_surface_values_and_colorbar(binary_fit, moons, measure):
 def test_uncertainty_surface_errors(binary_fit, moons):
     X = moons[1][:20]
     y = moons[3][:20]
+    figures = plt.get_fignums()
     with pytest.raises(DataError, match=r"y must hold the class indices 0..1 the model predicts. Got labels \[5, 6\]"):
         plot_decision_surface(binary_fit, X, y + 5, grid=GRID, draws=DRAWS)
+    assert plt.get_fignums() == figures  # refused before anything is computed or drawn
     with pytest.raises(DataError, match="class indices"):
         plot_decision_surface(binary_fit, X, y + 0.5, grid=GRID, draws=DRAWS)
     with pytest.raises(DataError, match="'padding' parameter must be a finite number >= 0. Got -10"):

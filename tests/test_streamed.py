@@ -91,6 +91,10 @@ def test_a_dask_array_streams_too(files, in_memory):
     result = bp.fit(bp.build_model(SPEC, da.from_array(np.asarray(X), chunks=700), y, batch_size=40), n=2500,
                     method="advi", random_seed=2, progressbar=False)
     np.testing.assert_allclose(result.losses, in_memory.losses, rtol=1e-12)
+    unknown = da.from_array(np.asarray(X), chunks=700)
+    unknown = unknown[unknown[:, 0] > -1e9]  # a boolean mask leaves the row count unknown (nan)
+    with pytest.raises(DataError, match=r"dask array of unknown size \(nan, 5\); call X.compute_chunk_sizes"):
+        bp.build_model(SPEC, unknown, y, batch_size=40)
 
 
 class _Orthogonal:
@@ -136,6 +140,18 @@ def test_streamed_models_refuse_what_needs_the_rows_in_memory(files, tmp_path):
                                   result.predictor().predict(X[:50], random_seed=1))
     with pytest.raises(ParameterError, match="description_length"):
         result.description_length()
+
+
+def test_rows_that_turn_nan_during_a_fit_are_named(tmp_path):
+    X = np.random.default_rng(0).normal(size=(500, 3)).astype("float32")
+    np.save(tmp_path / "X.npy", X)
+    built = bp.build_model(bp.Network([bp.Dense(1, "identity")], bp.Bernoulli()), np.load(tmp_path / "X.npy",
+                           mmap_mode="r"), (X[:, 0] > 0).astype(int), batch_size=50)
+    edit = np.load(tmp_path / "X.npy", mmap_mode="r+")
+    edit[100:] = np.nan  # another process writes the file after build_model checked it
+    edit.flush()
+    with pytest.raises(DataError, match=r"of the streamed X now hold NaN or infinite values; build_model found"):
+        bp.fit(built, n=50, progressbar=False)
 
 
 def test_bad_rows_in_a_memory_mapped_file_are_named(tmp_path):

@@ -147,6 +147,8 @@ def row_source(X: Any, input_shape: tuple[int, ...] | None, dtype: str, name: st
     """Wrap an out-of-core ``X`` and check its shape and dtype; with ``validate``, also that
     every value is finite (one pass over the rows, block by block)."""
     shape = tuple(getattr(X, "shape", ()))
+    if any(s != s for s in shape):  # NaN: a dask array whose chunk sizes are unknown
+        raise DataError(f"{name} is a dask array of unknown size {shape}; call {name}.compute_chunk_sizes() first.")
     if len(shape) < 2:
         raise DataError(f"{name} must be an array of at least 2 axes (rows, features). Got shape {shape}.")
     if input_shape is not None and shape[1:] != tuple(input_shape):

@@ -80,22 +80,36 @@ def _class_cmap(n_classes: int) -> ListedColormap:
     return ListedColormap([plt.get_cmap("tab10" if n_classes <= 10 else "tab20")(i) for i in range(n_classes)])
 
 
-def _scatter(ax: Axes, X: np.ndarray, y: Any, n_classes: int | None, norm: Any = None, cmap: Any = None) -> None:
+def _checked_y(X: np.ndarray, y: Any, n_classes: int | None) -> np.ndarray | None:
+    """``y`` as a 1-D array matching ``X`` (class indices 0..n_classes-1 for a classifier), checked
+    before anything is computed or drawn."""
     if y is None:
-        ax.scatter(X[:, 0], X[:, 1], s=12, c="k", alpha=0.6, label="data")
-        return
+        return None
     y = np.asarray(y).reshape(-1)
     if y.shape[0] != X.shape[0]:
         raise DataError(f"X has {X.shape[0]} rows but y has {y.shape[0]}; pass matching X and y.")
+    if n_classes is not None:
+        labels = np.unique(y)
+        if not np.issubdtype(y.dtype, np.number) or not np.isin(labels, np.arange(n_classes)).all():
+            raise DataError(f"y must hold the class indices 0..{n_classes - 1} the model predicts. Got labels "
+                            f"{labels[:5].tolist()}; encode them first.")
+    return y
+
+
+def _n_classes(likelihood: Any) -> int | None:
+    return max(2, likelihood.n_outputs) if likelihood.is_classifier else None
+
+
+def _scatter(ax: Axes, X: np.ndarray, y: np.ndarray | None, n_classes: int | None, norm: Any = None,
+             cmap: Any = None) -> None:
+    if y is None:
+        ax.scatter(X[:, 0], X[:, 1], s=12, c="k", alpha=0.6, label="data")
+        return
     if n_classes is None:  # regression: colour by the target on the surface's scale
         ax.scatter(X[:, 0], X[:, 1], c=y, cmap=cmap, norm=norm, s=14, edgecolors="k", linewidths=0.4)
         return
-    labels = np.unique(y)
-    if not np.issubdtype(y.dtype, np.number) or not np.isin(labels, np.arange(n_classes)).all():
-        raise DataError(f"y must hold the class indices 0..{n_classes - 1} the model predicts. Got labels "
-                        f"{labels[:5].tolist()}; encode them first.")
     colours = _class_cmap(n_classes)
-    for k in labels:
+    for k in np.unique(y):
         rows = y == k
         ax.scatter(X[rows, 0], X[rows, 1], s=14, color=colours(int(k)), edgecolors="k", linewidths=0.4,
                    label=f"class {int(k)}")
@@ -148,9 +162,10 @@ def plot_decision_surface(
     predictor = _as_predictor(source)
     X_arr = np.asarray(X, dtype=float)
     xx, yy, points = surface_grid(X_arr, grid, padding)
+    likelihood = predictor.spec.likelihood
+    y = _checked_y(X_arr, y, _n_classes(likelihood))
     summary = predictor.uncertainty(points, draws=draws, random_seed=random_seed)
     ax = get_ax(ax)
-    likelihood = predictor.spec.likelihood
     norm, cmap = None, None
     if not likelihood.is_classifier:
         mean = summary.mean.reshape(xx.shape)
@@ -227,12 +242,13 @@ def plot_uncertainty_surface(
         )
     X_arr = np.asarray(X, dtype=float)
     xx, yy, points = surface_grid(X_arr, grid, padding)
+    n_classes = _n_classes(predictor.spec.likelihood)
+    y = _checked_y(X_arr, y, n_classes)
     summary = predictor.uncertainty(points, draws=draws, random_seed=random_seed)
     values = np.asarray(chosen.value(summary), dtype=float).reshape(xx.shape)
     ax = get_ax(ax)
     filled = ax.contourf(xx, yy, values, levels=12, cmap="magma_r")
     ax.figure.colorbar(filled, ax=ax, label=chosen.label)
-    n_classes = max(2, predictor.spec.likelihood.n_outputs) if is_classifier else None
     _scatter(ax, X_arr, y, n_classes, None, "viridis")
     ax.set(xlim=(xx.min(), xx.max()), ylim=(yy.min(), yy.max()), xlabel="$x_1$", ylabel="$x_2$",
            title=f"Uncertainty: {measure.replace('_', ' ')}")

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from bnn_ppl.errors import DataError
 from bnn_ppl.inference.engines.ahead import ChunkAhead, chunk_lengths
 from bnn_ppl.inference.engines.base import ENGINES, EngineRun, FitRequest, has_folds, step_size_factor, structure_key
 from bnn_ppl.inference.engines.driver import run_chunks
@@ -398,6 +399,11 @@ class _Stream:
         _, k_idx = jax.random.split(self.keys[i])
         idx = np.asarray(jax.random.randint(k_idx, (length, built.batch_size), 0, built.n_obs))
         X = built.source.read(idx, native=True).reshape(length, built.batch_size, *built.source.shape[1:])
+        finite = np.isfinite(X.reshape(idx.size, -1)).all(axis=1)
+        if not finite.all():
+            rows = np.unique(idx.reshape(-1)[~finite])[:5].tolist()
+            raise DataError(f"Rows {rows} of the streamed X now hold NaN or infinite values; build_model found every "
+                            "row finite, so the data changed during the fit. Fix the file and fit again.")
         # on the device before the chunk that needs it starts (the copy overlaps the running chunk)
         return jax.device_put(X), jax.device_put(built.source_y[idx].astype(self.y_dtype))
 
