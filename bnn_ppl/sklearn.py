@@ -224,10 +224,20 @@ class _BNNBase(BaseEstimator):
                 f"{where} holds {found}, not a {cls.__name__}; load it with "
                 f"{'bnn_ppl.load' if state is None else found + '.load'}."
             )
-        params = dict(state["params"])
-        params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
-        est = cls(**params)
-        est._restore(result, state)
+        try:
+            params = dict(state["params"])
+            unknown = sorted(set(params) - set(cls._get_param_names()))
+            if unknown:
+                raise ValueError(f"unknown parameters {unknown}")
+            params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+            est = cls(**params)
+            est._restore(result, state)
+        except (TypeError, ValueError, KeyError) as err:
+            raise ModelFileError(f"{where}: the {cls.__name__} state in metadata.json is damaged ({err}).") from None
+        classes = getattr(est, "classes_", None)
+        if classes is not None and len(classes) != max(2, result.spec.likelihood.n_outputs):
+            raise ModelFileError(f"{where}: metadata.json lists {len(classes)} classes for a model with "
+                                 f"{max(2, result.spec.likelihood.n_outputs)}; the file was edited.")
         return est
 
     def __getstate__(self) -> dict[str, Any]:

@@ -92,6 +92,34 @@ def test_pickle_and_save_load_keep_predictions(string_clf, moons_small, tmp_path
         BNNRegressor.load(tmp_path / "clf.bnn")
 
 
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda state: state["params"].update(evil=1), r"state in metadata.json is damaged \(unknown parameters \['evil'\]\)"),
+    (lambda state: state.update(params=[1]), "state in metadata.json is damaged"),
+    (lambda state: state.update(classes_dtype="O;rm"), "state in metadata.json is damaged"),
+    (lambda state: state.update(classes_=["a", "b", "c"]), "lists 3 classes for a model with 2"),
+])
+def test_an_edited_estimator_state_is_a_model_file_error(string_clf, tmp_path, edit, message):
+    import hashlib
+    import json
+    import zipfile
+
+    path = string_clf.save(tmp_path / "clf.bnn")
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    meta = json.loads(members["metadata.json"])
+    edit(meta["estimator"])
+    members["metadata.json"] = json.dumps(meta).encode()
+    manifest = json.loads(members["manifest.json"])  # a careful forger updates the checksum too
+    if "metadata.json" in manifest["members"]:
+        manifest["members"]["metadata.json"] = hashlib.sha256(members["metadata.json"]).hexdigest()
+    members["manifest.json"] = json.dumps(manifest).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    with pytest.raises(ModelFileError, match=message):
+        BNNClassifier.load(path)
+
+
 def test_numpy_scalar_settings_save_and_load(tmp_path):
     X, y = np.random.default_rng(0).normal(size=(30, 2)), np.arange(30) % 2
     clf = BNNClassifier((3,), n_iter=np.int64(20), learning_rate=np.float32(0.05), random_state=0).fit(X, y)
