@@ -326,6 +326,31 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def _checked_cli_meta(cli_meta: Any, result: Any, where: str) -> dict:
+    """The ``cli`` metadata ``fit`` saved (feature columns, standardisation, class names), checked
+    against the model: an edited file is a ModelFileError, not a wrong prediction."""
+    from bnn_ppl.errors import ModelFileError
+
+    width = math.prod(result.spec.input_shape)
+
+    def names(value: Any) -> bool:
+        return value is None or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+
+    def numbers(value: Any) -> bool:
+        return (isinstance(value, list) and len(value) == width
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value))
+
+    scaling = cli_meta.get("standardise") if isinstance(cli_meta, dict) else None
+    ok = (isinstance(cli_meta, dict) and names(cli_meta.get("feature_columns")) and names(cli_meta.get("class_names"))
+          and (cli_meta.get("feature_columns") is None or len(cli_meta["feature_columns"]) == width)
+          and (scaling is None or (isinstance(scaling, dict) and numbers(scaling.get("mean"))
+                                   and numbers(scaling.get("scale")) and all(v > 0 for v in scaling["scale"]))))
+    if not ok:
+        raise ModelFileError(f"{where}: the command line's metadata (feature columns, standardisation, class names) "
+                             "is damaged or does not fit the model; the file was edited.")
+    return cli_meta
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -333,7 +358,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from bnn_ppl.io import load_with_metadata
 
     result, meta = load_with_metadata(args.model)
-    cli_meta = meta.get("cli", {}) if isinstance(meta, dict) else {}
+    cli_meta = _checked_cli_meta(meta.get("cli", {}) if isinstance(meta, dict) else {}, result, args.model)
     spec = result.spec
     expected = cli_meta.get("feature_columns") or [str(n) for n in (result.built.feature_names or [])]
     if args.columns:

@@ -71,6 +71,24 @@ def test_predict_help_and_columns_say_what_the_csv_needs(tmp_path):
     (tmp_path / "reordered.csv").write_text("extra,x1,x0\n9,0.3,0.1\n")
     proc = run("predict", tmp_path / "m" / "model.bnn", tmp_path / "reordered.csv")
     assert proc.returncode == 0, proc.stderr
+    # metadata edited (with its checksum): refused, not read as other columns or scales
+    import hashlib
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "m" / "model.bnn") as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    meta = json.loads(members["metadata.json"])
+    meta["cli"]["feature_columns"] = "x0"
+    members["metadata.json"] = json.dumps(meta).encode()
+    manifest = json.loads(members["manifest.json"])
+    if "metadata.json" in manifest["members"]:
+        manifest["members"]["metadata.json"] = hashlib.sha256(members["metadata.json"]).hexdigest()
+    members["manifest.json"] = json.dumps(manifest).encode()
+    with zipfile.ZipFile(tmp_path / "edited.bnn", "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    proc = run("predict", tmp_path / "edited.bnn", tmp_path / "reordered.csv")
+    assert proc.returncode == 1 and "the command line's metadata" in proc.stderr and "edited" in proc.stderr
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
