@@ -229,7 +229,7 @@ class Predictor:
                 s1[rs] += p.sum(0)
                 s2[rs] += (p**2).sum(0)
                 h[rs] += entropy(p).sum(0)
-            mean = finite_rows(s1 / draws, X)
+            mean = finite_rows(s1 / draws)
             std = np.sqrt(np.maximum(s2 / draws - mean**2, 0.0))
             total = entropy(mean)
             expected = h / draws
@@ -242,7 +242,7 @@ class Predictor:
             if (ds.start, ds.stop) not in seen:
                 seen.add((ds.start, ds.stop))
                 s2sum += float((np.asarray(sigma, dtype=float).reshape(-1) ** 2).sum())
-        mean = finite_rows(m1 / draws, X)
+        mean = finite_rows(m1 / draws)
         epistemic = np.maximum(m2 / draws - mean**2, 0.0)
         aleatoric = np.full(n, s2sum / draws)
         return RegressionUncertainty(mean, epistemic, aleatoric, epistemic + aleatoric)
@@ -267,7 +267,7 @@ class Predictor:
         return summary.mean
 
 
-def finite_rows(values: np.ndarray, X: Any) -> np.ndarray:
+def finite_rows(values: np.ndarray) -> np.ndarray:
     """``values`` (rows, ...) unless the network's outputs overflowed for some rows (inputs far
     outside the training range): then a DataError naming them, not NaN probabilities."""
     bad = ~np.isfinite(values.reshape(values.shape[0], -1)).all(axis=1)

@@ -99,7 +99,7 @@ def evaluate(predictor: Any, X: Any, y: Any, draws: int = 1000, random_seed: Any
         total = np.zeros((n, max(2, spec.likelihood.n_outputs)))
         for _, rs, (param, *_) in chunks:
             total[rs] += as_class_probs(param).astype(float).sum(0)
-        mean = finite_rows(total / draws, Xf)
+        mean = finite_rows(total / draws)
         labels = np.asarray(yt, dtype=int)
         picked = np.take_along_axis(mean, labels[:, None], axis=1)[:, 0]
         return Quality(
@@ -121,7 +121,7 @@ def evaluate(predictor: Any, X: Any, y: Any, draws: int = 1000, random_seed: Any
         # the predictive CDF at y (the mixture of the draws' Normals): y lies inside the central
         # interval of level L exactly when (1 - L) / 2 <= F(y) <= (1 + L) / 2
         cdf_sum[rs] += ndtr((yv[rs] - param) / sigma).sum(0)
-    finite_rows(mean_sum, Xf)
+    finite_rows(mean_sum)
     pit = cdf_sum / draws
     coverage = {float(level): float(np.mean((pit >= (1 - level) / 2) & (pit <= (1 + level) / 2))) for level in levels}
     return Quality(
