@@ -12,8 +12,8 @@ from bnn_ppl.compile.data import as_features, as_targets
 from bnn_ppl.compile.likelihoods import OBSERVED_NAME
 from bnn_ppl.compile.streamed import is_streamed
 from bnn_ppl.errors import ParameterError
-from bnn_ppl.seeds import check_seed
 from bnn_ppl.predictive.predictor import check_draws
+from bnn_ppl.seeds import check_seed
 from bnn_ppl.spec import Bernoulli, Categorical
 
 __all__ = ["to_datatree", "posterior_group", "sample_outcomes", "log_likelihood_of", "layer_params", "LAYERS_ATTR"]

@@ -17,8 +17,6 @@ from bnn_ppl.inference.engines.base import EngineRun, FitRequest
 
 __all__ = ["run_chunks", "deferred_interrupt", "divergence_error"]
 
-#: Why a fit stopped: all steps ran, Ctrl-C, or a callback raised StopIteration (convergence).
-STOP_REASONS = ("completed", "interrupted", "callback")
 
 
 def divergence_error(step: int | None, learning_rate: float, detail: str = "") -> FitError:
