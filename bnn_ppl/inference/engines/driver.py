@@ -18,7 +18,6 @@ from bnn_ppl.inference.engines.base import EngineRun, FitRequest
 __all__ = ["run_chunks", "deferred_interrupt", "divergence_error"]
 
 
-
 def divergence_error(step: int | None, learning_rate: float, detail: str = "") -> FitError:
     """The one error every engine raises when the loss or a parameter stops being finite."""
     where = f"at step {step}" if step is not None else "during the fit"
