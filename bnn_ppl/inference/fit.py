@@ -12,7 +12,7 @@ import numpy as np
 
 from bnn_ppl.compile import BuiltModel
 from bnn_ppl.compile.model import MAX_PARAMETERS
-from bnn_ppl.errors import DataError, FitError, ParameterError
+from bnn_ppl.errors import FitError, ParameterError
 from bnn_ppl.inference.devices import resolve_mesh
 from bnn_ppl.inference.engines import ENGINES, FitRequest, resolve_engine
 from bnn_ppl.inference.engines.driver import deferred_interrupt
