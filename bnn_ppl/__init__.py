@@ -64,11 +64,18 @@ if TYPE_CHECKING:  # pragma: no cover
     from bnn_ppl.predictive import Predictor
 
 
+#: Submodules reachable as attributes (``bp.predictive.trace_predictor``) before anything imported them.
+_SUBMODULES = ("arviz", "cli", "compile", "datasets", "inference", "io", "many", "plots", "predictive", "result",
+               "sklearn", "sklearn_cv", "spec", "synthetic")
+
+
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         value = getattr(import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
+    if name in _SUBMODULES:
+        return import_module(f"bnn_ppl.{name}")
     raise AttributeError(f"module 'bnn_ppl' has no attribute {name!r}")
 
 __all__ = [

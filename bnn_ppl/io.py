@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from bnn_ppl.errors import BnnPplError, ModelFileError
+from bnn_ppl.errors import BnnPplError, DataError, ModelFileError
 from bnn_ppl.spec import spec_from_dict, spec_to_dict
 from bnn_ppl.io_members import array as _array
 from bnn_ppl.io_members import json_object as _json_object
@@ -110,6 +110,11 @@ def _check_saveable(built: Any, include_data: bool) -> None:
             f"The model's pm.Data containers hold {rows} rows but it was fitted on {built.n_obs}; saving "
             "would store the swapped-in rows as training data. pm.set_data the training rows back first."
         )
+    if include_data:
+        try:
+            built.check_training_rows("save (its data are stored as the training data)")
+        except DataError as err:  # same-sized rows swapped in, or labels that are not labels
+            raise ModelFileError(str(err)) from None
 
 
 def to_bytes(result: Any, *, metadata: dict | None = None, include_data: bool = True) -> bytes:

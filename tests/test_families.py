@@ -57,6 +57,10 @@ def test_registry_lists_every_family_and_refuses_unknown_names(built):
         bp.fit(built, n=10, method="nuts", progressbar=False)
     with pytest.raises(bp.ParameterError, match="rank"):
         bp.LowRank(rank=0)
+    n_params = built.spec.n_params()
+    with pytest.raises(bp.ParameterError, match=f"LowRank.rank=1000. has more columns than the network's {n_params} "
+                                                "parameters"):
+        bp.fit(built, n=10, method=bp.LowRank(rank=1000), progressbar=False)
 
 
 @pytest.mark.parametrize("family", FAMILY_CASES, ids=lambda f: f.name)
@@ -145,6 +149,7 @@ def test_default_family_does_not_prune_units_the_way_mean_field_does(issue_moons
 def test_lowrank_has_no_pymc_approximation_but_everything_else_works(lowrank_fit, data, tmp_path):
     with pytest.raises(bp.ParameterError, match="no PyMC approximation"):
         lowrank_fit.approx
+    assert not hasattr(lowrank_fit, "approx") and getattr(lowrank_fit, "approx", None) is None  # an AttributeError too
     assert set(lowrank_fit.params()) == {"mu", "rho", "W"}
     assert "lowrank_advi(rank=3)" in repr(lowrank_fit)
     dt = lowrank_fit.to_datatree(draws=50, random_seed=0)

@@ -109,17 +109,35 @@ def test_pymc_engine_is_silent_without_progressbar(capfd):
     assert "Finished" not in out + err
 
 
-def test_fitting_after_set_data_with_other_rows_is_refused():
+def test_fitting_after_set_data_with_other_rows_is_refused(tmp_path):
     built = _built(batch_size=20)
     X_test, y_test = _data(n=123, seed=2)
     with built.model:
         pm.set_data({"X": X_test, "y": y_test})
     with pytest.raises(DataError, match=r"hold \[123\] rows but it was built on 200.*bp.build_model"):
         bp.fit(built, n=10, progressbar=False)
-    X, y = _data(seed=3)  # the same number of rows: fitting on them is fine
+    X, y = _data(seed=3)  # the same number of rows: fitting on them is fine, and they become the training rows
     with built.model:
         pm.set_data({"X": X, "y": y})
-    assert bp.fit(built, n=10, progressbar=False, random_seed=0).n_steps == 10
+    result = bp.fit(built, n=10, progressbar=False, random_seed=0)
+    assert result.n_steps == 10
+    # rows of the same size swapped in after the fit (test data, the notebook's pattern) are not training data
+    X_other, y_other = _data(seed=4)
+    with built.model:
+        pm.set_data({"X": X_other, "y": y_other})
+    for call, purpose in ((lambda: result.description_length(draws=5), "description_length"),
+                          (lambda: result.to_datatree(draws=5), "to_datatree")):
+        with pytest.raises(DataError, match=f"hold other rows than it was built .or last fitted. on.*; {purpose}"):
+            call()
+    with pytest.raises(bp.ModelFileError, match="hold other rows than it was built"):
+        result.save(tmp_path / "swapped.bnn")
+    with built.model:  # the training rows back (copies are fine): everything works again
+        pm.set_data({"X": X.copy(), "y": y.copy()})
+    assert result.to_datatree(draws=5, random_seed=0).observed_data["y_obs"].values.tolist() == y.tolist()
+    # the whole likelihood for PyMC's own tools (set_data + sample_posterior_predictive need it)
+    full = built.full_batch()
+    assert full.batch_size is None and full.X_data.get_value().shape == (200, 2)
+    assert [rv.name for rv in full.model.free_RVs] == [rv.name for rv in built.model.free_RVs]
 
 
 def test_set_data_takes_float_labels_as_the_seed_notebook_passes_them():

@@ -341,3 +341,9 @@ def test_dump_into_a_missing_directory_names_the_path(tmp_path):
         dump_spec(Network([OUT], Bernoulli()), target)
     assert f"Cannot write {str(target)!r}: its directory {str(target.parent)!r} does not exist" in str(info.value)
     assert ".tmp" not in str(info.value) and list(tmp_path.iterdir()) == []
+
+
+def test_submodules_are_attributes_of_a_fresh_import():
+    code = ("import bnn_ppl as bp; assert callable(bp.predictive.trace_predictor) and callable(bp.io.load); "
+            "assert callable(bp.arviz.to_datatree) and callable(bp.datasets.load_dataset)")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -84,6 +84,10 @@ class BuiltModel:
         False for a model loaded from a file saved with ``include_data=False``: its containers
         hold stand-in rows of the right width, enough to predict but not to fit, score or
         export the training data (:meth:`check_training_rows`).
+
+    The arrays the containers held when the model was built (or last fitted) are kept by
+    reference: :meth:`check_training_rows` tells training rows from rows ``pm.set_data``
+    swapped in, also when both have the same number of rows.
     """
 
     spec: Network
@@ -106,6 +110,7 @@ class BuiltModel:
     source: RowSource | None = None
     source_y: np.ndarray | None = None
     training_data: bool = True
+    _training_values: tuple | None = field(default=None, repr=False, compare=False)
 
     def forward(self, x: pt.TensorVariable, ctx: ForwardContext = ForwardContext()) -> pt.TensorVariable:
         """The last layer's output (logits or mean) for a symbolic input ``x`` of shape (rows, *input_shape)."""
@@ -142,9 +147,10 @@ class BuiltModel:
         """Rows the ``X`` and ``y`` containers hold now (``pm.set_data`` may have swapped them)."""
         return sorted({np.asarray(self.X_data.get_value()).shape[0], np.asarray(self.y_data.get_value()).shape[0]})
 
-    def check_training_rows(self, purpose: str, hint: str = "") -> None:
+    def check_training_rows(self, purpose: str, hint: str = "", *, adopt: bool = False) -> None:
         """Refuse ``purpose`` (``"fit"``, ``"to_datatree"``, ...) unless the containers hold the training rows
-        (``hint``: another way the caller could go, appended to the message).
+        (``hint``: another way the caller could go, appended to the message). With ``adopt``
+        (``fit``), same-sized rows ``pm.set_data`` put there become the training rows.
 
         Raises
         ------
@@ -164,6 +170,42 @@ class BuiltModel:
                 f"Set them back with pm.set_data, or build a new model on the new data with bp.build_model(spec, X, y)"
                 f"{hint}."
             )
+        if not adopt and not self._holds_training_values():
+            raise DataError(
+                f"The model's pm.Data containers hold other rows than it was built (or last fitted) on, as many of them "
+                f"(pm.set_data swapped them, e.g. for test data); {purpose} needs the training rows. Set them back "
+                f"with pm.set_data{hint}."
+            )
+        self.targets()  # refuses values pm.set_data put into the y container that are not labels
+        if adopt:
+            self.adopt_training_rows()
+
+    def _holds_training_values(self) -> bool:
+        if self._training_values is None:
+            return True
+        current = (self.X_data.get_value(borrow=True), self.y_data.get_value(borrow=True))
+        return all(now is then or (now.shape == then.shape and np.array_equal(now, then))
+                   for now, then in zip(current, self._training_values, strict=True))
+
+    def adopt_training_rows(self) -> None:
+        """Take the rows the containers hold now as the training rows (``fit`` does: a fit is on them)."""
+        self._training_values = (self.X_data.get_value(borrow=True), self.y_data.get_value(borrow=True))
+
+    def full_batch(self) -> BuiltModel:
+        """This model, or for a minibatch model the same spec compiled on all its training rows.
+
+        The free variables (names, shapes, transforms) are identical, so posterior draws of one
+        fit both. Use it for what ``pm.Minibatch`` cannot do: ``pm.set_data`` with test rows and
+        ``pm.sample_posterior_predictive`` (a minibatch model would draw ``batch_size`` random
+        test rows), NUTS or ``pm.find_MAP`` on the whole likelihood.
+        """
+        if self.batch_size is None:
+            return self
+        self.check_training_rows("full_batch")
+        if self.source is not None:
+            raise DataError("This model streams X from data larger than memory; a full-batch model would load it.")
+        return build_model(self.spec, self.X_data.get_value(), self.targets(), feature_names=self.feature_names,
+                           class_names=self.class_names)
 
     @property
     def free_rv_names(self) -> list[str]:
@@ -364,6 +406,7 @@ def build_model(
         build_likelihood(spec.likelihood, built.output, y_in, total, dims)
     built.built_rv_names = tuple(rv.name for rv in model.free_RVs)
     built.built_var_names = tuple(model.named_vars)
+    built.adopt_training_rows()
     return built
 
 

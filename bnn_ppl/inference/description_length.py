@@ -100,19 +100,6 @@ def _constant_normal(model: Any, rv: Any) -> tuple[np.ndarray, np.ndarray] | Non
             np.broadcast_to(np.asarray(sigma.eval(), dtype=float), value.shape))
 
 
-def _full_batch(built: Any) -> Any:
-    """``built`` itself, or for a minibatch model the same spec compiled on all its training rows.
-
-    The free variables (names, shapes, transforms) are identical, so q's draws fit both; the
-    full-batch copy's likelihood has no ``total_size`` rescaling and no minibatch noise.
-    """
-    if built.batch_size is None:
-        return built
-    from bnn_ppl.compile import build_model
-
-    return build_model(built.spec, built.X_data.get_value(), built.targets())
-
-
 def description_length(result: Any, draws: int = 1000, random_seed: int | None = None) -> DescriptionLength:
     """``LC``, ``LE`` and ``LC + LE`` of a :class:`~bnn_ppl.inference.FitResult`.
 
@@ -174,7 +161,7 @@ def description_length(result: Any, draws: int = 1000, random_seed: int | None =
     values = [model.rvs_to_values[rv] for rv in model.free_RVs]
     prior_terms = [term.sum() for term in model.logp(vars=mc_rvs, jacobian=True, sum=False)] if mc_rvs else []
     built.check_training_rows("description_length")
-    full = _full_batch(built)
+    full = built.full_batch()  # no total_size rescaling, no minibatch noise
     loglik = full.model.logp(vars=full.model.observed_RVs, jacobian=False)
     inputs = values if full is built else [full.model.rvs_to_values[full.model[rv.name]] for rv in model.free_RVs]
     loglik_fn = pytensor.function(inputs, loglik, on_unused_input="ignore")

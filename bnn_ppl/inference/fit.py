@@ -301,10 +301,10 @@ def _check_data_rows(built: BuiltModel) -> None:
 
     The minibatch likelihood's ``total_size`` and the record's ``n_obs`` are fixed at build
     time: fitting on 123 swapped-in rows of a model built on 500 would scale the likelihood
-    by the wrong factor (or train on the test rows without saying so).
+    by the wrong factor. As many rows swapped in are new training rows, as in PyMC's own
+    ``pm.fit``: the fit adopts them (``save`` and ``to_datatree`` then take them as such).
     """
-    built.check_training_rows("fit")
-    built.targets()  # refuses non-label values pm.set_data put into the y container
+    built.check_training_rows("fit", adopt=True)
 
 
 def _steady_rate(run) -> float:

@@ -20,6 +20,11 @@ from bnn_ppl.inference.families import Family, flat_layout
 __all__ = ["VariationalPosterior", "split_draws"]
 
 
+class NoApproximation(ParameterError, AttributeError):
+    """A fit without a PyMC approximation (low-rank families, ensembles); an AttributeError too,
+    so that ``hasattr(result, "approx")`` and ``getattr(result, "approx", None)`` work."""
+
+
 def split_draws(draws: int, members: int, *, start: int = 0, total: int | None = None) -> np.ndarray:
     """Draws per member of an equal-weight mixture: ``draws // members``, the remainder to the first.
 
@@ -85,7 +90,7 @@ class VariationalPosterior:
         if self._pymc is None:
             what = (f"an ensemble of {self.members} fits" if self.members > 1
                     else f"method={self.family.name!r}, a family PyMC does not have")
-            raise ParameterError(
+            raise NoApproximation(
                 f"This fit has no PyMC approximation ({what}). Use result.predictor(), result.to_datatree() "
                 "or result.posterior.draw(...)" + (", or result.member(k).approx" if self.members > 1 else "") + "."
             )

@@ -55,6 +55,11 @@ class LowRank(Family):
             raise ParameterError(f"The 'rank' of LowRank must be a positive integer such as 8. Got {self.rank!r}.")
         object.__setattr__(self, "rank", int(self.rank))
 
+    def check_size(self, d: int) -> None:
+        if self.rank > d:  # columns beyond D add nothing a full covariance lacks, and cost rank^3 a step
+            raise ParameterError(f"LowRank(rank={self.rank}) has more columns than the network's {d} parameters; use "
+                                 f"a rank below {d}, or method='fullrank_advi' for a full covariance.")
+
     def param_shapes(self, d: int) -> dict[str, tuple[int, ...]]:
         return {"mu": (d,), "rho": (d,), "W": (d, self.rank)}
 
