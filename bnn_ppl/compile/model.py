@@ -12,7 +12,7 @@ from bnn_ppl.compile.data import as_features, as_targets, check_class_names, col
 from bnn_ppl.compile.likelihoods import build_likelihood
 from bnn_ppl.compile.priors import build_weights
 from bnn_ppl.compile.start import draw_start
-from bnn_ppl.compile.streamed import is_streamed, row_source
+from bnn_ppl.compile.streamed import RowSource, is_streamed, row_source
 from bnn_ppl.errors import DataError, SpecError
 from bnn_ppl.seeds import check_seed
 from bnn_ppl.spec import Network, ResolvedLayer
