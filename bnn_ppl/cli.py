@@ -29,24 +29,21 @@ class UsageError(BnnPplError, ValueError):
     """The command line itself is wrong (exit code 2)."""
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _int_at_least(minimum: int, what: str):
+    """An argparse type: an integer >= ``minimum`` (``what`` names it in the error)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a {what} integer, got {text!r}")
+        return value
+    return parse
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
+_positive_int = _int_at_least(1, "positive")
+_seed = _int_at_least(0, "non-negative")
 
 
 def _positive_float(text: str) -> float:
@@ -299,11 +296,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
 def _feature_columns(header: list[str], meta: dict, spec: Any, stored: list) -> list[str]:
     """The CSV columns to read, by the model's feature names; by position only for a model whose
     features have no names (images, arrays without column names)."""
+    from bnn_ppl.datasets import is_number
     from bnn_ppl.errors import DataError
 
     named = meta.get("feature_columns") or (stored if stored and all(isinstance(n, str) for n in stored) else None)
     width = math.prod(spec.input_shape)
-    if header and all(_is_number(h) for h in header):
+    if header and all(is_number(h) for h in header):
         raise DataError(f"The CSV's first line {header[:5]}... holds numbers: it seems to have no header row. Add a "
                         "header with the model's feature names (bnn-ppl predict MODEL --columns lists them).")
     if named:
@@ -316,14 +314,6 @@ def _feature_columns(header: list[str], meta: dict, spec: Any, stored: list) -> 
     if len(candidates) == width:
         return candidates
     raise DataError(f"The CSV needs the model's {width} feature columns (in order); its columns are {header}.")
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _checked_cli_meta(cli_meta: Any, result: Any, where: str) -> dict:

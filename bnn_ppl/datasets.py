@@ -13,8 +13,8 @@ import numpy as np
 
 from bnn_ppl.errors import DataError
 
-__all__ = ["Dataset", "DATASETS", "load_dataset", "make_moons", "numeric_columns", "read_csv", "shuffle_split",
-           "write_large_synthetic"]
+__all__ = ["Dataset", "DATASETS", "is_number", "load_dataset", "make_moons", "numeric_columns", "read_csv",
+           "shuffle_split", "write_large_synthetic"]
 
 #: Names of the embedded data sets.
 DATASETS = ("moons", "digits", "synthetic_mnist")
@@ -218,7 +218,7 @@ def _floats(path: Path, name: str, values: list[str]) -> np.ndarray:
     try:
         out = np.array([float(v) for v in values])
     except ValueError:
-        bad = next(v for v in values if not _is_float(v))
+        bad = next(v for v in values if not is_number(v))
         raise DataError(
             f"{path}: column {name!r} must be numeric to be a feature. Got {bad!r}; encode it or drop the column."
         ) from None
@@ -235,7 +235,8 @@ def _check_finite(numbers: np.ndarray, values: list[str], path: Path, name: str,
                         "the row.")
 
 
-def _is_float(text: str) -> bool:
+def is_number(text: str) -> bool:
+    """Whether ``text`` (a CSV cell) parses as a float."""
     try:
         float(text)
     except ValueError:
@@ -245,7 +246,7 @@ def _is_float(text: str) -> bool:
 
 def _targets(values: list[str], task: str, path: Path, name: str) -> tuple[np.ndarray, list[str] | None]:
     _check_no_blank_targets(values, path, name)
-    numeric = all(_is_float(v) for v in values)
+    numeric = all(is_number(v) for v in values)
     if numeric:
         _check_finite(np.array([float(v) for v in values]), values, path, name, "target column")
     if task == "regression" or (task == "auto" and numeric and not _few_integers(values)):
