@@ -18,7 +18,8 @@ from types import ModuleType, SimpleNamespace
 from typing import Any
 
 __all__ = [
-    "PRIMITIVES", "OPTIONAL", "numpy_ops", "jax_ops", "pytensor_ops", "jaxify", "jax_dispatch", "pymc_jax_bridge",
+    "PRIMITIVES", "OPTIONAL", "numpy_ops", "jax_ops", "pytensor_ops", "jaxify", "jax_dispatch", "jax_x64_as_pytensor",
+    "pymc_jax_bridge",
 ]
 
 #: Every name a layer, activation or link may call on ``xp``.
@@ -181,6 +182,16 @@ def _jax_constant(data: Any, dtype: Any = None, **kwargs: Any) -> Any:
     if data.ndim == 0:
         return data.item()  # as jax_typify: a Python scalar
     return jax.device_put(np.asarray(data, dtype=jax.dtypes.canonicalize_dtype(dtype or data.dtype)))
+
+
+def jax_x64_as_pytensor() -> None:
+    """Set JAX's x64 mode as importing PyTensor's JAX dispatch sets it (on under ``floatX=float64``,
+    off otherwise), without that import (0.3 s): a program loaded from the disk cache needs the
+    mode, not the dispatch."""
+    import jax
+    import pytensor
+
+    jax.config.update("jax_enable_x64", pytensor.config.floatX == "float64")
 
 
 @cache

@@ -15,9 +15,7 @@ is 15-25% of a mid-sized network's step (digits 64-32-10, batch 128), which the 
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +25,7 @@ from bnn_ppl.inference.engines.ahead import ChunkAhead, chunk_lengths
 from bnn_ppl.inference.engines.base import ENGINES, EngineRun, FitRequest, has_folds, step_size_factor, structure_key
 from bnn_ppl.inference.engines.driver import run_chunks
 from bnn_ppl.inference.engines.features_first import could_run_features_first, features_first_logp
+from bnn_ppl.inference.engines.jax_cache import Persisted, cache_root, program_key, use_persistent_cache
 from bnn_ppl.inference.engines.local import LocalLogp, local_logp, local_theta
 from bnn_ppl.inference.engines.objective import flat_logp
 from bnn_ppl.inference.estimator import ELBO
@@ -45,8 +44,6 @@ PREFETCH = True
 #: Fewest normals per step worth drawing ahead (below it the noise is ~1% of a step and a second
 #: compiled function costs more at start-up than it saves: moons 2-5-5-1 draws 51).
 PREFETCH_MIN_DRAWS = 1000
-#: Size bound of the persistent JAX compilation cache :func:`use_persistent_cache` sets up.
-JAX_CACHE_BYTES = 512 * 2**20
 
 
 def _build_step(logp_fn, family, batch_size: int | None, mc_draws: int, members: int, tolerate: bool, folds: bool,
@@ -248,25 +245,22 @@ def _member_hyper(request: FitRequest, flat: Any, dtype: Any) -> dict[str, np.nd
     return hyper
 
 
-def use_persistent_cache() -> str | None:
-    """Point JAX's persistent compilation cache at ``$XDG_CACHE_HOME/bnn_ppl/jax`` (``~/.cache``
-    by default), so a new process reuses the compiled chunks of earlier ones.
+def _persisted(jitted: Any, cache_key: tuple | None, request: FitRequest, built: Any) -> tuple:
+    """The chunk functions ``(draw, run, fused)``: kept across processes (:class:`~.jax_cache.Persisted`)
+    when the program has a stable key and runs on one device, else ``jitted()``'s own."""
+    root = cache_root()
+    key = None
+    if cache_key is not None and request.mesh is None and root is not None:
+        from bnn_ppl.spec.io import spec_to_dict
 
-    Left alone when the process already set ``jax_compilation_cache_dir`` (``JAX_COMPILATION_CACHE_DIR``)
-    or ``BNN_PPL_JAX_CACHE=0``. Returns the directory in use (None: no cache).
-    """
-    import jax
-
-    current = jax.config.jax_compilation_cache_dir
-    if current or os.environ.get("BNN_PPL_JAX_CACHE", "1") == "0":
-        return current or None
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    directory = root / "bnn_ppl" / "jax"
-    jax.config.update("jax_compilation_cache_dir", str(directory))
-    # the chunk functions of small networks compile in well under JAX's default 1 s threshold
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
-    jax.config.update("jax_compilation_cache_max_size", JAX_CACHE_BYTES)  # least recently used go first
-    return str(directory)
+        # the spec by its saved form (its repr is a summary); the module's constants that shape the trace
+        key = program_key(spec_to_dict(built.spec), cache_key[1:], MAX_CHUNK_DRAWS)
+    if key is None:
+        return jitted()
+    shared = Persisted("chunk", key, jitted, root / "jax-export")
+    parts = [("draw", 0, (2, 3, 4)), ("run", 1, ()), ("fused", 2, (6,))]
+    return tuple(Persisted(name, key, lambda i=i: shared.jitted()[i], shared.directory, static)
+                 for name, i, static in parts)
 
 
 class JaxEngine:
@@ -276,8 +270,10 @@ class JaxEngine:
         import jax
         import jax.numpy as jnp
 
+        from bnn_ppl.array_ops import jax_x64_as_pytensor
         from bnn_ppl.array_ops import jaxify as get_jaxified_graph
 
+        jax_x64_as_pytensor()  # the dtypes below; the graph's translation may never run (jax_cache.py)
         use_persistent_cache()
         t0 = time.perf_counter()
         posterior = request.posterior
@@ -294,18 +290,24 @@ class JaxEngine:
             local = None
             if local_on:  # pre-activations drawn in place of the weights (local.py)
                 local = local_logp(built, flat, posterior.layout, get_jaxified_graph, features_first=features_first)
-                logp_fn = None
-            elif features_first:  # dense networks on CPU (features_first.py)
-                logp_fn = features_first_logp(built, flat, get_jaxified_graph)
-            else:
-                logp_fn = get_jaxified_graph(inputs=[flat.theta, flat.x, flat.y, flat.prior_scale],
-                                             outputs=[flat.rest_other, flat.rows])
-            prior_fn = get_jaxified_graph(inputs=[flat.prior_scale], outputs=[flat.gaussian_mu, flat.gaussian_sigma])
-            compiled = _build_step(logp_fn, request.family, built.batch_size, request.mc_draws, posterior.members,
+            noise_size = _noise_size(request.family, flat.size, local)
+
+            def jitted():
+                if local is not None:
+                    logp_fn = None
+                elif features_first:  # dense networks on CPU (features_first.py)
+                    logp_fn = features_first_logp(built, flat, get_jaxified_graph)
+                else:
+                    logp_fn = get_jaxified_graph(inputs=[flat.theta, flat.x, flat.y, flat.prior_scale],
+                                                 outputs=[flat.rest_other, flat.rows])
+                prior_fn = get_jaxified_graph(inputs=[flat.prior_scale],
+                                              outputs=[flat.gaussian_mu, flat.gaussian_sigma])
+                return _build_step(logp_fn, request.family, built.batch_size, request.mc_draws, posterior.members,
                                    request.tolerate_divergence, has_folds(request), _row_sharding(request.mesh),
                                    streamed=built.source is not None, elbo=request.elbo, prior_fn=prior_fn,
                                    gaussian_mask=flat.gaussian_mask, local=local)(flat.size)
-            noise_size = _noise_size(request.family, flat.size, local)
+
+            compiled = _persisted(jitted, cache_key, request, built)
             if cache_key is not None:
                 _COMPILED[cache_key] = compiled, noise_size
             while len(_COMPILED) > _CACHE_SIZE:

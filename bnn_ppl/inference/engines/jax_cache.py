@@ -1,0 +1,216 @@
+"""On-disk caches of compiled JAX: XLA's executables, and the exported programs of the fit loop.
+
+A new process that fits a network it fitted before would otherwise translate PyMC's graph to
+JAX, trace the chunk loop and lower it again (moons 2-5-5-1: ~1 s of a 4 s first result) before
+XLA's own persistent cache can give back the executable. :class:`Persisted` keeps each chunk
+function's :mod:`jax.export` form (StableHLO, serialised with flatbuffers: no pickle) under
+``$XDG_CACHE_HOME/bnn_ppl/jax-export``, by a key that names everything the program depends on
+(see :func:`program_key`), and calls the exported form, whose executable XLA's cache holds.
+
+``BNN_PPL_JAX_CACHE=0`` switches both caches off. A cache file that is damaged, foreign or
+of other shapes is not used (the program is built as usual and the file replaced).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["JAX_CACHE_BYTES", "EXPORT_CACHE_BYTES", "Persisted", "cache_root", "program_key", "use_persistent_cache"]
+
+#: Size bound of the persistent JAX compilation cache :func:`use_persistent_cache` sets up.
+JAX_CACHE_BYTES = 512 * 2**20
+#: Size bound of the exported programs kept by :class:`Persisted` (least recently used go first).
+EXPORT_CACHE_BYTES = 256 * 2**20
+_SUFFIX = ".jaxexport"
+_log = logging.getLogger(__name__)
+
+
+def cache_root() -> Path | None:
+    """``$XDG_CACHE_HOME/bnn_ppl`` (``~/.cache/bnn_ppl``), or None when ``BNN_PPL_JAX_CACHE=0``."""
+    if os.environ.get("BNN_PPL_JAX_CACHE", "1") == "0":
+        return None
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bnn_ppl"
+
+
+def use_persistent_cache() -> str | None:
+    """Point JAX's persistent compilation cache at ``$XDG_CACHE_HOME/bnn_ppl/jax`` (``~/.cache``
+    by default), so a new process reuses the compiled chunks of earlier ones.
+
+    Left alone when the process already set ``jax_compilation_cache_dir`` (``JAX_COMPILATION_CACHE_DIR``)
+    or ``BNN_PPL_JAX_CACHE=0``. Returns the directory in use (None: no cache).
+    """
+    import jax
+
+    current = jax.config.jax_compilation_cache_dir
+    root = cache_root()
+    if current or root is None:
+        return current or None
+    directory = root / "jax"
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    # the chunk functions of small networks compile in well under JAX's default 1 s threshold
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_compilation_cache_max_size", JAX_CACHE_BYTES)  # least recently used go first
+    return str(directory)
+
+
+@functools.cache
+def _code_and_versions() -> str:
+    """A digest of this package's source files and the versions of the libraries a program is built with."""
+    from importlib.metadata import version
+
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parents[2]
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode())
+        digest.update(path.read_bytes())
+    for name in ("jax", "jaxlib", "pytensor", "pymc", "numpy"):
+        digest.update(f"{name}={version(name)}".encode())
+    return digest.hexdigest()
+
+
+def program_key(*parts: Any) -> str | None:
+    """A stable key for a program built from ``parts`` (their reprs, which must be complete), the
+    package's code, the library versions and the JAX settings that change a trace; None when a
+    part's repr names an object's address (such a program is not kept across processes)."""
+    import jax
+
+    config = {name: str(getattr(jax.config, name, None)) for name in (
+        "jax_enable_x64", "jax_default_prng_impl", "jax_threefry_partitionable", "jax_default_matmul_precision")}
+    text = repr((parts, json.dumps(config, sort_keys=True), jax.default_backend(),
+                 [d.device_kind for d in jax.local_devices()[:1]], _code_and_versions()))
+    if " at 0x" in text:
+        return None
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _signature(args: Sequence[Any], static_argnums: tuple[int, ...]) -> tuple[str, list[Any], Any]:
+    import jax
+    import numpy as np
+
+    dynamic = tuple(a for i, a in enumerate(args) if i not in static_argnums)
+    leaves, tree = jax.tree.flatten((dynamic, {}))  # as an Exported's in_tree: (args, kwargs)
+    avals = [(tuple(np.shape(a)), str(getattr(a, "dtype", None) or np.asarray(a).dtype)) for a in leaves]
+    static = [repr(args[i]) for i in static_argnums]
+    return repr((str(tree), avals, static)), list(dynamic), tree
+
+
+class Persisted:
+    """``jitted()``'s function, called through its :mod:`jax.export` form kept on disk.
+
+    ``jitted`` makes the ``jax.jit`` function (with ``static_argnums``) only when no file holds
+    the program for a call's shapes; ``key`` (:func:`program_key`) names the program. Thread safe:
+    a second thread may call it (the engine draws the next chunk's inputs on one).
+    """
+
+    def __init__(self, name: str, key: str, jitted: Callable[[], Callable], directory: Path,
+                 static_argnums: tuple[int, ...] = ()) -> None:
+        self.name, self.key, self.directory, self.static_argnums = name, key, directory, static_argnums
+        self._make, self._jitted = jitted, None
+        self._calls: dict[str, Callable] = {}
+        self._lock = threading.Lock()
+
+    def jitted(self) -> Callable:
+        """The ``jax.jit`` function itself (made once)."""
+        with self._lock:
+            if self._jitted is None:
+                self._jitted = self._make()
+            return self._jitted
+
+    def __call__(self, *args: Any) -> Any:
+        signature, dynamic, tree = _signature(args, self.static_argnums)
+        call = self._calls.get(signature)
+        if call is None:
+            call = self._calls[signature] = self._program(signature, args, dynamic, tree)
+        # committed to the device, as the outputs fed back are: a jitted call of an Exported
+        # compiles again when only that changes (moons: 1.4 s for the second chunk)
+        return call(*_device_put(dynamic))
+
+    def _program(self, signature: str, args: Sequence[Any], dynamic: list[Any], tree: Any) -> Callable:
+        import jax
+
+        path = self.directory / f"{self.name}-{hashlib.sha256((self.key + signature).encode()).hexdigest()[:40]}{_SUFFIX}"
+        exported = _load(path, dynamic, tree)
+        if exported is None:
+            try:
+                exported = jax.export.export(self.jitted())(*args)  # for this process's platform
+                _store(path, exported.serialize(), self.directory)
+            except Exception as error:  # no flatbuffers, a program export refuses, an unwritable folder
+                _log.debug("bnn_ppl: %s not kept across processes (%s)", self.name, error)
+                jitted = self.jitted()
+                return lambda *dynamic_args: jitted(*_with_static(dynamic_args, args, self.static_argnums))
+        return jax.jit(exported.call)
+
+
+def _device_put(tree: Any) -> Any:
+    import jax
+
+    device = jax.config.jax_default_device
+    if not isinstance(device, jax.Device):
+        device = jax.local_devices(backend=jax.default_backend())[0]
+    return jax.device_put(tree, device)
+
+
+def _with_static(dynamic: Sequence[Any], args: Sequence[Any], static_argnums: tuple[int, ...]) -> list[Any]:
+    merged, rest = [], iter(dynamic)
+    for i in range(len(args)):
+        merged.append(args[i] if i in static_argnums else next(rest))
+    return merged
+
+
+def _load(path: Path, dynamic: list[Any], tree: Any) -> Any:
+    """The exported program in ``path`` if it takes these inputs; None when missing, damaged or foreign."""
+    import jax
+    import numpy as np
+
+    try:
+        blob = path.read_bytes()
+    except OSError:
+        return None
+    try:
+        exported = jax.export.deserialize(bytearray(blob))
+        leaves = jax.tree.leaves((dynamic, {}))
+        ok = (exported.in_tree == tree and len(exported.in_avals) == len(leaves)
+              and all(a.shape == tuple(np.shape(x)) and a.dtype == x.dtype for a, x in zip(exported.in_avals, leaves))
+              and exported.platforms == (jax.export.default_export_platform(),))
+    except Exception as error:  # a damaged or truncated file: built anew and replaced
+        _log.debug("bnn_ppl: ignoring cache file %s (%s)", path, error)
+        return None
+    if not ok:
+        return None
+    try:
+        os.utime(path)  # recently used: kept when the folder is trimmed
+    except OSError:
+        pass
+    return exported
+
+
+def _store(path: Path, blob: bytes | bytearray, directory: Path) -> None:
+    """Write ``blob`` to ``path`` whole or not at all, then trim the folder to ``EXPORT_CACHE_BYTES``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
+    try:
+        partial.write_bytes(bytes(blob))
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    files = []
+    for entry in directory.glob(f"*{_SUFFIX}"):
+        try:
+            files.append((entry.stat().st_mtime, entry.stat().st_size, entry))
+        except OSError:
+            continue
+    total = sum(size for _, size, _ in files)
+    for _, size, entry in sorted(files):
+        if total <= EXPORT_CACHE_BYTES:
+            break
+        if entry != path:  # the program just kept stays
+            entry.unlink(missing_ok=True)
+            total -= size
