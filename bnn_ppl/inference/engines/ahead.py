@@ -6,7 +6,11 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-__all__ = ["ChunkAhead", "chunk_lengths"]
+import numpy as np
+
+from bnn_ppl.errors import DataError
+
+__all__ = ["ChunkAhead", "StreamedRows", "chunk_lengths"]
 
 
 def chunk_lengths(n: int, chunk: int) -> list[int]:
@@ -51,3 +55,38 @@ class ChunkAhead:
     def close(self, wait: bool = False) -> None:
         """Drop what is still pending (a fit stopped early); ``wait``: until a running ``make`` ends."""
         self._pool.shutdown(wait=wait, cancel_futures=True)
+
+
+class StreamedRows:
+    """The minibatch rows of each chunk, read from data larger than memory one chunk ahead.
+
+    Chunk ``i`` draws its row indices from the same key as the in-memory loop
+    (``split(key)[1]``), so a streamed fit follows the trajectory of the same fit with the data
+    in memory whenever both run chunks of the same length (streamed chunks hold at most
+    ``STREAM_CHUNK_BYTES`` of rows). While chunk ``i`` runs, a thread reads chunk ``i + 1``'s rows.
+    """
+
+    def __init__(self, built: Any, keys: Any, lengths: list[int], y_dtype: Any) -> None:
+        self.built, self.keys, self.y_dtype, self.lengths = built, keys, y_dtype, lengths
+        self.ahead = ChunkAhead(self._read, len(self.lengths), start=True, name="bnn_ppl-stream")
+
+    def _read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        import jax
+
+        built, length = self.built, self.lengths[i]
+        _, k_idx = jax.random.split(self.keys[i])
+        idx = np.asarray(jax.random.randint(k_idx, (length, built.batch_size), 0, built.n_obs))
+        X = built.source.read(idx, native=True).reshape(length, built.batch_size, *built.source.shape[1:])
+        finite = np.isfinite(X.reshape(idx.size, -1)).all(axis=1)
+        if not finite.all():
+            rows = np.unique(idx.reshape(-1)[~finite])[:5].tolist()
+            raise DataError(f"Rows {rows} of the streamed X now hold NaN or infinite values; build_model found every "
+                            "row finite, so the data changed during the fit. Fix the file and fit again.")
+        # on the device before the chunk that needs it starts (the copy overlaps the running chunk)
+        return jax.device_put(X), jax.device_put(built.source_y[idx].astype(self.y_dtype))
+
+    def batches(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.ahead.get(i)
+
+    def close(self) -> None:
+        self.ahead.close(wait=True)

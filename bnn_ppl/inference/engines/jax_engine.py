@@ -20,8 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from bnn_ppl.errors import DataError
-from bnn_ppl.inference.engines.ahead import ChunkAhead, chunk_lengths
+from bnn_ppl.inference.engines.ahead import ChunkAhead, StreamedRows, chunk_lengths
 from bnn_ppl.inference.engines.base import ENGINES, EngineRun, FitRequest, has_folds, step_size_factor, structure_key
 from bnn_ppl.inference.engines.driver import run_chunks
 from bnn_ppl.inference.engines.features_first import could_run_features_first, features_first_logp
@@ -61,7 +60,7 @@ def _build_step(logp_fn, family, batch_size: int | None, mc_draws: int, members:
     With ``row_sharding`` (a ``NamedSharding`` over a device mesh) each step's batch rows are
     split over the devices (data parallel: parameters replicated, XLA sums the gradients).
     ``streamed``: ``X``/``y`` are the chunk's minibatches, (length, batch, ...), read on the host
-    from data larger than memory (:class:`_Stream`), in place of indexing the data.
+    from data larger than memory (:class:`~bnn_ppl.inference.engines.ahead.StreamedRows`), in place of indexing the data.
     With ``tolerate``, a member whose loss or parameters stop being finite keeps its last good
     parameters and reports NaN losses from then on, while the others go on.
     ``elbo`` is the estimator; ``logp_fn`` leaves out the fixed Normal prior terms and
@@ -347,7 +346,7 @@ class JaxEngine:
                              for seed in seeds])
         chunk_keys = iter(range(n_chunks))
         stream = (None if built.source is None else
-                  _Stream(built, jax.random.wrap_key_data(key_data[0]), lengths, flat.y_data.dtype))
+                  StreamedRows(built, jax.random.wrap_key_data(key_data[0]), lengths, flat.y_data.dtype))
         draw, run, fused = compiled
         key_of = (lambda i: key_data[0, i]) if members == 1 else (lambda i: key_data[:, i])
         n_obs = 0 if stream is not None else int(X.shape[0])
@@ -379,41 +378,6 @@ class JaxEngine:
                 stream.close()
             if ahead is not None:
                 ahead.close()
-
-
-class _Stream:
-    """The minibatch rows of each chunk, read from data larger than memory one chunk ahead.
-
-    Chunk ``i`` draws its row indices from the same key as the in-memory loop
-    (``split(key)[1]``), so a streamed fit follows the trajectory of the same fit with the data
-    in memory whenever both run chunks of the same length (streamed chunks hold at most
-    ``STREAM_CHUNK_BYTES`` of rows). While chunk ``i`` runs, a thread reads chunk ``i + 1``'s rows.
-    """
-
-    def __init__(self, built: Any, keys: Any, lengths: list[int], y_dtype: Any) -> None:
-        self.built, self.keys, self.y_dtype, self.lengths = built, keys, y_dtype, lengths
-        self.ahead = ChunkAhead(self._read, len(self.lengths), start=True, name="bnn_ppl-stream")
-
-    def _read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        import jax
-
-        built, length = self.built, self.lengths[i]
-        _, k_idx = jax.random.split(self.keys[i])
-        idx = np.asarray(jax.random.randint(k_idx, (length, built.batch_size), 0, built.n_obs))
-        X = built.source.read(idx, native=True).reshape(length, built.batch_size, *built.source.shape[1:])
-        finite = np.isfinite(X.reshape(idx.size, -1)).all(axis=1)
-        if not finite.all():
-            rows = np.unique(idx.reshape(-1)[~finite])[:5].tolist()
-            raise DataError(f"Rows {rows} of the streamed X now hold NaN or infinite values; build_model found every "
-                            "row finite, so the data changed during the fit. Fix the file and fit again.")
-        # on the device before the chunk that needs it starts (the copy overlaps the running chunk)
-        return jax.device_put(X), jax.device_put(built.source_y[idx].astype(self.y_dtype))
-
-    def batches(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.ahead.get(i)
-
-    def close(self) -> None:
-        self.ahead.close(wait=True)
 
 
 ENGINES.add("jax", JaxEngine)
