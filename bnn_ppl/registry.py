@@ -9,7 +9,15 @@ from bnn_ppl.errors import SpecError
 
 T = TypeVar("T")
 
-__all__ = ["Registry"]
+__all__ = ["Registry", "defined_in_bnn_ppl"]
+
+
+def defined_in_bnn_ppl(obj: object) -> bool:
+    """Whether ``obj`` (a class, a function, or an object wrapping one as ``fn``) comes from this package."""
+    fn = getattr(obj, "fn", None)
+    target = fn if callable(fn) else obj
+    module = getattr(target, "__module__", None) or type(target).__module__
+    return module == "bnn_ppl" or str(module).startswith("bnn_ppl.")
 
 
 class Registry(Generic[T]):
@@ -56,6 +64,18 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         """Every registered name, sorted."""
         return sorted(self._items)
+
+    def foreign(self) -> list[str]:
+        """Names whose object (or, for a wrapper such as an activation, its ``fn``) is defined
+        outside bnn_ppl: code the library's own caches cannot vouch for.
+
+        Examples
+        --------
+        >>> from bnn_ppl.spec import ACTIVATIONS
+        >>> ACTIVATIONS.foreign()
+        []
+        """
+        return [name for name, obj in sorted(self._items.items()) if not defined_in_bnn_ppl(obj)]
 
     def __contains__(self, name: object) -> bool:
         return name in self._items

@@ -3,6 +3,9 @@ and gets the same numbers; a damaged, foreign or stale file is never used."""
 
 from __future__ import annotations
 
+import os
+import time
+
 import numpy as np
 import pytest
 
@@ -91,15 +94,57 @@ def test_another_programs_file_under_this_name_is_not_run(built, folder):
     _assert_same_fit(_fit(built), first)
 
 
-def test_another_prior_is_another_program(built, folder):
+def test_another_prior_is_another_program_even_under_a_copied_file(built, folder):
     first = _fit(built)
+    (narrow,) = folder.glob("*.jaxexport")
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 2))
     wider = bp.build_model(bp.Network(SPEC.layers, bp.Bernoulli(), prior=bp.Normal(3.0)), X, (X[:, 0] > 0).astype(int))
     jax_engine._COMPILED.clear()
     second = _fit(wider)
-    assert len(list(folder.glob("*.jaxexport"))) == 2
+    (wide,) = set(folder.glob("*.jaxexport")) - {narrow}
     assert not np.array_equal(first[0], second[0])
+    # the same inputs, another program: a file copied over this one's name is not run
+    wide.write_bytes(narrow.read_bytes())
+    jax_engine._COMPILED.clear()
+    _assert_same_fit(_fit(wider), second)
+
+
+def test_code_registered_from_outside_keeps_nothing_on_disk(folder, monkeypatch):
+    # the kept program's key names the activation, not its code: an edited one would run stale
+    from bnn_ppl.spec import ACTIVATIONS
+    from bnn_ppl.spec.activations import Activation
+
+    monkeypatch.setitem(ACTIVATIONS._items, "doubled", Activation("2x", lambda xp, x: 2 * x))
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 2))
+    mine = bp.build_model(bp.Network([bp.Dense(3, "doubled"), bp.Dense(1, "identity")], bp.Bernoulli()), X,
+                          (X[:, 0] > 0).astype(int))
+    assert np.isfinite(_fit(mine)[0]).all()
+    assert not folder.exists() or not list(folder.glob("*.jaxexport"))
+
+
+def test_a_fifo_or_device_at_a_files_path_is_not_read(tmp_path):
+    import jax
+
+    fifo = tmp_path / "chunk.jaxexport"
+    os.mkfifo(fifo)  # open() of a FIFO without a writer would block
+    tree = jax.tree.structure(((), {}))
+    assert jax_cache._load(fifo, b"0" * 32, [], tree) is None
+    zero = tmp_path / "zero.jaxexport"
+    zero.symlink_to("/dev/zero")
+    assert jax_cache._load(zero, b"0" * 32, [], tree) is None
+
+
+def test_a_killed_writers_part_file_is_removed_once_stale(built, folder):
+    folder.mkdir(parents=True)
+    stale, fresh = folder / ".fused-x.jaxexport.1.2.part", folder / ".fused-y.jaxexport.3.4.part"
+    for part in (stale, fresh):
+        part.write_bytes(b"half a file")
+    old = time.time() - 2 * jax_cache._STALE_PART_S
+    os.utime(stale, (old, old))
+    _fit(built)
+    assert not stale.exists() and fresh.exists()
 
 
 def test_the_folder_keeps_the_most_recent_programs_within_its_size_bound(built, folder, monkeypatch):
@@ -129,6 +174,9 @@ def test_a_key_part_without_a_stable_repr_is_not_kept():
     assert jax_cache.program_key(("spec", 3)) != jax_cache.program_key(("spec", 4))
 
 
-def test_the_cache_is_off_with_bnn_ppl_jax_cache_0(monkeypatch):
-    monkeypatch.setenv("BNN_PPL_JAX_CACHE", "0")
+@pytest.mark.parametrize("value", ["0", "false", "OFF", " no "])
+def test_the_cache_is_off_with_bnn_ppl_jax_cache_0(monkeypatch, value):
+    monkeypatch.setenv("BNN_PPL_JAX_CACHE", value)
     assert jax_cache.cache_root() is None
+    monkeypatch.setenv("BNN_PPL_JAX_CACHE", "1")
+    assert jax_cache.cache_root() is not None

@@ -18,7 +18,9 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,12 +32,18 @@ JAX_CACHE_BYTES = 512 * 2**20
 #: Size bound of the exported programs kept by :class:`Persisted` (least recently used go first).
 EXPORT_CACHE_BYTES = 256 * 2**20
 _SUFFIX = ".jaxexport"
+#: A kept file: this header, the digest of its program's key and call signature, then the export.
+_MAGIC = b"bnn_ppl-jax-export-1\n"
+_OFF = {"0", "false", "no", "off"}
+#: Age after which a ``.part`` file (a writer killed mid-write) is removed.
+_STALE_PART_S = 3600
 _log = logging.getLogger(__name__)
 
 
 def cache_root() -> Path | None:
-    """``$XDG_CACHE_HOME/bnn_ppl`` (``~/.cache/bnn_ppl``), or None when ``BNN_PPL_JAX_CACHE=0``."""
-    if os.environ.get("BNN_PPL_JAX_CACHE", "1") == "0":
+    """``$XDG_CACHE_HOME/bnn_ppl`` (``~/.cache/bnn_ppl``), or None when ``BNN_PPL_JAX_CACHE`` is
+    ``0``, ``false``, ``no`` or ``off``."""
+    if os.environ.get("BNN_PPL_JAX_CACHE", "1").strip().lower() in _OFF:
         return None
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bnn_ppl"
 
@@ -136,16 +144,21 @@ class Persisted:
     def _program(self, signature: str, args: Sequence[Any], dynamic: list[Any], tree: Any) -> Callable:
         import jax
 
-        path = self.directory / f"{self.name}-{hashlib.sha256((self.key + signature).encode()).hexdigest()[:40]}{_SUFFIX}"
-        exported = _load(path, dynamic, tree)
+        digest = hashlib.sha256(f"{self.name}\n{self.key}\n{signature}".encode()).digest()
+        path = self.directory / f"{self.name}-{digest.hex()[:40]}{_SUFFIX}"
+        exported = _load(path, digest, dynamic, tree)
         if exported is None:
             try:
                 exported = jax.export.export(self.jitted())(*args)  # for this process's platform
-                _store(path, exported.serialize(), self.directory)
-            except Exception as error:  # no flatbuffers, a program export refuses, an unwritable folder
+                blob = _MAGIC + digest + bytes(exported.serialize())
+            except Exception as error:  # no flatbuffers, a program export refuses
                 _log.debug("bnn_ppl: %s not kept across processes (%s)", self.name, error)
                 jitted = self.jitted()
                 return lambda *dynamic_args: jitted(*_with_static(dynamic_args, args, self.static_argnums))
+            try:
+                _store(path, blob, self.directory)
+            except OSError as error:  # an unwritable folder: this process runs the export all the same
+                _log.debug("bnn_ppl: %s not kept across processes (%s)", self.name, error)
         return jax.jit(exported.call)
 
 
@@ -165,17 +178,33 @@ def _with_static(dynamic: Sequence[Any], args: Sequence[Any], static_argnums: tu
     return merged
 
 
-def _load(path: Path, dynamic: list[Any], tree: Any) -> Any:
-    """The exported program in ``path`` if it takes these inputs; None when missing, damaged or foreign."""
+def _load(path: Path, digest: bytes, dynamic: list[Any], tree: Any) -> Any:
+    """The exported program in ``path`` if it is the one ``digest`` names and takes these inputs;
+    None when missing, damaged, another program's, or not a regular file (a FIFO would block)."""
     import jax
     import numpy as np
 
+    header = len(_MAGIC) + len(digest)
     try:
-        blob = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError:
         return None
     try:
-        exported = jax.export.deserialize(bytearray(blob))
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or not header < info.st_size <= EXPORT_CACHE_BYTES:
+            return None
+        with os.fdopen(fd, "rb") as file:
+            fd = -1
+            blob = file.read()
+    except OSError:
+        return None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    if blob[:header] != _MAGIC + digest:  # another program's file under this name, or an old format
+        return None
+    try:
+        exported = jax.export.deserialize(bytearray(blob[header:]))
         leaves = jax.tree.leaves((dynamic, {}))
         ok = (exported.in_tree == tree and len(exported.in_avals) == len(leaves)
               and all(a.shape == tuple(np.shape(x)) and a.dtype == x.dtype for a, x in zip(exported.in_avals, leaves))
@@ -201,12 +230,16 @@ def _store(path: Path, blob: bytes | bytearray, directory: Path) -> None:
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
-    files = []
-    for entry in directory.glob(f"*{_SUFFIX}"):
+    files, now = [], time.time()
+    for entry in directory.iterdir():
         try:
-            files.append((entry.stat().st_mtime, entry.stat().st_size, entry))
+            info = entry.stat()
         except OSError:
             continue
+        if entry.name.endswith(".part") and now - info.st_mtime > _STALE_PART_S:
+            entry.unlink(missing_ok=True)  # left by a writer that was killed
+        elif entry.name.endswith(_SUFFIX) and stat.S_ISREG(info.st_mode):
+            files.append((info.st_mtime, info.st_size, entry))
     total = sum(size for _, size, _ in files)
     for _, size, entry in sorted(files):
         if total <= EXPORT_CACHE_BYTES:

@@ -244,12 +244,25 @@ def _member_hyper(request: FitRequest, flat: Any, dtype: Any) -> dict[str, np.nd
     return hyper
 
 
+def _user_code_registered() -> list[str]:
+    """Activations, priors, layers, likelihoods, families or prior builders registered from outside
+    bnn_ppl: their code is not in a kept program's key (an edited activation would run stale), so
+    a process that has any keeps no programs on disk."""
+    from bnn_ppl.compile.priors import PRIOR_BUILDERS
+    from bnn_ppl.inference.families import FAMILIES
+    from bnn_ppl.registry import defined_in_bnn_ppl
+    from bnn_ppl.spec import ACTIVATIONS, LAYERS, LIKELIHOODS, PRIORS
+
+    names = [name for registry in (ACTIVATIONS, PRIORS, LAYERS, LIKELIHOODS, FAMILIES) for name in registry.foreign()]
+    return names + [cls.__name__ for cls, fn in PRIOR_BUILDERS.items() if not defined_in_bnn_ppl(fn)]
+
+
 def _persisted(jitted: Any, cache_key: tuple | None, request: FitRequest, built: Any) -> tuple:
     """The chunk functions ``(draw, run, fused)``: kept across processes (:class:`~.jax_cache.Persisted`)
-    when the program has a stable key and runs on one device, else ``jitted()``'s own."""
+    when the program has a stable key, runs on one device and holds only bnn_ppl's code, else ``jitted()``'s own."""
     root = cache_root()
     key = None
-    if cache_key is not None and request.mesh is None and root is not None:
+    if cache_key is not None and request.mesh is None and root is not None and not _user_code_registered():
         from bnn_ppl.spec.io import spec_to_dict
 
         # the spec by its saved form (its repr is a summary); the module's constants that shape the trace
