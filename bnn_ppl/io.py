@@ -150,6 +150,7 @@ def to_bytes(result: Any, *, metadata: dict | None = None, include_data: bool = 
         "class_names": None if class_names is None else [c if isinstance(c, int) else str(c) for c in class_names],
         "ordering": _layout_json(result.posterior.layout),
         "data_included": bool(include_data),
+        "prior_scale": built.prior_scale,
     }
     members: dict[str, bytes] = {
         "spec.json": _json(spec_to_dict(built.spec)),
@@ -317,7 +318,7 @@ def _rebuild_model(where: str, members: dict[str, bytes], spec: Any, info: dict[
         X, y = np.zeros((rows, *spec.input_shape)), np.zeros(rows, dtype=np.int64)
     try:
         built = build_model(spec, X, y, info["batch_size"], feature_names=info["feature_names"],
-                            class_names=info["class_names"], n_obs=info["n_obs"])
+                            class_names=info["class_names"], n_obs=info["n_obs"], prior_scale=info["prior_scale"])
     except BnnPplError as err:
         raise ModelFileError(f"{where}: the saved spec and data no longer build a model: {err}") from None
     built.training_data = bool(info["data_included"])

@@ -71,10 +71,12 @@ FIT_SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
     "class_names": (_is_names, "a list of strings or integers, or null"),
     "ordering": (_is_ordering, "a list of [name, shape] pairs"),
     "data_included": (lambda v: isinstance(v, bool), "true or false"),
+    "prior_scale": (lambda v: v is None or (_is_number(v) and math.isfinite(v) and v > 0),
+                    "a positive number (build_model's prior_scale) or null"),
 }
 #: Fields older files may lack, with the value they imply.
 FIT_DEFAULTS = {"lr_floor": 1.0, "stop_reason": "completed", "family_options": {}, "members": 1,
-                "member_seeds": [], "mc_draws": 1, "elbo": {}}
+                "member_seeds": [], "mc_draws": 1, "elbo": {}, "prior_scale": None}
 
 
 def check_fit_info(where: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -428,3 +428,33 @@ def test_save_refuses_user_added_variables_and_swapped_in_rows(tmp_path):
         pm.set_data({"X": X, "y": y})
     loaded = bp.load(result.save(tmp_path / "ok.bnn"))
     assert loaded.stop_reason == "completed"
+
+
+def test_a_models_prior_scale_survives_save_load_and_full_batch(tmp_path):
+    """build_model(prior_scale=c): a loaded fit and full_batch() keep the scaled prior (both rebuilt the unscaled one)."""
+    import pymc as pm
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(30, 2))
+    y = (X[:, 0] > 0).astype(int)
+    spec = bp.Network([bp.Dense(2), bp.Dense(1, "identity")], bp.Bernoulli())
+    built = bp.build_model(spec, X, y, batch_size=10, prior_scale=3.0)
+    result = bp.fit(built, n=50, method="advi", random_seed=0, progressbar=False)
+    point = {name: np.full(np.shape(value), 0.3) for name, value in built.model.initial_point().items()}
+    priors = lambda model: [v for v in model.free_RVs]  # noqa: E731
+    logp = lambda model: float(model.compile_logp(vars=priors(model))(point))  # noqa: E731
+    scaled = bp.build_model(spec.with_prior_scale(3.0), X, y)
+    assert logp(built.full_batch().model) == pytest.approx(logp(scaled.model))
+    assert built.full_batch().prior_scale == 3.0
+    result.save(tmp_path / "scaled.bnn")
+    loaded = bp.load(tmp_path / "scaled.bnn")
+    assert loaded.built.prior_scale == 3.0
+    assert logp(loaded.built.model) == pytest.approx(logp(built.model))
+    assert loaded.description_length(draws=20, random_seed=0).total == pytest.approx(
+        result.description_length(draws=20, random_seed=0).total)
+    with built.model:
+        pm.set_data({"prior_scale": 0.5})  # the value now, as the model is now
+    assert built.full_batch().prior_scale == 0.5
+    bad = _edited(tmp_path / "scaled.bnn", tmp_path / "bad.bnn", "fit.json", _edit_fit(prior_scale=-1))
+    with pytest.raises(ModelFileError, match="'prior_scale' of fit.json must be a positive number"):
+        bp.load(bad)

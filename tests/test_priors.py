@@ -189,6 +189,8 @@ def test_every_registered_prior_has_a_builder():
         (lambda: bp.StudentT(nu=-3), "The 'nu' parameter of StudentT must be a positive number. Got -3"),
         (lambda: bp.StudentT(sigma="1"), "The 'sigma' parameter of StudentT must be a positive number. Got '1'"),
         (lambda: bp.Horseshoe(slab_df=0), "The 'slab_df' parameter of Horseshoe must be a positive number"),
+        (lambda: bp.Horseshoe(slab_scale=1e200), "Horseshoe's slab rate slab_df"),
+        (lambda: bp.Horseshoe().scaled(1e160), "Horseshoe's slab rate slab_df"),
         (lambda: bp.Hierarchical(parametrization="ncp"), "The 'parametrization' parameter of Hierarchical must be one of"),
         (lambda: bp.Hierarchical(fan_in=1), "The 'fan_in' parameter of Hierarchical must be true or false. Got 1"),
         (lambda: bp.Conjugate().scaled(1e200), "takes its width out of the floating-point range"),

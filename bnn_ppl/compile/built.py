@@ -194,8 +194,15 @@ class BuiltModel:
             raise DataError("This model streams X from data larger than memory; a full-batch model would load it.")
         from bnn_ppl.compile.model import build_model
 
-        return build_model(self.spec, self.X_data.get_value(), self.targets(), feature_names=self.feature_names,
-                           class_names=self.class_names)
+        full = build_model(self.spec, self.X_data.get_value(), self.targets(), feature_names=self.feature_names,
+                           class_names=self.class_names, prior_scale=self.prior_scale)
+        full.reference_X = self.reference_X  # BatchNorm's reference rows, as the predictor uses them
+        return full
+
+    @property
+    def prior_scale(self) -> float | None:
+        """The value the ``"prior_scale"`` ``pm.Data`` holds now (None for a model built without one)."""
+        return None if self.prior_scale_data is None else float(self.prior_scale_data.get_value())
 
     @property
     def free_rv_names(self) -> list[str]:

@@ -315,3 +315,10 @@ class Horseshoe(Prior):
     def __post_init__(self) -> None:
         for name in ("global_scale", "slab_scale", "slab_df"):
             object.__setattr__(self, name, v.positive_float("Horseshoe", name, getattr(self, name)))
+        try:
+            rate = self.slab_df * self.slab_scale**2 / 2.0
+        except OverflowError:
+            rate = math.inf
+        if not 0 < rate < math.inf:
+            raise SpecError(f"Horseshoe's slab rate slab_df * slab_scale**2 / 2 is out of the floating-point range "
+                            f"(slab_scale={self.slab_scale!r}, slab_df={self.slab_df!r}); choose a slab_scale nearer 1.")
