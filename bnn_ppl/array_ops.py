@@ -46,9 +46,10 @@ def numpy_ops() -> SimpleNamespace:
     return _namespace(
         np,
         erf=_scipy("special", "erf"),
-        sigmoid=_scipy("special", "expit"),
+        # numpy's own: scipy.special's expit and softmax cost a process's first prediction ~0.15 s of imports
+        sigmoid=lambda x: np.exp(-np.logaddexp(0, -x)),  # 1 / (1 + exp(-x)), tiny probabilities kept
         softplus=lambda x: np.logaddexp(0, x),
-        softmax=lambda x, axis=-1: _scipy("special", "softmax")(x, axis=axis),
+        softmax=_numpy_softmax,
         max=lambda x, axis=None: np.max(x, axis=axis),
         cholesky=np.linalg.cholesky,
         solve_lower=lambda a, b: _scipy("linalg", "solve_triangular")(a, b, lower=True),
@@ -64,6 +65,13 @@ def _scipy(module: str, name: str) -> Any:
         return getattr(import_module(f"scipy.{module}"), name)(*args, **kwargs)
 
     return call
+
+
+def _numpy_softmax(x: Any, axis: int = -1) -> Any:
+    import numpy as np
+
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
 
 
 def _numpy_segment_sum(x: Any, ids: Any, n: int) -> Any:
