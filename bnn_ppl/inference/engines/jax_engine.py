@@ -293,21 +293,25 @@ class JaxEngine:
         candidate = could_run_features_first(built, jax.default_backend(), request.mesh)
         local_on = request.elbo.local_reparameterization
         flat = flat_logp(built, posterior.layout, output_split=candidate or local_on)
-        features_first = candidate and flat.rows_given_output is not None
         # a model a user extended (a Potential, a prior, a pm.Data of their own, whose values the JAX
-        # graph holds as constants) compiles anew for every fit: the key sees only the spec's model
-        cache_key = None if built.extended else (*structure_key(request, flat), features_first)
+        # graph holds as constants) compiles anew for every fit: the key sees only the spec's model.
+        # It holds whether the forward pass may run features first: whether it does is read from
+        # PyMC's graph, which a program loaded from disk (jax_cache.py) never builds.
+        cache_key = None if built.extended else (*structure_key(request, flat), candidate)
         compiled, noise_size = _COMPILED.get(cache_key, (None, 0))
         if compiled is None:
+            def features_first() -> bool:
+                return candidate and flat.rows_given_output is not None
+
             local = None
             if local_on:  # pre-activations drawn in place of the weights (local.py)
-                local = local_logp(built, flat, posterior.layout, get_jaxified_graph, features_first=features_first)
+                local = local_logp(built, flat, posterior.layout, get_jaxified_graph, features_first=features_first())
             noise_size = _noise_size(request.family, flat.size, local)
 
             def jitted():
                 if local is not None:
                     logp_fn = None
-                elif features_first:  # dense networks on CPU (features_first.py)
+                elif features_first():  # dense networks on CPU (features_first.py)
                     logp_fn = features_first_logp(built, flat, get_jaxified_graph)
                 else:
                     logp_fn = get_jaxified_graph(inputs=[flat.theta, flat.x, flat.y, flat.prior_scale],

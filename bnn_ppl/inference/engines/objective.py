@@ -7,7 +7,7 @@ approximation (``group.ordering``), so they can read and write its ``mu``/``rho`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pymc as pm
@@ -27,7 +27,6 @@ from bnn_ppl.compile.likelihoods import OBSERVED_NAME
 __all__ = ["FlatLogp", "fixed_normal", "flat_logp", "lean_bernoulli_rows"]
 
 
-@dataclass(frozen=True)
 class FlatLogp:
     """``logp(theta, X_batch, y_batch[, prior_scale])`` as a PyTensor graph.
 
@@ -71,22 +70,31 @@ class FlatLogp:
         The training data currently in the model's ``pm.Data`` containers.
     """
 
-    theta: pt.TensorVariable
-    x: pt.TensorVariable
-    y: pt.TensorVariable
-    prior_scale: pt.TensorVariable
-    prior_scale_value: float
-    rows: pt.TensorVariable
-    size: int
-    X: np.ndarray
-    y_data: np.ndarray
-    gaussian_mask: np.ndarray
-    gaussian_mu: pt.TensorVariable
-    gaussian_sigma: pt.TensorVariable
-    rest_other: pt.TensorVariable
-    output_in: pt.TensorVariable | None
-    rows_given_output: pt.TensorVariable | None
-    layer_params: dict
+    #: The attributes built with PyMC's log-density graph, on first use (~0.1-0.3 s of PyMC's
+    #: logp and graph rewrites: a JAX fit whose program is loaded from disk never needs them).
+    GRAPH = ("rows", "gaussian_mask", "gaussian_mu", "gaussian_sigma", "rest_other", "output_in",
+             "rows_given_output", "layer_params")
+
+    def __init__(self, built: BuiltModel, ordering: dict, output_split: bool) -> None:
+        self._built, self._ordering, self._output_split = built, ordering, output_split
+        X = np.asarray(built.X_data.get_value())
+        y = np.asarray(built.y_data.get_value())
+        # Static row counts: JAX traces reshapes (convolution patches) only with concrete shapes.
+        batch = built.batch_size or X.shape[0]
+        self.X, self.y_data, self.batch = X, y, batch
+        self.x = pt.tensor("X_batch", shape=(batch, *X.shape[1:]), dtype=X.dtype)
+        self.y = pt.tensor("y_batch", shape=(batch,), dtype=y.dtype)
+        self.size = sum(int(np.prod(shape)) for _, _, shape, _ in ordering.values())
+        self.theta = pt.vector("theta", shape=(self.size,), dtype=X.dtype)
+        self.prior_scale = pt.scalar("prior_scale", dtype=X.dtype)
+        data = built.prior_scale_data
+        self.prior_scale_value = 1.0 if data is None else float(data.get_value())
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in FlatLogp.GRAPH:
+            raise AttributeError(name)
+        self.__dict__.update(_graph(self))
+        return self.__dict__[name]
 
 
 def _is(var, scalar_op: type) -> bool:
@@ -129,11 +137,18 @@ def fixed_normal(model, rv) -> bool:
 
 
 def flat_logp(built: BuiltModel, ordering: dict, output_split: bool = True) -> FlatLogp:
-    """Build :class:`FlatLogp` for ``built`` in the layout of an approximation's ``ordering``.
+    """:class:`FlatLogp` for ``built`` in the layout of an approximation's ``ordering`` (its
+    graph attributes are built on first use).
 
     ``output_split=False`` leaves out ``rows_given_output`` and ``layer_params`` (one more PyMC
     logp of the likelihood), for an engine that will not compute the forward pass itself.
     """
+    return FlatLogp(built, ordering, output_split)
+
+
+def _graph(flat: FlatLogp) -> dict[str, Any]:
+    """The attributes ``FlatLogp.GRAPH`` of ``flat``: PyMC's log-density graph, split and replaced."""
+    built, ordering, output_split = flat._built, flat._ordering, flat._output_split
     model = built.model
     observed = model[OBSERVED_NAME]
     rows = lean_bernoulli_rows(model.logp(vars=[observed], sum=False)[0])
@@ -142,12 +157,7 @@ def flat_logp(built: BuiltModel, ordering: dict, output_split: bool = True) -> F
     rest_other = model.logp(vars=[rv for rv in others if rv not in normals] + list(model.potentials))
     names = [(layer, key) for layer, block in built.params.items() for key in block] if output_split else []
     layer_values = model.replace_rvs_by_values([built.params[layer][key] for layer, key in names]) if names else []
-    X = np.asarray(built.X_data.get_value())
-    y = np.asarray(built.y_data.get_value())
-    # Static row counts: JAX traces reshapes (convolution patches) only with concrete shapes.
-    batch = built.batch_size or X.shape[0]
-    x_in = pt.tensor("X_batch", shape=(batch, *X.shape[1:]), dtype=X.dtype)
-    y_in = pt.tensor("y_batch", shape=(batch,), dtype=y.dtype)
+    X, x_in, y_in, batch, size = flat.X, flat.x, flat.y, flat.batch, flat.size
     if built.batch_size is None:
         replacements = {built.X_data: x_in, built.y_data: y_in}
     else:
@@ -161,16 +171,11 @@ def flat_logp(built: BuiltModel, ordering: dict, output_split: bool = True) -> F
             # outputs: the next RNG state, then one slice per data input (X, y) in order
             data_outputs = [out for out in node.outputs if not isinstance(out.type, RandomType)]
             replacements.update(zip(data_outputs, (x_in, y_in), strict=True))
-    size = sum(int(np.prod(shape)) for _, _, shape, _ in ordering.values())
-    theta = pt.vector("theta", shape=(size,), dtype=X.dtype)
     by_name = {v.name: v for v in model.value_vars}
     for name, (_, slc, shape, dtype) in ordering.items():
-        replacements[by_name[name]] = theta[slc].reshape(shape).astype(dtype)
-    scale = pt.scalar("prior_scale", dtype=X.dtype)
-    scale_value = 1.0
+        replacements[by_name[name]] = flat.theta[slc].reshape(shape).astype(dtype)
     if built.prior_scale_data is not None:
-        replacements[built.prior_scale_data] = scale
-        scale_value = float(built.prior_scale_data.get_value())
+        replacements[built.prior_scale_data] = flat.prior_scale
     mask = np.zeros(size, dtype=bool)
     mus, sigmas = [], []
     normal_values = {model.rvs_to_values[rv].name: rv for rv in normals}
@@ -196,11 +201,9 @@ def flat_logp(built: BuiltModel, ordering: dict, output_split: bool = True) -> F
     for (layer, key), value in zip(names, replaced[4:4 + len(names)], strict=True):
         layer_params[layer][key] = value
     rows_given = replaced[-1] if rows_given is not None else None
-    return FlatLogp(theta=theta, x=x_in, y=y_in, prior_scale=scale, prior_scale_value=scale_value,
-                    rows=rows, size=size, X=X, y_data=y,
-                    gaussian_mask=mask, gaussian_mu=g_mu, gaussian_sigma=g_sigma,
-                    rest_other=rest_other, output_in=output_in if rows_given is not None else None,
-                    rows_given_output=rows_given, layer_params=layer_params)
+    return {"rows": rows, "gaussian_mask": mask, "gaussian_mu": g_mu, "gaussian_sigma": g_sigma,
+            "rest_other": rest_other, "output_in": output_in if rows_given is not None else None,
+            "rows_given_output": rows_given, "layer_params": layer_params}
 
 
 def _rows_given_output(built: BuiltModel, output_in: pt.TensorVariable, y_in: pt.TensorVariable):
