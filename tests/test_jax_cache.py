@@ -180,3 +180,15 @@ def test_the_cache_is_off_with_bnn_ppl_jax_cache_0(monkeypatch, value):
     assert jax_cache.cache_root() is None
     monkeypatch.setenv("BNN_PPL_JAX_CACHE", "1")
     assert jax_cache.cache_root() is not None
+
+
+def test_a_folder_is_trimmed_least_recently_used_first(tmp_path):
+    # XLA's folder too: JAX's own bound locks the folder and lists it on every write
+    for age, name in enumerate(["newest", "middle", "oldest"]):
+        entry = tmp_path / f"{name}-cache"
+        entry.write_bytes(b"x" * 100)
+        past = time.time() - 1000 * (age + 1)
+        os.utime(entry, (past, past))
+    jax_cache._trim(tmp_path, 250)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["middle-cache", "newest-cache"]
+    jax_cache._trim(tmp_path / "missing", 0)  # no folder yet: nothing to do
