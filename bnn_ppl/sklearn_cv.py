@@ -10,6 +10,8 @@ predicts as :class:`~bnn_ppl.BNNClassifier` / :class:`~bnn_ppl.BNNRegressor` do.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,6 +44,13 @@ class _CVSearch:
             init_sigma=self.init_sigma, mc_draws=self.mc_draws, elbo=self.elbo, draws=self.draws,
             progressbar=self.progressbar,
         )
+        scale = 1.0 if likelihood.is_classifier else float(getattr(self, "y_scale_", 1.0) or 1.0)
+        if scale != 1.0:  # a regressor fits the standardised y: its scores in the units of y
+            table = many.table
+            for column, convert in (("rmse", lambda v: v * scale), ("test_nll", lambda v: v + math.log(scale)),
+                                    ("test_lpd", lambda v: v - math.log(scale))):
+                if column in table:
+                    table[column] = convert(table[column])
         best = many.best(self.scoring)
         self.prior_scale_ = float(best["prior_scale"])
         self.learning_rate_ = float(best.get("learning_rate", self.learning_rate))
@@ -133,7 +142,9 @@ _CV_ATTRIBUTES = """
     prior_scale_, learning_rate_ : float
         The chosen setting (the refit on all rows uses it).
     cv_results_ : dict of ndarray
-        One entry per column of :attr:`bnn_ppl.ManyFits.table` (one row per setting and fold).
+        One entry per column of :attr:`bnn_ppl.ManyFits.table` (one row per setting and fold);
+        a regressor's ``rmse``, ``test_nll`` and ``test_lpd`` in the units of ``y`` (``neg_elbo``
+        is the objective of the standardised fit).
     cv_summary_ : pandas.DataFrame
         Mean, standard deviation and count of the score per setting.
 """

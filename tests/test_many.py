@@ -171,3 +171,15 @@ def test_a_dataframe_fit_checks_the_held_out_dataframe_columns():
     frame = pd.DataFrame(X, columns=["a", "b"])
     with pytest.raises(bp.DataError, match="another order"):
         bp.fit_many(SPEC, frame, y, X_test=frame[["b", "a"]], y_test=y, n=10, progressbar=False)
+
+
+def test_regressor_cv_scores_are_in_the_units_of_y():
+    # the regressor fits the standardised y; its CV table was in those units (rmse / y_scale_)
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(60, 2))
+    y = np.sin(X[:, 0]) + 0.1 * rng.normal(size=60)
+    unit = bp.BNNRegressorCV((3,), prior_scales=(1.0,), cv=2, n_iter=300, random_state=0).fit(X, y)
+    big = bp.BNNRegressorCV((3,), prior_scales=(1.0,), cv=2, n_iter=300, random_state=0).fit(X, 5e6 + 1000 * y)
+    np.testing.assert_allclose(big.cv_results_["rmse"], 1000 * unit.cv_results_["rmse"], rtol=1e-6)
+    np.testing.assert_allclose(big.cv_results_["test_nll"], unit.cv_results_["test_nll"] + np.log(1000), rtol=1e-6)
+    assert big.cv_summary_["mean"].iloc[0] == pytest.approx(np.mean(big.cv_results_["test_nll"]))
