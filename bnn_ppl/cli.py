@@ -177,18 +177,35 @@ def _dataset(args: argparse.Namespace, spec: Any) -> tuple[Any, dict | None]:
                             f"{data.class_names[:10]} in the training rows, but the spec's "
                             f"{type(spec.likelihood).__name__} likelihood has {needed} classes; choose another --target "
                             "or a spec with that many classes.")
-    with np.errstate(over="ignore", invalid="ignore"):
-        big = np.max(np.abs(data.X_train), axis=0)  # scaled first: squares of 1e200 overflow
-        big[big == 0] = 1.0
-        mean = data.X_train.mean(axis=0)
-        scale = (data.X_train / big).std(axis=0) * big
-    scale[scale == 0] = 1.0
+    mean, scale = _location_scale(data.X_train)
     if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(scale))):
         bad = [data.feature_names[i] for i in np.flatnonzero(~(np.isfinite(mean) & np.isfinite(scale)))]
         raise DataError(f"{name}: column(s) {bad[:10]} hold values too large to standardise; rescale them first.")
+    scaling = {"mean": mean.tolist(), "scale": scale.tolist()}
+    y_train, y_test = data.y_train, data.y_test
+    if not spec.likelihood.is_classifier:  # a regression target too (weight and noise priors are unit-scale)
+        y_mean, y_scale = _location_scale(np.asarray(y_train, dtype=float)[:, None])
+        if not (np.isfinite(y_mean[0]) and np.isfinite(y_scale[0])):
+            raise DataError(f"{name}: the target column {data.target!r} holds values too large to standardise; "
+                            "rescale it first.")
+        scaling.update(y_mean=float(y_mean[0]), y_scale=float(y_scale[0]))
+        y_train, y_test = (y_train - y_mean[0]) / y_scale[0], (y_test - y_mean[0]) / y_scale[0]
     standardised = type(data)(data.name, (data.X_train - mean) / scale, (data.X_test - mean) / scale,
-                              data.y_train, data.y_test, data.feature_names, data.class_names, data.target)
-    return standardised, {"mean": mean.tolist(), "scale": scale.tolist()}
+                              y_train, y_test, data.feature_names, data.class_names, data.target)
+    return standardised, scaling
+
+
+def _location_scale(values: Any) -> tuple[Any, Any]:
+    """Column means and standard deviations (1 for a constant column), without overflow for huge values."""
+    import numpy as np
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        big = np.max(np.abs(values), axis=0)  # scaled first: squares of 1e200 overflow
+        big[big == 0] = 1.0
+        mean = values.mean(axis=0)
+        scale = (values / big).std(axis=0) * big
+    scale[scale == 0] = 1.0
+    return mean, scale
 
 
 def _json_safe(value: Any) -> Any:
@@ -202,12 +219,15 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _metrics(data: Any, predictor: Any, draws: int, seed: int) -> dict[str, Any]:
+def _metrics(data: Any, predictor: Any, draws: int, seed: int, scaling: dict | None = None) -> dict[str, Any]:
+    """Train and test scores; a regression's in the units of the CSV's target (``scaling``: fit's standardisation)."""
     import numpy as np
 
     out: dict[str, Any] = {}
     for split, X, y in (("train", data.X_train, data.y_train), ("test", data.X_test, data.y_test)):
-        s = predictor.uncertainty(X, draws=draws, random_seed=seed)
+        s = _in_target_units(predictor.uncertainty(X, draws=draws, random_seed=seed), scaling)
+        if not data.is_classification and scaling and "y_scale" in scaling:
+            y = y * scaling["y_scale"] + scaling["y_mean"]
         if data.is_classification:
             p_true = np.clip(s.proba[np.arange(len(y)), y], 1e-12, 1.0)
             out[split] = {"rows": int(len(y)), "accuracy": float(np.mean(s.proba.argmax(1) == y)),
@@ -221,6 +241,17 @@ def _metrics(data: Any, predictor: Any, draws: int, seed: int) -> dict[str, Any]
                           "r2": float(1.0 - np.sum(resid**2) / spread) if spread > 0 else None,  # constant y: none
                           "mean_predictive_std": float(s.std.mean())}
     return out
+
+
+def _in_target_units(s: Any, scaling: dict | None) -> Any:
+    """A regression's uncertainty summary in the units of the target ``fit`` standardised (as it is otherwise)."""
+    if not scaling or "y_scale" not in scaling or not hasattr(s, "epistemic_var"):
+        return s
+    from bnn_ppl.predictive import RegressionUncertainty
+
+    v = scaling["y_scale"] ** 2
+    return RegressionUncertainty(s.mean * scaling["y_scale"] + scaling["y_mean"], s.epistemic_var * v,
+                                 s.aleatoric_var * v, s.total_var * v)
 
 
 def _plots(out: Path, result: Any, data: Any, draws: int, seed: int) -> list[str]:
@@ -276,7 +307,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
                "method": result.family.label(), "ensemble": result.members, "elbo": result.elbo.options(),
                "backend": result.backend, "seed": args.seed, "draws": args.draws,
                "final_loss": result.final_loss, "timings": result.timings,
-               **_metrics(data, predictor, args.draws, args.seed)}
+               **_metrics(data, predictor, args.draws, args.seed, scaling)}
     cli_meta = {"feature_columns": data.feature_names, "target": data.target, "standardise": scaling,
                 "class_names": data.class_names}
     out.mkdir(parents=True, exist_ok=True)  # only now: a fit that fails leaves no empty directory behind
@@ -334,11 +365,22 @@ def _checked_cli_meta(cli_meta: Any, result: Any, where: str) -> dict:
     ok = (isinstance(cli_meta, dict) and names(cli_meta.get("feature_columns")) and names(cli_meta.get("class_names"))
           and (cli_meta.get("feature_columns") is None or len(cli_meta["feature_columns"]) == width)
           and (scaling is None or (isinstance(scaling, dict) and numbers(scaling.get("mean"))
-                                   and numbers(scaling.get("scale")) and all(v > 0 for v in scaling["scale"]))))
+                                   and numbers(scaling.get("scale")) and all(v > 0 for v in scaling["scale"])
+                                   and _target_scaling_ok(scaling, result.spec.likelihood.is_classifier))))
     if not ok:
         raise ModelFileError(f"{where}: the command line's metadata (feature columns, standardisation, class names) "
                              "is damaged or does not fit the model; the file was edited.")
     return cli_meta
+
+
+def _target_scaling_ok(scaling: dict, classifier: bool) -> bool:
+    """A regression's ``y_mean``/``y_scale`` are finite numbers (scale > 0); a classifier has neither."""
+    keys = {"y_mean", "y_scale"} & set(scaling)
+    if classifier or not keys:
+        return not keys  # files of earlier versions fitted a regression on the raw target: no entry
+    values = [scaling.get("y_mean"), scaling.get("y_scale")]
+    return (all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+            and values[1] > 0)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -362,7 +404,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     scaling = cli_meta.get("standardise")
     if scaling:
         X = (X - np.asarray(scaling["mean"])) / np.asarray(scaling["scale"])
-    s = result.predictor().uncertainty(X, draws=args.draws, random_seed=args.seed)
+    s = _in_target_units(result.predictor().uncertainty(X, draws=args.draws, random_seed=args.seed), scaling)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     if spec.likelihood.is_classifier:

@@ -239,6 +239,16 @@ def load(path: str | os.PathLike) -> Any:
             f"{path} holds a fitted {cls} (written by {cls}.save); load it with "
             f"bnn_ppl.{cls}.load(path), or use bnn_ppl.io.load_with_metadata(path) for its bare FitResult."
         )
+    cli = meta.get("cli")
+    if isinstance(cli, dict) and isinstance(cli.get("standardise"), dict):
+        import warnings
+
+        target = " and maps its outputs back to the target's units" if "y_scale" in cli["standardise"] else ""
+        warnings.warn(
+            f"{path} was written by `bnn-ppl fit`, which standardised the CSV's features before fitting; its "
+            f"predictor takes standardised rows, (X - mean) / scale with metadata['cli']['standardise'] from "
+            f"bnn_ppl.io.load_with_metadata(path). `bnn-ppl predict` does that for you{target}.",
+            UserWarning, stacklevel=2)
     return result
 
 

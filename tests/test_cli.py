@@ -134,3 +134,33 @@ def test_non_utf8_spec_is_a_one_line_error(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1 and "latin1.toml is not UTF-8 text" in proc.stderr
     assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_regression_target_far_from_unit_scale_is_standardised_and_mapped_back(tmp_path):
+    # the CLI fitted y raw under unit-scale priors: y + 100 gave R^2 -2514 (exit 0)
+    import warnings
+
+    import bnn_ppl as bp
+
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-2, 2, size=120)
+    y = 1e6 + 100 * np.sin(x) + 5 * rng.normal(size=120)
+    (tmp_path / "reg.csv").write_text("x,y\n" + "\n".join(f"{a},{b}" for a, b in zip(x, y, strict=True)) + "\n")
+    spec = tmp_path / "reg.toml"
+    spec.write_text((ROOT / "models/moons.toml").read_text().replace('name = "moons"', 'name = "reg"').replace(
+        'kind = "bernoulli"', 'kind = "normal"').replace("input_dim = 2\n", ""))
+    proc = run("fit", spec, "--data", tmp_path / "reg.csv", "--target", "y", "--steps", "3000", "--draws", "100",
+               "--no-plots", "--out", tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr
+    test = json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]
+    assert test["r2"] > 0.8 and 3 < test["rmse"] < 40  # in the units of y (sd 70, noise 5)
+    (tmp_path / "in.csv").write_text("x\n-1.5\n0\n1.5\n")
+    proc = run("predict", tmp_path / "run" / "model.bnn", tmp_path / "in.csv", "--out", tmp_path / "pred.csv")
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader((tmp_path / "pred.csv").open()))
+    np.testing.assert_allclose([float(r["mean"]) for r in rows], 1e6 + 100 * np.sin([-1.5, 0, 1.5]), atol=30)
+    assert all(1 < float(r["std"]) < 60 for r in rows)
+    with warnings.catch_warnings(record=True) as caught:  # loaded in Python: told the rows are standardised
+        warnings.simplefilter("always")
+        bp.load(tmp_path / "run" / "model.bnn")
+    assert any("takes standardised rows" in str(w.message) for w in caught)
