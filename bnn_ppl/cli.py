@@ -168,7 +168,13 @@ def _dataset(args: argparse.Namespace, spec: Any) -> tuple[Any, dict | None]:
     data = load_dataset(name, random_seed=0, target=args.target, task=task)
     if name in DATASETS:
         return data, None
+    from bnn_ppl.datasets import is_number
     from bnn_ppl.errors import DataError
+
+    header = [*map(str, data.feature_names or []), str(data.target)]
+    if all(is_number(h) for h in header):  # the first row became the column names, and was not fitted
+        raise DataError(f"{name}: the first line {header[:5]} holds numbers only: it seems to have no header row. "
+                        "Add a header line naming the columns (the target's is given to --target).")
 
     if data.class_names is not None:
         needed = 2 if spec.likelihood.n_outputs == 1 else spec.likelihood.n_outputs
@@ -332,7 +338,8 @@ def _feature_columns(header: list[str], meta: dict, spec: Any, stored: list) -> 
 
     named = meta.get("feature_columns") or (stored if stored and all(isinstance(n, str) for n in stored) else None)
     width = math.prod(spec.input_shape)
-    if header and all(is_number(h) for h in header):
+    if header and all(is_number(h) for h in header) and not (named and set(map(str, named)) <= set(header)):
+        # (a header of the model's own numeric names, e.g. years, is a header)
         raise DataError(f"The CSV's first line {header[:5]}... holds numbers: it seems to have no header row. Add a "
                         "header with the model's feature names (bnn-ppl predict MODEL --columns lists them).")
     if named:

@@ -164,3 +164,21 @@ def test_csv_fits_that_cannot_go_well_say_why(tmp_path):
     assert proc.returncode == 2 and "--seed: expected a non-negative integer, got '-1'" in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["const", "const.csv", "huge", "huge.csv", "one.csv",
                                                           "reg.toml"]
+
+
+def test_a_csv_without_a_header_is_refused_and_numeric_names_are_a_header(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 2))
+    rows = "\n".join(f"{a},{b},{int(a > 0)}" for a, b in X) + "\n"
+    (tmp_path / "bare.csv").write_text(rows)  # the first row became the column names (and was not fitted)
+    proc = run("fit", "models/moons.toml", "--data", tmp_path / "bare.csv", "--target", "1", "--no-plots",
+               "--out", tmp_path / "bare")
+    assert proc.returncode == 1 and "seems to have no header row" in proc.stderr and not (tmp_path / "bare").exists()
+    (tmp_path / "years.csv").write_text("2019,2020,label\n" + rows)
+    proc = run("fit", "models/moons.toml", "--data", tmp_path / "years.csv", "--target", "label", "--steps", "50",
+               "--draws", "10", "--no-plots", "--out", tmp_path / "years")
+    assert proc.returncode == 0, proc.stderr
+    (tmp_path / "in.csv").write_text("2019,2020\n0.5,0.1\n-1,2\n")  # the model's own names: read, not refused
+    proc = run("predict", tmp_path / "years" / "model.bnn", tmp_path / "in.csv", "--draws", "10")
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.strip().splitlines()) == 3
