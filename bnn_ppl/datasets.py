@@ -257,6 +257,9 @@ def _targets(values: list[str], task: str, path: Path, name: str) -> tuple[np.nd
         labels = np.array([int(float(v)) for v in values])
         classes, y = np.unique(labels, return_inverse=True)
         return y.astype(np.int64), [str(c) for c in classes]
+    if numeric:  # compared as numbers: "1" and "1.0" are one class (as strings they were two)
+        classes, y = np.unique(np.array([float(v) for v in values]), return_inverse=True)
+        return y.astype(np.int64), [str(int(c)) if c == round(c) else repr(float(c)) for c in classes]
     classes, y = np.unique(np.array([v.strip() for v in values]), return_inverse=True)
     return y.astype(np.int64), [str(c) for c in classes]
 

@@ -182,3 +182,13 @@ def test_a_csv_without_a_header_is_refused_and_numeric_names_are_a_header(tmp_pa
     proc = run("predict", tmp_path / "years" / "model.bnn", tmp_path / "in.csv", "--draws", "10")
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stdout.strip().splitlines()) == 3
+
+
+def test_numeric_class_labels_are_compared_as_numbers(tmp_path):
+    from bnn_ppl.datasets import load_dataset
+
+    labels = ["1", "1.0", "2.5", "1", "2.50", "1.00"] * 5  # "1" and "1.0" were two classes beside a 2.5
+    (tmp_path / "labels.csv").write_text("a,y\n" + "\n".join(f"{i},{v}" for i, v in enumerate(labels)) + "\n")
+    data = load_dataset(str(tmp_path / "labels.csv"), target="y", task="classification", random_seed=0)
+    assert data.class_names == ["1", "2.5"]
+    assert sorted(set(data.y_train) | set(data.y_test)) == [0, 1]
