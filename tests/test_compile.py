@@ -527,3 +527,12 @@ def test_fit_starts_from_orthogonal_means_scaled_to_the_prior_spread():
     gram = w @ w.T if w.shape[0] == short else w.T @ w
     np.testing.assert_allclose(gram, max(w.shape) * 0.25 * np.eye(short), atol=1e-10)
     np.testing.assert_allclose(start["dense_1_w"].T @ start["dense_1_w"], 8 * 0.25 * np.eye(3), atol=1e-10)
+
+
+def test_a_nullable_pandas_column_with_missing_values_is_named_as_missing():
+    pd = pytest.importorskip("pandas")
+    X = pd.DataFrame({"a": pd.array([1.0, None, 3.0, 4.0], dtype="Float64"), "b": pd.array([1, 2, 3, 4], dtype="Int64")})
+    with pytest.raises(bp.DataError, match=r"X contains NaN or infinite values \(rows \[1\].*impute or drop"):
+        bp.build_model(Network([Dense(1, "identity")], Bernoulli()), X, [0, 1, 0, 1])  # was "X must be numeric"
+    built = bp.build_model(Network([Dense(1, "identity")], Bernoulli()), X.fillna(0.0), [0, 1, 0, 1])
+    np.testing.assert_array_equal(built.X_data.get_value()[:, 0], [1.0, 0.0, 3.0, 4.0])

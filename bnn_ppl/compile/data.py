@@ -57,7 +57,7 @@ def as_features(X: Any, input_shape: tuple[int, ...] | int | None = None, name: 
     if isinstance(input_shape, (int, np.integer)):
         input_shape = (int(input_shape),)
     if hasattr(X, "to_numpy"):  # pandas
-        X = X.to_numpy()
+        X = X.to_numpy(dtype=float_dtype(), na_value=np.nan) if _numeric_frame(X) else X.to_numpy()
     if hasattr(X, "toarray") and hasattr(X, "nnz"):  # scipy.sparse
         raise DataError(f"{name} is a sparse matrix ({type(X).__name__}); the network's layers take dense arrays: "
                         f"pass {name}.toarray() (it needs rows x features x {np.dtype(float_dtype()).itemsize} bytes).")
@@ -143,3 +143,12 @@ def check_class_names(class_names: Any, likelihood: Any) -> None:
         got = repr(class_names) if isinstance(class_names, str) else f"{len(class_names)} names"
         raise DataError(f"class_names has {got} for the {expected} classes of the {type(likelihood).__name__} "
                         f"likelihood; pass one name per class, in label order 0..{expected - 1}.")
+
+
+def _numeric_frame(X: Any) -> bool:
+    """A pandas DataFrame or Series of numeric columns only (nullable Int64/Float64 included: pd.NA
+    becomes NaN, which the finiteness check then names, instead of a bare conversion error)."""
+    import pandas as pd
+
+    dtypes = X.dtypes if hasattr(X, "columns") else [X.dtype]
+    return all(pd.api.types.is_numeric_dtype(d) and not pd.api.types.is_bool_dtype(d) for d in dtypes)
