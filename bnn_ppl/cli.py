@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bnn_ppl.cli_csv import checked_and_standardised, checked_cli_meta, feature_columns, in_target_units
 from bnn_ppl.errors import BnnPplError, ParameterError
 
 __all__ = ["main", "build_parser"]
@@ -155,8 +156,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------- fit
 def _dataset(args: argparse.Namespace, spec: Any) -> tuple[Any, dict | None]:
-    import numpy as np
-
     from bnn_ppl.datasets import DATASETS, load_dataset
 
     name = args.data or (spec.name if spec.name in DATASETS else "moons")
@@ -168,50 +167,7 @@ def _dataset(args: argparse.Namespace, spec: Any) -> tuple[Any, dict | None]:
     data = load_dataset(name, random_seed=0, target=args.target, task=task)
     if name in DATASETS:
         return data, None
-    from bnn_ppl.datasets import is_number
-    from bnn_ppl.errors import DataError
-
-    header = [*map(str, data.feature_names or []), str(data.target)]
-    if all(is_number(h) for h in header):  # the first row became the column names, and was not fitted
-        raise DataError(f"{name}: the first line {header[:5]} holds numbers only: it seems to have no header row. "
-                        "Add a header line naming the columns (the target's is given to --target).")
-
-    if data.class_names is not None:
-        needed = 2 if spec.likelihood.n_outputs == 1 else spec.likelihood.n_outputs
-        if len(data.class_names) != needed:
-            raise DataError(f"{name}: the target column {data.target!r} has {len(data.class_names)} distinct value(s) "
-                            f"{data.class_names[:10]} in the training rows, but the spec's "
-                            f"{type(spec.likelihood).__name__} likelihood has {needed} classes; choose another --target "
-                            "or a spec with that many classes.")
-    mean, scale = _location_scale(data.X_train)
-    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(scale))):
-        bad = [data.feature_names[i] for i in np.flatnonzero(~(np.isfinite(mean) & np.isfinite(scale)))]
-        raise DataError(f"{name}: column(s) {bad[:10]} hold values too large to standardise; rescale them first.")
-    scaling = {"mean": mean.tolist(), "scale": scale.tolist()}
-    y_train, y_test = data.y_train, data.y_test
-    if not spec.likelihood.is_classifier:  # a regression target too (weight and noise priors are unit-scale)
-        y_mean, y_scale = _location_scale(np.asarray(y_train, dtype=float)[:, None])
-        if not (np.isfinite(y_mean[0]) and np.isfinite(y_scale[0])):
-            raise DataError(f"{name}: the target column {data.target!r} holds values too large to standardise; "
-                            "rescale it first.")
-        scaling.update(y_mean=float(y_mean[0]), y_scale=float(y_scale[0]))
-        y_train, y_test = (y_train - y_mean[0]) / y_scale[0], (y_test - y_mean[0]) / y_scale[0]
-    standardised = type(data)(data.name, (data.X_train - mean) / scale, (data.X_test - mean) / scale,
-                              y_train, y_test, data.feature_names, data.class_names, data.target)
-    return standardised, scaling
-
-
-def _location_scale(values: Any) -> tuple[Any, Any]:
-    """Column means and standard deviations (1 for a constant column), without overflow for huge values."""
-    import numpy as np
-
-    with np.errstate(over="ignore", invalid="ignore"):
-        big = np.max(np.abs(values), axis=0)  # scaled first: squares of 1e200 overflow
-        big[big == 0] = 1.0
-        mean = values.mean(axis=0)
-        scale = (values / big).std(axis=0) * big
-    scale[scale == 0] = 1.0
-    return mean, scale
+    return checked_and_standardised(data, spec, name)
 
 
 def _json_safe(value: Any) -> Any:
@@ -231,7 +187,7 @@ def _metrics(data: Any, predictor: Any, draws: int, seed: int, scaling: dict | N
 
     out: dict[str, Any] = {}
     for split, X, y in (("train", data.X_train, data.y_train), ("test", data.X_test, data.y_test)):
-        s = _in_target_units(predictor.uncertainty(X, draws=draws, random_seed=seed), scaling)
+        s = in_target_units(predictor.uncertainty(X, draws=draws, random_seed=seed), scaling)
         if not data.is_classification and scaling and "y_scale" in scaling:
             y = y * scaling["y_scale"] + scaling["y_mean"]
         if data.is_classification:
@@ -247,17 +203,6 @@ def _metrics(data: Any, predictor: Any, draws: int, seed: int, scaling: dict | N
                           "r2": float(1.0 - np.sum(resid**2) / spread) if spread > 0 else None,  # constant y: none
                           "mean_predictive_std": float(s.std.mean())}
     return out
-
-
-def _in_target_units(s: Any, scaling: dict | None) -> Any:
-    """A regression's uncertainty summary in the units of the target ``fit`` standardised (as it is otherwise)."""
-    if not scaling or "y_scale" not in scaling or not hasattr(s, "epistemic_var"):
-        return s
-    from bnn_ppl.predictive import RegressionUncertainty
-
-    v = scaling["y_scale"] ** 2
-    return RegressionUncertainty(s.mean * scaling["y_scale"] + scaling["y_mean"], s.epistemic_var * v,
-                                 s.aleatoric_var * v, s.total_var * v)
 
 
 def _plots(out: Path, result: Any, data: Any, draws: int, seed: int) -> list[str]:
@@ -330,66 +275,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------- predict
-def _feature_columns(header: list[str], meta: dict, spec: Any, stored: list) -> list[str]:
-    """The CSV columns to read, by the model's feature names; by position only for a model whose
-    features have no names (images, arrays without column names)."""
-    from bnn_ppl.datasets import is_number
-    from bnn_ppl.errors import DataError
-
-    named = meta.get("feature_columns") or (stored if stored and all(isinstance(n, str) for n in stored) else None)
-    width = math.prod(spec.input_shape)
-    if header and all(is_number(h) for h in header) and not (named and set(map(str, named)) <= set(header)):
-        # (a header of the model's own numeric names, e.g. years, is a header)
-        raise DataError(f"The CSV's first line {header[:5]}... holds numbers: it seems to have no header row. Add a "
-                        "header with the model's feature names (bnn-ppl predict MODEL --columns lists them).")
-    if named:
-        missing = [name for name in named if name not in header]
-        if missing:
-            raise DataError(f"The CSV lacks the model's feature column(s) {missing[:10]}; its columns are {header}. "
-                            "bnn-ppl predict MODEL --columns lists the columns the model needs.")
-        return [str(name) for name in named]
-    candidates = [h for h in header if h != meta.get("target")]
-    if len(candidates) == width:
-        return candidates
-    raise DataError(f"The CSV needs the model's {width} feature columns (in order); its columns are {header}.")
-
-
-def _checked_cli_meta(cli_meta: Any, result: Any, where: str) -> dict:
-    """The ``cli`` metadata ``fit`` saved (feature columns, standardisation, class names), checked
-    against the model: an edited file is a ModelFileError, not a wrong prediction."""
-    from bnn_ppl.errors import ModelFileError
-
-    width = math.prod(result.spec.input_shape)
-
-    def names(value: Any) -> bool:
-        return value is None or (isinstance(value, list) and all(isinstance(v, str) for v in value))
-
-    def numbers(value: Any) -> bool:
-        return (isinstance(value, list) and len(value) == width
-                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value))
-
-    scaling = cli_meta.get("standardise") if isinstance(cli_meta, dict) else None
-    ok = (isinstance(cli_meta, dict) and names(cli_meta.get("feature_columns")) and names(cli_meta.get("class_names"))
-          and (cli_meta.get("feature_columns") is None or len(cli_meta["feature_columns"]) == width)
-          and (scaling is None or (isinstance(scaling, dict) and numbers(scaling.get("mean"))
-                                   and numbers(scaling.get("scale")) and all(v > 0 for v in scaling["scale"])
-                                   and _target_scaling_ok(scaling, result.spec.likelihood.is_classifier))))
-    if not ok:
-        raise ModelFileError(f"{where}: the command line's metadata (feature columns, standardisation, class names) "
-                             "is damaged or does not fit the model; the file was edited.")
-    return cli_meta
-
-
-def _target_scaling_ok(scaling: dict, classifier: bool) -> bool:
-    """A regression's ``y_mean``/``y_scale`` are finite numbers (scale > 0); a classifier has neither."""
-    keys = {"y_mean", "y_scale"} & set(scaling)
-    if classifier or not keys:
-        return not keys  # files of earlier versions fitted a regression on the raw target: no entry
-    values = [scaling.get("y_mean"), scaling.get("y_scale")]
-    return (all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
-            and values[1] > 0)
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -397,7 +282,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from bnn_ppl.io import load_with_metadata
 
     result, meta = load_with_metadata(args.model)
-    cli_meta = _checked_cli_meta(meta.get("cli", {}) if isinstance(meta, dict) else {}, result, args.model)
+    cli_meta = checked_cli_meta(meta.get("cli", {}) if isinstance(meta, dict) else {}, result, args.model)
     spec = result.spec
     expected = cli_meta.get("feature_columns") or [str(n) for n in (result.built.feature_names or [])]
     if args.columns:
@@ -406,12 +291,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.csv is None:
         raise UsageError("predict needs FILE.csv (or --columns to list the columns MODEL expects).")
     header, columns = read_csv(args.csv)
-    names = _feature_columns(header, cli_meta, spec, result.built.feature_names or [])
+    names = feature_columns(header, cli_meta, spec, result.built.feature_names or [])
     X = numeric_columns(args.csv, header, columns, names).reshape(-1, *spec.input_shape)
     scaling = cli_meta.get("standardise")
     if scaling:
         X = (X - np.asarray(scaling["mean"])) / np.asarray(scaling["scale"])
-    s = _in_target_units(result.predictor().uncertainty(X, draws=args.draws, random_seed=args.seed), scaling)
+    s = in_target_units(result.predictor().uncertainty(X, draws=args.draws, random_seed=args.seed), scaling)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     if spec.likelihood.is_classifier:
