@@ -7,8 +7,10 @@ function's :mod:`jax.export` form (StableHLO, serialised with flatbuffers: no pi
 ``$XDG_CACHE_HOME/bnn_ppl/jax-export``, by a key that names everything the program depends on
 (see :func:`program_key`), and calls the exported form, whose executable XLA's cache holds.
 
-``BNN_PPL_JAX_CACHE=0`` switches both caches off. A cache file that is damaged, foreign or
-of other shapes is not used (the program is built as usual and the file replaced).
+``BNN_PPL_JAX_CACHE=0`` (or ``false``, ``no``, ``off``) switches both caches off. A cache file
+that is damaged, another program's or of other shapes is not used (the program is built as usual
+and the file replaced). Programs holding code from outside bnn_ppl (a registered activation,
+prior, layer, ...) are never kept: their code is not in the key.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def use_persistent_cache() -> str | None:
     by default), so a new process reuses the compiled chunks of earlier ones.
 
     Left alone when the process already set ``jax_compilation_cache_dir`` (``JAX_COMPILATION_CACHE_DIR``)
-    or ``BNN_PPL_JAX_CACHE=0``. Returns the directory in use (None: no cache).
+    or the cache is off (:func:`cache_root`). Returns the directory in use (None: no cache).
     """
     import jax
 
@@ -68,8 +70,8 @@ def use_persistent_cache() -> str | None:
     # the chunk functions of small networks compile in well under JAX's default 1 s threshold
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     # JAX's own size bound takes a lock shared by every process and lists the whole folder on each
-    # write (thousands of files after a test suite: xdist workers queued on it, 4:14 -> 8:36);
-    # the folder is trimmed here instead, at most once an hour (listing it costs ~0.05 s)
+    # write (0.07-0.08 s a write with the 4,400 files a test suite leaves, xdist workers queued on
+    # the lock); the folder is trimmed here instead, at most once an hour
     jax.config.update("jax_compilation_cache_max_size", -1)
     marker = directory / ".trimmed"
     try:
