@@ -93,7 +93,10 @@ class FlatLogp:
     def __getattr__(self, name: str) -> Any:
         if name not in FlatLogp.GRAPH:
             raise AttributeError(name)
-        self.__dict__.update(_graph(self))
+        try:
+            self.__dict__.update(_graph(self))
+        except AttributeError as error:  # inside PyMC's graph: not "FlatLogp has no attribute {name}"
+            raise RuntimeError(f"Building the log-density graph failed: {error}") from error
         return self.__dict__[name]
 
 
