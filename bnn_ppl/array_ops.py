@@ -192,10 +192,14 @@ def _jax_constant(data: Any, dtype: Any = None, **kwargs: Any) -> Any:
     return jax.device_put(np.asarray(data, dtype=jax.dtypes.canonicalize_dtype(dtype or data.dtype)))
 
 
+@cache
 def jax_x64_as_pytensor() -> None:
-    """Set JAX's x64 mode as importing PyTensor's JAX dispatch sets it (on under ``floatX=float64``,
-    off otherwise), without that import (0.3 s): a program loaded from the disk cache needs the
-    mode, not the dispatch."""
+    """Set JAX's x64 mode once, as importing PyTensor's JAX dispatch sets it (on under
+    ``floatX=float64``, off otherwise), without that import (0.3 s): a program loaded from the disk
+    cache needs the mode, not the dispatch. A process that imported the dispatch already, or
+    changed the mode after the first fit, keeps its mode."""
+    if "pytensor.link.jax.dispatch" in sys.modules:
+        return
     import jax
     import pytensor
 
